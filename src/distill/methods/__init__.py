@@ -1,0 +1,1 @@
+"""The algorithms, as pure functions: no files, no LLM, no MLflow. Each one is unit-tested alone."""

@@ -1,0 +1,47 @@
+"""Stage `evaluate`: accuracy and macro-F1 on test.jsonl of the student and of the teacher itself.
+
+The teacher is scored as a few-shot classifier (plain prompt, label log-probs) — the bar the student is
+distilled from. Its answers are cached, so re-evaluating a new student costs no LLM call.
+"""
+from __future__ import annotations
+
+from distill.config import Params
+from distill.io import write_json
+from distill.methods.fewshot import pick_demos, score_requests, scoring_prefix, teacher_probs
+from distill.metrics import accuracy, macro_f1
+from distill.students.classifier import load_student, predict_proba
+from distill.tasks import load_task
+from distill.teachers import make_teacher
+
+
+def run(params: Params, task_dir: str, model_dir: str, metrics_out: str, plot_out: str) -> None:
+    task = load_task(task_dir)
+    spec = task.spec
+    test = task.load("test")
+    gold = [r["label"] for r in test]
+    fewshot = task.load("fewshot")  # validate all inputs before any model or LLM call
+
+    model, tok = load_student(model_dir)
+    probs = predict_proba(model, tok, test, spec.field_names, params.evaluate.batch_size, params.train.max_length)
+    student = [spec.label_names[i] for i in probs.argmax(-1).tolist()]
+
+    rows = test[: params.evaluate.teacher_max_examples] if params.evaluate.teacher_max_examples else test
+    teacher = make_teacher(params.teacher)
+    prefix = scoring_prefix(spec, pick_demos(spec, fewshot, params.teacher.shots_per_label, params.seed), params.teacher.max_text_chars)
+    scores = teacher.score(score_requests(spec, rows, prefix, params.teacher.max_text_chars), params.teacher.score_batch_size, desc="teacher on test")
+    teacher_gold = [r["label"] for r in rows]
+    argmax = lambda p: spec.label_names[max(range(len(p)), key=p.__getitem__)]  # noqa: E731
+    teacher_pred = [argmax(p) for p in teacher_probs(scores, params.teacher.calibration)]
+    raw_pred = [argmax(p) for p in scores]
+
+    metrics = {
+        "student_accuracy": accuracy(gold, student), "student_macro_f1": macro_f1(gold, student, spec.label_names),
+        "teacher_accuracy": accuracy(teacher_gold, teacher_pred), "teacher_macro_f1": macro_f1(teacher_gold, teacher_pred, spec.label_names),
+        "teacher_accuracy_uncalibrated": accuracy(teacher_gold, raw_pred),
+        "n_test": len(test), "teacher_n_test": len(rows),
+        **{f"llm.{k}": v for k, v in teacher.stats.as_dict().items()},
+    }
+    write_json(metrics_out, metrics)
+    write_json(plot_out, [{"actual": g, "predicted": p} for g, p in zip(gold, student)])
+    print(f"evaluate: student accuracy {metrics['student_accuracy']:.4f} (macro-F1 {metrics['student_macro_f1']:.4f}); "
+          f"teacher accuracy {metrics['teacher_accuracy']:.4f} on {len(rows)} test rows")

@@ -1,0 +1,24 @@
+"""Stage `prompts`: task spec + fewshot/unlabeled rows -> one generation request per sample to draw."""
+from __future__ import annotations
+
+from distill.config import Params
+from distill.io import DistillError, write_jsonl
+from distill.methods.zerogen import build_requests
+from distill.tasks import load_task
+
+
+def run(params: Params, task_dir: str, out: str) -> None:
+    task = load_task(task_dir)
+    spec = task.spec
+    fewshot = task.load("fewshot") if params.prompts.demos_per_prompt else []
+    contexts = []
+    if spec.kind == "pair":  # condition on real first texts (premises), as ZeroGen does for NLI
+        contexts = [r[spec.fields[0].name] for r in task.load("unlabeled")]
+        if not contexts:
+            raise DistillError(f"{task.path('unlabeled')}: pair tasks need unlabeled rows to condition on")
+    rows = build_requests(
+        spec, params.generate.n_per_label, fewshot, contexts, params.prompts.demos_per_prompt,
+        params.prompts.assistant_prefix, params.seed,
+    )
+    n = write_jsonl(out, rows)
+    print(f"prompts: wrote {n} requests ({params.generate.n_per_label} per label x {len(spec.labels)} labels) to {out}")

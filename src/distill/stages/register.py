@@ -1,0 +1,24 @@
+"""Stage `register`: log the run to MLflow, register the student, move @champion / @challenger."""
+from __future__ import annotations
+
+from distill.config import Params
+from distill.io import read_json, sha256_file, write_json
+
+
+def run(params: Params, data_path: str, model_dir: str, metrics_paths: list[str], out: str) -> None:
+    from distill.tracking import log_student_run
+
+    metrics: dict[str, float] = {}
+    for path in metrics_paths:  # e.g. metrics/generate.json -> generate.kept, ...
+        stage = path.rsplit("/", 1)[-1].removesuffix(".json")
+        prefix = "" if stage == "metrics" else f"{stage}."
+        metrics.update({f"{prefix}{k}": v for k, v in read_json(path).items() if isinstance(v, (int, float))})
+    name = params.register.model_name.format(task=params.task)
+    result = log_student_run(
+        experiment=params.register.experiment, run_name=f"{params.method}-{params.task}", params=params.model_dump(),
+        metrics=metrics, tags={"pipeline": "distill", "method": params.method, "task": params.task,
+                               "generated_sha256": sha256_file(data_path)},
+        model_dir=model_dir, model_name=name, decide_metric=params.register.metric,
+    )
+    write_json(out, result)
+    print(f"register: {name} version {result['version']} -> @{result['alias']} (run {result['run_id']})")

@@ -1,0 +1,38 @@
+"""Stage `train`: fine-tune the student on the generated data and save it with its tokenizer."""
+from __future__ import annotations
+
+import json
+import random
+import time
+
+from distill.config import Params
+from distill.io import atomic_dir, read_jsonl, write_json
+from distill.students.classifier import load_student, resolve_student, train_classifier
+from distill.tasks import check_labels, load_task
+
+
+def split_holdout(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Deterministic split; no hold-out when there is too little data to make one meaningful."""
+    rows = rows[:]
+    random.Random(seed).shuffle(rows)
+    n = int(round(fraction * len(rows))) if len(rows) >= 20 else 0
+    return rows[n:], rows[:n]
+
+
+def run(params: Params, task_dir: str, data_path: str, model_out: str, metrics_out: str) -> None:
+    task = load_task(task_dir)
+    spec, cfg = task.spec, params.train
+    rows = read_jsonl(data_path, required=spec.field_names)
+    check_labels(rows, spec, data_path)
+    train_rows, holdout = split_holdout(rows, cfg.holdout, params.seed)
+    select = task.load("validation") if cfg.select_on_validation else holdout
+    model, tok = load_student(resolve_student(cfg.model), spec.label_names)
+    t0 = time.perf_counter()
+    model, history = train_classifier(model, tok, train_rows, select, spec.field_names, spec.label_names, cfg, params.seed)
+    with atomic_dir(model_out) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "distill.json").write_text(json.dumps({"task": spec.name, "fields": spec.field_names, "labels": spec.label_names}))
+    best = max((h.get("select_accuracy", 0.0) for h in history), default=0.0)
+    write_json(metrics_out, {"n_train": len(train_rows), "n_select": len(select), "epochs_run": len(history),
+                             "select_accuracy": best, "train_seconds": round(time.perf_counter() - t0, 2)})

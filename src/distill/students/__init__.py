@@ -1,0 +1,1 @@
+"""Students: training and prediction for the small task models."""

@@ -1,0 +1,56 @@
+"""A content-addressed store of LLM answers (SQLite under `.cache/`, outside DVC's outputs).
+
+The key is a hash of everything that determines an answer: model identity (name + weights hash),
+the full prompt, decoding parameters and the per-call seed. A stage re-run with an unchanged config
+therefore makes zero LLM calls, and a killed run resumes from the last stored batch.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from distill.io import sha256_text
+
+
+def cache_key(**parts: Any) -> str:
+    return sha256_text(json.dumps(parts, sort_keys=True, ensure_ascii=False))
+
+
+class LLMCache:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # WAL lets several stage processes (dvc queue -j 2) read and write the same file.
+        self.db = sqlite3.connect(self.path, timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, kind TEXT, model TEXT, value TEXT, created REAL)"
+        )
+        self.db.commit()
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, Any] = {}
+        for i in range(0, len(keys), 500):  # SQLite limits the number of bound variables
+            chunk = keys[i : i + 500]
+            q = f"SELECT key, value FROM answers WHERE key IN ({','.join('?' * len(chunk))})"
+            for k, v in self.db.execute(q, chunk):
+                found[k] = json.loads(v)
+        return found
+
+    def put_many(self, kind: str, model: str, items: dict[str, Any]) -> None:
+        now = time.time()
+        self.db.executemany(
+            "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?)",
+            [(k, kind, model, json.dumps(v, ensure_ascii=False), now) for k, v in items.items()],
+        )
+        self.db.commit()
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()

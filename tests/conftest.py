@@ -1,0 +1,132 @@
+"""Shared fixtures: a fake LLM keyed by prompt, tiny random models, a scratch task folder.
+
+The fake teacher makes stage tests deterministic and offline; the tiny models make them fast. The real
+embedded teacher and MiniLM are exercised by test_local_backend.py and the e2e test.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+
+from distill.teachers.base import Decoding, GenRequest, GenResult, ScoreRequest  # noqa: E402
+
+POSITIVE = ["wonderful", "great", "moving", "brilliant", "delightful", "superb"]
+NEGATIVE = ["dull", "awful", "boring", "tedious", "clumsy", "lifeless"]
+
+
+class FakeBackend:
+    """A deterministic 'LLM': writes a review whose words match the label named in the prompt and
+    scores labels by counting cue words. `calls` counts every uncached request it answers."""
+
+    model_id = "fake-llm@0"
+
+    def __init__(self, fail_after: int | None = None):
+        self.calls = 0
+        self.fail_after = fail_after
+
+    def _count(self, n: int) -> None:
+        self.calls += n
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt("simulated kill")
+
+    def generate(self, requests, decoding: Decoding):
+        self._count(len(requests))
+        out = []
+        for r in requests:
+            prompt = " ".join(c for _, c in r.messages)
+            rng = random.Random(r.seed)
+            words = NEGATIVE if "negative" in prompt else POSITIVE
+            text = f"the film is {rng.choice(words)} and {rng.choice(words)} , truly {rng.choice(words)} number {rng.randint(0, 10**6)}"
+            out.append(GenResult(text + '" and more', prompt_tokens=len(prompt.split()), completion_tokens=12, finish="stop"))
+        return out
+
+    def score(self, requests):
+        self._count(len(requests))
+        out = []
+        for r in requests:
+            text = r.text.lower()
+            pos = sum(w in text for w in POSITIVE) + 0.1
+            neg = sum(w in text for w in NEGATIVE) + 0.1
+            out.append([-1.0 / neg if "neg" in o else -1.0 / pos for o in r.options])
+        return out
+
+
+@pytest.fixture
+def fake_backend(monkeypatch):
+    backend = FakeBackend()
+    monkeypatch.setattr("distill.teachers.build_backend", lambda params: backend)
+    return backend
+
+
+def write_jsonl(path: Path, rows) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.fixture
+def toy_task(tmp_path) -> Path:
+    """A small sentiment task folder in the standard format (no code knows its name)."""
+    root = tmp_path / "tasks" / "toy"
+    root.mkdir(parents=True)
+    shutil.copy(REPO / "data/tasks/sst2/task.yaml", root / "task.yaml")
+    rng = random.Random(0)
+
+    def rows(n, labelled=True):
+        out = []
+        for i in range(n):
+            label = ["negative", "positive"][i % 2]
+            words = NEGATIVE if label == "negative" else POSITIVE
+            row = {"text": f"a {rng.choice(words)} and {rng.choice(words)} movie {i}"}
+            if labelled:
+                row["label"] = label
+            out.append(row)
+        return out
+
+    for split, n in [("test", 40), ("validation", 20), ("fewshot", 8)]:
+        write_jsonl(root / f"{split}.jsonl", rows(n))
+    write_jsonl(root / "unlabeled.jsonl", rows(30, labelled=False))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_student(tmp_path_factory) -> Path:
+    """A 2 M-parameter random BERT with the real MiniLM tokenizer: trains in seconds."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from distill.students.classifier import resolve_student
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    tok = AutoTokenizer.from_pretrained(resolve_student("minilm-l6"))
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=128, max_position_embeddings=128, num_labels=2)
+    BertForSequenceClassification(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def write_params(path: Path, **sections) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(sections))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_mlflow():
+    """mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI; don't let one test's store leak into the next."""
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    if saved is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = saved

@@ -1,0 +1,107 @@
+"""End to end, for real: a copy of this repo, git, `dvc repro` with the embedded teacher, MLflow (sqlite),
+`dvc exp run -S`, `dvc exp show --json`, and a no-op re-run that makes no LLM call."""
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.e2e
+
+# Overrides on the repo's params.yaml (DVC needs every declared param present, so we merge, not replace).
+TINY = {
+    "teacher": {"batch_size": 8, "shots_per_label": 1},
+    "generate": {"n_per_label": 4, "max_new_tokens": 32, "label_filter": "relabel"},
+    "train": {"epochs": 1, "batch_size": 8},
+    "evaluate": {"teacher_max_examples": 8},
+}
+
+
+def tiny_params(path: Path) -> None:
+    import yaml
+
+    params = yaml.safe_load(path.read_text())
+    for section, values in TINY.items():
+        params[section].update(values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def sh(*cmd, cwd, env):
+    r = subprocess.run(list(cmd), cwd=cwd, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r.stdout + r.stderr
+
+
+def llm_rows(repo: Path) -> int:
+    with sqlite3.connect(repo / ".cache" / "llm.sqlite") as db:
+        return db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+
+
+def all_params(node, found):
+    """Every experiment's params from `dvc exp show --json`, whatever the nesting."""
+    if isinstance(node, dict):
+        data = node.get("data")
+        if isinstance(data, dict) and data.get("params") and node.get("rev") != "workspace":
+            found.append((node.get("rev"), node.get("name"), data["params"]["params.yaml"]["data"]))
+        for v in node.values():
+            all_params(v, found)
+    elif isinstance(node, list):
+        for v in node:
+            all_params(v, found)
+    return found
+
+
+def test_dvc_repro_exp_and_registry(tmp_path):
+    repo = tmp_path / "repo"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        if (REPO / f).is_file():
+            (repo / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, repo / f)
+    tiny_params(repo / "params.yaml")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@localhost", "DVC_NO_ANALYTICS": "1", "TQDM_DISABLE": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    sh("git", "init", "-q", cwd=repo, env=env)
+    sh("git", "add", "-A", cwd=repo, env=env)
+    sh("git", "commit", "-qm", "tiny", cwd=repo, env=env)
+
+    out = sh("dvc", "repro", cwd=repo, env=env)
+    for stage in ("prompts", "generate", "train", "evaluate", "register"):
+        assert f"Running stage '{stage}'" in out
+    metrics = json.loads((repo / "metrics/metrics.json").read_text())
+    assert 0 <= metrics["student_accuracy"] <= 1 and 0 <= metrics["teacher_accuracy"] <= 1
+    assert metrics["n_test"] == 872 and metrics["teacher_n_test"] == 8
+    reg = json.loads((repo / "data/work/registered.json").read_text())
+    assert reg["alias"] == "champion" and reg["model_name"] == "distill-sst2"
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    run = mlflow.get_run(reg["run_id"])
+    assert run.data.params["generate.n_per_label"] == "4" and run.data.params["teacher.model"] == "smollm2-135m-instruct"
+    assert run.data.metrics["student_accuracy"] == pytest.approx(metrics["student_accuracy"])
+    model = mlflow.pyfunc.load_model("models:/distill-sst2@champion")
+    pred = model.predict(["a gorgeous , witty , seductive movie .", "the plot is nothing but boilerplate clichés ."])
+    assert set(pred["label"]) <= {"negative", "positive"}
+
+    sh("git", "add", "-A", cwd=repo, env=env)
+    sh("git", "commit", "-qm", "baseline results", cwd=repo, env=env)
+    out = sh("dvc", "exp", "run", "-S", "train.epochs=2", cwd=repo, env=env)
+    assert "Running stage 'train'" in out and "Running stage 'generate'" not in out  # upstream reused
+    shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, env=env, capture_output=True, text=True, check=True).stdout)
+    found = all_params(shown, [])
+    epochs = sorted(p["train"]["epochs"] for _, _, p in found)
+    assert epochs == [1, 2], found
+
+    rows = llm_rows(repo)
+    out = sh("dvc", "repro", cwd=repo, env=env)
+    assert "Running stage" not in out
+    assert llm_rows(repo) == rows

@@ -1,0 +1,80 @@
+"""Bad input gets one clear line naming the file:line or params field."""
+import json
+
+import pytest
+
+from distill.config import load_params
+from distill.io import DistillError, atomic_path, read_jsonl, write_jsonl
+from distill.tasks import load_task
+
+
+def test_malformed_jsonl_line_is_named(tmp_path):
+    p = tmp_path / "x.jsonl"
+    p.write_text('{"text": "ok"}\n{"text": broken\n')
+    with pytest.raises(DistillError, match=r"x\.jsonl:2: malformed JSON"):
+        read_jsonl(p)
+
+
+def test_missing_field_is_named(tmp_path):
+    p = tmp_path / "x.jsonl"
+    p.write_text('{"text": "ok"}\n\n{"other": 1}\n')
+    with pytest.raises(DistillError, match=r"x\.jsonl:3: missing or empty field 'text'"):
+        read_jsonl(p, required=["text"])
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(RuntimeError):
+        with atomic_path(out) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+    assert write_jsonl(out, [{"a": 1, "_line": 3}]) == 1
+    assert json.loads(out.read_text()) == {"a": 1}  # private keys are not written
+
+
+def test_params_unknown_key_and_wrong_type(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("train:\n  epochz: 3\n")
+    with pytest.raises(DistillError, match=r"params\.yaml: train\.epochz: Extra inputs are not permitted"):
+        load_params(p)
+    p.write_text("generate:\n  n_per_label: many\n")
+    with pytest.raises(DistillError, match=r"generate\.n_per_label: .*integer.*'many'"):
+        load_params(p)
+    p.write_text("train: [unclosed\n")
+    with pytest.raises(DistillError, match=r"params\.yaml: invalid YAML"):
+        load_params(p)
+
+
+def test_repo_params_are_valid_and_documented():
+    from conftest import REPO
+
+    from distill.config import Params
+
+    assert load_params(REPO / "params.yaml").task == "sst2"
+
+    def walk(model):
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, Params.__mro__[1]):
+                walk(ann)
+            else:
+                assert field.description, f"{model.__name__}.{name} has no help text"
+
+    walk(Params)
+
+
+def test_unknown_label_and_task(toy_task, tmp_path):
+    with (toy_task / "test.jsonl").open("a") as f:
+        f.write('{"text": "meh", "label": "neutral"}\n')
+    task = load_task(toy_task)
+    with pytest.raises(DistillError, match=r"test\.jsonl:41: unknown label 'neutral'"):
+        task.load("test")
+    with pytest.raises(DistillError, match="unknown task"):
+        load_task(tmp_path / "nope")
+
+
+def test_task_yaml_is_validated(toy_task):
+    (toy_task / "task.yaml").write_text("kind: single\ninstruction: x\nfields: []\nlabels: [{name: a, description: b}]\n")
+    with pytest.raises(DistillError, match=r"task\.yaml: labels: .*at least 2"):
+        load_task(toy_task)
