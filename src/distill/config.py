@@ -10,10 +10,9 @@ from typing import Literal
 
 import warnings
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from distill.io import DistillError
+from distill.io import load_yaml_model
 
 
 # `register` is a params section; pydantic warns that it shadows ABCMeta.register, which we never use.
@@ -103,16 +102,4 @@ class Params(Section):
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    path = Path(path)
-    if not path.is_file():
-        raise DistillError(f"{path}: file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise DistillError(f"{path}: invalid YAML ({' '.join(str(e).split())})") from None
-    try:
-        return Params.model_validate(raw)
-    except ValidationError as e:
-        from distill.tasks import first_error
-
-        raise DistillError(f"{path}: {first_error(e)}") from None
+    return load_yaml_model(path, Params)

@@ -12,7 +12,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class DistillError(Exception):
@@ -121,3 +126,26 @@ def sha256_text(*parts: str) -> str:
         h.update(p.encode("utf-8"))
         h.update(b"\x00")
     return h.hexdigest()
+
+
+def first_error(e: ValidationError) -> str:
+    """One line for a pydantic error: `dotted.field: message (got value)`."""
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+    shown = err["type"] not in ("missing", "extra_forbidden") and not isinstance(err.get("input"), dict)
+    return f"{loc}: {err['msg']}" + (f" (got {err['input']!r})" if shown else "")
+
+
+def load_yaml_model(path: str | Path, model: type[M]) -> M:
+    """Read a YAML file into a strict pydantic model; every problem is one line naming file and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise DistillError(f"{path}: file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise DistillError(f"{path}: invalid YAML ({' '.join(str(e).split())})") from None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        raise DistillError(f"{path}: {first_error(e)}") from None

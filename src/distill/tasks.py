@@ -7,10 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from distill.io import DistillError, read_jsonl
+from distill.io import DistillError, load_yaml_model, read_jsonl
 
 SPLITS = ("test", "validation", "fewshot", "unlabeled")
 
@@ -113,22 +112,7 @@ def load_task(task_dir: str | Path) -> Task:
         raise DistillError(f"{root}: unknown task (no such folder; a task is a folder with task.yaml and JSONL splits)")
     if not spec_path.is_file():
         raise DistillError(f"{spec_path}: file not found (every task folder needs a task.yaml)")
-    try:
-        raw = yaml.safe_load(spec_path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise DistillError(f"{spec_path}: invalid YAML ({str(e).splitlines()[0]})") from None
-    try:
-        spec = TaskSpec.model_validate(raw)
-    except ValidationError as e:
-        raise DistillError(f"{spec_path}: {first_error(e)}") from None
+    spec = load_yaml_model(spec_path, TaskSpec)
     if not spec.name:
         spec.name = root.name
     return Task(root, spec)
-
-
-def first_error(e: ValidationError) -> str:
-    """One line for a pydantic error: `dotted.field: message`."""
-    err = e.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-    extra = f" (got {err['input']!r})" if err["type"] not in ("missing", "extra_forbidden") and not isinstance(err.get("input"), dict) else ""
-    return f"{loc}: {err['msg']}{extra}"
