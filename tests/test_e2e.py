@@ -20,6 +20,10 @@ TINY = {
     "generate": {"n_per_label": 4, "max_new_tokens": 32, "label_filter": "relabel"},
     "train": {"epochs": 1, "batch_size": 8},
     "evaluate": {"teacher_max_examples": 8},
+    "gold": {"iterations": [{"i": 1, "prev": 0}, {"i": 2, "prev": 1}], "train_per_iter": 4, "val_per_iter": 4,
+             "refresh_epochs": 1},
+    "llkd": {"pool_size": 12},
+    "s3": {"rounds": [{"i": 1, "prev": 0}], "seed_per_label": 3, "n_rationales": 2, "max_extrapolations": 3},
 }
 
 
@@ -74,7 +78,7 @@ def test_dvc_repro_exp_and_registry(tmp_path):
     sh("git", "commit", "-qm", "tiny", cwd=repo, env=env)
 
     out = sh("dvc", "repro", cwd=repo, env=env)
-    for stage in ("prompts", "generate", "train", "evaluate", "register"):
+    for stage in ("prompts", "generate", "assemble", "train", "evaluate", "register"):
         assert f"Running stage '{stage}'" in out
     metrics = json.loads((repo / "metrics/metrics.json").read_text())
     assert 0 <= metrics["student_accuracy"] <= 1 and 0 <= metrics["teacher_accuracy"] <= 1
@@ -105,3 +109,37 @@ def test_dvc_repro_exp_and_registry(tmp_path):
     out = sh("dvc", "repro", cwd=repo, env=env)
     assert "Running stage" not in out
     assert llm_rows(repo) == rows
+
+    # GOLD, two iterations, through the same train/evaluate/register stages
+    out = sh("dvc", "exp", "run", "-S", "method=gold", cwd=repo, env=env)
+    for stage in ("gold_iter@0", "gold_iter@1", "assemble", "train", "evaluate", "register"):
+        assert f"Running stage '{stage}'" in out
+    curve = (repo / "plots/iterations.tsv").read_text().splitlines()
+    assert len(curve) == 3 and curve[0].startswith("iteration\tval_accuracy\tenergy_mean")
+    feedback = json.loads((repo / "data/work/gold/iter_1/feedback.json").read_text())
+    assert all("energy" in f for f in feedback)
+    data = json.loads((repo / "metrics/data.json").read_text())
+    assert data["iterations"] == 2 and data["n_samples"] > 0
+    runs = mlflow.search_runs(experiment_names=["distill"])
+    assert {"1", "2"} <= set(runs["tags.iteration"].dropna())
+    reg = json.loads((repo / "data/work/registered.json").read_text())
+    assert mlflow.get_run(reg["run_id"]).data.tags["method"] == "gold"
+
+    # S3: rationale-conditioned seed, then one round of error extrapolation from validation.jsonl
+    out = sh("dvc", "exp", "run", "-S", "method=s3", cwd=repo, env=env)
+    for stage in ("s3_seed", "s3_round@0", "assemble", "train", "evaluate", "register"):
+        assert f"Running stage '{stage}'" in out
+    r1 = json.loads((repo / "metrics/s3/round_1.json").read_text())
+    assert r1["requested"] == min(3, r1["errors"]) and 0 <= r1["val_accuracy"] <= 1
+    assert json.loads((repo / "metrics/data.json").read_text())["iterations"] == 1
+
+    # LLKD: the teacher pseudo-labels a (tiny) unlabelled pool; selection happens online in training
+    out = sh("dvc", "exp", "run", "-S", "method=llkd", cwd=repo, env=env)
+    for stage in ("llkd_label", "assemble", "train", "evaluate", "register"):
+        assert f"Running stage '{stage}'" in out
+    assert json.loads((repo / "metrics/data.json").read_text())["n_samples"] == 12
+    history = json.loads((repo / "plots/train_history.json").read_text())
+    assert all(0 <= h["selected_fraction"] <= 1 for h in history)
+    reg = json.loads((repo / "data/work/registered.json").read_text())
+    run = mlflow.get_run(reg["run_id"])
+    assert run.data.tags["method"] == "llkd" and "epoch.selected_fraction" in run.data.metrics

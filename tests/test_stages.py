@@ -99,3 +99,141 @@ def test_every_command_has_help():
     for name, cmd in group.commands.items():
         out = CliRunner().invoke(group, [name, "--help"])
         assert out.exit_code == 0 and cmd.help and "--" in out.output
+
+
+def test_gold_two_iterations_on_fake_llm(tmp_path, toy_task, fake_backend, tiny_student, monkeypatch):
+    from distill.stages import assemble, gold
+
+    monkeypatch.chdir(tmp_path)
+    params = load_params(write_params(
+        tmp_path / "params.yaml", task="toy", method="gold",
+        generate={"min_words": 3},
+        train={"model": str(tiny_student), "epochs": 2, "lr": 1e-3, "batch_size": 8, "patience": 2},
+        gold={"iterations": [{"i": 1, "prev": 0}, {"i": 2, "prev": 1}], "train_per_iter": 8, "val_per_iter": 8,
+              "n_feedback": 2, "feedback_ratio": 1.0},
+        evaluate={"teacher_max_examples": 10},
+    ))
+    task = str(toy_task)
+    gold.start(params, "g/iter_0")
+    gold.iterate(params, task, 1, "g/iter_0", "g/iter_1", "m/gold/iter_1.json")
+    fb1 = json.loads((tmp_path / "g/iter_1/feedback.json").read_text())
+    assert 0 < len(fb1) <= 4 and all("energy" in f for f in fb1)  # up to n_feedback per label
+    calls = fake_backend.calls
+    gold.iterate(params, task, 2, "g/iter_1", "g/iter_2", "m/gold/iter_2.json")
+    assert fake_backend.calls > calls
+    # iteration 2's prompts showed iteration 1's feedback as numbered demonstrations
+    reqs = [r for r in read_jsonl("g/iter_2/data.jsonl") if r["round"] == 2]
+    assert reqs and all(r["source"] in ("llm_gen", "llm_val") for r in reqs)
+    m2 = json.loads((tmp_path / "m/gold/iter_2.json").read_text())
+    assert m2["iteration"] == 2 and m2["total"] == len(read_jsonl("g/iter_2/data.jsonl"))
+    assert m2["total"] > json.loads((tmp_path / "m/gold/iter_1.json").read_text())["total"]  # cumulative
+    assert {"energy_mean", "energy_std", "val_accuracy"} <= set(m2)
+    assert all("energy" in r["meta"] for r in read_jsonl("g/iter_2/data.jsonl") if r["source"] == "llm_val")
+
+    assemble.run(params, task, "unused.jsonl", "g", "w/train.jsonl", "m/data.json", "plots/iterations.tsv")
+    assert len(read_jsonl("w/train.jsonl")) == m2["total"]
+    tsv = (tmp_path / "plots/iterations.tsv").read_text().splitlines()
+    assert tsv[0].split("\t")[:3] == ["iteration", "val_accuracy", "energy_mean"] and len(tsv) == 3
+    train.run(params, task, "w/train.jsonl", "models/student", "m/train.json")  # SCE loss path
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["distill"])
+    assert sorted(runs["tags.iteration"].tolist()) == ["1", "2"] and set(runs["tags.method"]) == {"gold"}
+
+
+def test_gold_prompts_show_feedback_as_numbered_demos(toy_task):
+    from distill.methods.gold import VAL_INSTRUCTION, iteration_requests
+    from distill.tasks import load_task
+
+    spec = load_task(toy_task).spec
+    real = {"negative": ["a dull film"], "positive": ["a great film"]}
+    fb = {"positive": ["a hard, odd positive one"]}
+    reqs = iteration_requests(spec, 2, 4, 2, real, [], fb, 1, 1.0, '"', 0, "t")
+    pos_train = [r for r in reqs if r["label"] == "positive" and r["block"] == "train"]
+    text = pos_train[0]["messages"][0][1]
+    assert '1. "a great film"' in text and '2. "a hard, odd positive one"' in text
+    assert all(VAL_INSTRUCTION in r["messages"][0][1] for r in reqs if r["block"] == "val")
+    assert all(VAL_INSTRUCTION not in r["messages"][0][1] for r in reqs if r["block"] == "train")
+    assert len({r["id"] for r in reqs}) == 6
+
+
+@pytest.mark.parametrize("selection", ["adaptive", "random"])
+def test_llkd_pseudo_labels_and_selects_online(tmp_path, toy_task, fake_backend, tiny_student, monkeypatch, selection):
+    from distill.stages import assemble, llkd
+
+    monkeypatch.chdir(tmp_path)
+    params = load_params(write_params(
+        tmp_path / "params.yaml", task="toy", method="llkd",
+        train={"model": str(tiny_student), "epochs": 2, "lr": 1e-3, "batch_size": 8, "patience": 2, "holdout": 0.0},
+        llkd={"pool_size": 24, "selection": selection, "fraction": 0.5},
+    ))
+    task = str(toy_task)
+    llkd.run(params, task, "w/pseudo.jsonl", "m/llkd_label.json")
+    pseudo = read_jsonl("w/pseudo.jsonl")
+    assert len(pseudo) == 24 and fake_backend.calls == 24
+    for r in pseudo:
+        probs = r["meta"]["teacher_probs"]
+        assert r["label"] == max(probs, key=probs.get) and r["meta"]["confidence"] == max(probs.values())
+    assert "label" not in (toy_task / "unlabeled.jsonl").read_text()  # the pool really was unlabelled
+
+    assemble.run(params, task, "unused", "unused", "w/train.jsonl", "m/data.json", "plots/iterations.tsv", "w/pseudo.jsonl")
+    train.run(params, task, "w/train.jsonl", "models/student", "m/train.json", "plots/history.json")
+    history = json.loads((tmp_path / "plots/history.json").read_text())
+    assert len(history) == 2
+    for h in history:
+        assert 0 < h["selected_fraction"] <= 1 and 0 < h["distinct_selected_fraction"] <= 1
+        assert {"tau_teacher.0", "tau_teacher.1", "tau_student.0", "tau_student.1"} <= set(h)
+    if selection == "random":
+        assert history[-1]["distinct_selected_fraction"] == pytest.approx(0.5)
+
+
+def test_methods_do_not_touch_each_others_stages(tmp_path, toy_task, fake_backend, monkeypatch):
+    from distill.stages import gold, llkd
+
+    monkeypatch.chdir(tmp_path)
+    params = load_params(write_params(tmp_path / "params.yaml", task="toy"))  # zerogen
+    gold.iterate(params, str(toy_task), 1, "nope", "g/iter_1", "m/g1.json")
+    llkd.run(params, str(toy_task), "w/pseudo.jsonl", "m/l.json")
+    assert fake_backend.calls == 0
+    assert read_jsonl("g/iter_1/data.jsonl") == [] and read_jsonl("w/pseudo.jsonl") == []
+
+
+def test_s3_seed_and_round_never_touch_test_or_copy_gold(tmp_path, toy_task, fake_backend, tiny_student, monkeypatch):
+    from distill.stages import s3
+    from distill.tasks import Task
+
+    monkeypatch.chdir(tmp_path)
+    loaded = []
+    real_load = Task.load
+    monkeypatch.setattr(Task, "load", lambda self, split, labelled=None: loaded.append(split) or real_load(self, split, labelled))
+    params = load_params(write_params(
+        tmp_path / "params.yaml", task="toy", method="s3", generate={"min_words": 3},
+        train={"model": str(tiny_student), "epochs": 1, "batch_size": 8, "holdout": 0.0},
+        s3={"seed_per_label": 6, "n_rationales": 3, "max_extrapolations": 5},
+    ))
+    task = str(toy_task)
+    s3.seed(params, task, "s/round_0", "m/s3_0.json")
+    seed_rows = read_jsonl("s/round_0/data.jsonl")
+    assert 0 < len(seed_rows) <= 12
+    s3.round_(params, task, 1, "s/round_0", "s/round_1", "m/s3_1.json")
+    m = json.loads((tmp_path / "m/s3_1.json").read_text())
+    assert m["errors"] <= 5 and m["requested"] == m["errors"] and 0 <= m["val_accuracy"] <= 1
+    data = read_jsonl("s/round_1/data.jsonl")
+    assert len(data) == len(seed_rows) + m["added"]
+    assert "test" not in loaded  # the test set is only for the evaluate stage
+    gold_texts = {r["text"] for r in read_jsonl(toy_task / "validation.jsonl")}
+    assert not gold_texts & {r["text"] for r in data}  # gold examples are extrapolated from, never trained on
+    assert all(r["source"] == "llm_extrapolated" for r in data[len(seed_rows):])
+
+
+def test_s3_prompt_builders(toy_task):
+    from distill.methods.s3 import extrapolation_requests, parse_rationales
+    from distill.tasks import load_task
+
+    assert parse_rationales("1. great acting\n2) a dull plot twist\n- x\n* great acting\n3. strong score", 5) == [
+        "great acting", "a dull plot twist", "strong score"]
+    spec = load_task(toy_task).spec
+    reqs = extrapolation_requests(spec, [{"text": "a clumsy film", "label": "positive"}], 1, '"', 0, "t")
+    assert reqs[0]["label"] == "positive" and '"a clumsy film"' in reqs[0]["messages"][0][1]

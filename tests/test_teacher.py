@@ -46,24 +46,6 @@ def test_score_cache(tmp_path):
 
 # ---- the real local backend on a tiny random model ---------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def tiny_llm(tmp_path_factory):
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from distill.teachers.local import resolve_model
-
-    gguf = resolve_model("smollm2-135m-instruct")
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)  # real tokenizer + chat template
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    path = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
 def naive_scores(backend, req):
     """One full forward pass of prefix + text + option per option: the reference the fast path must match."""
     model = backend._load()[0]
@@ -121,3 +103,37 @@ def test_unknown_teacher_model_is_one_line():
 
     with pytest.raises(DistillError, match="teacher.model: 'nope' is neither"):
         LocalBackend("nope")
+
+
+# ---- accounting and budget ----------------------------------------------------------------------------------
+
+def test_max_calls_stops_cleanly_and_keeps_answers(tmp_path):
+    from distill.io import DistillError
+    from distill.teachers.base import Budget
+
+    backend = FakeBackend()
+    t = Teacher(backend, LLMCache(tmp_path / "c.sqlite"), progress=False, budget=Budget(max_calls=6))
+    with pytest.raises(DistillError, match=r"^teacher.max_calls: budget of 6 calls spent; 14 requests not asked\. Answers so far are cached"):
+        t.generate(REQS, Decoding(), batch_size=4)
+    assert backend.calls == 6 and t.stats.calls == 6  # the last batch was cut to fit the budget exactly
+    resumed = Teacher(FakeBackend(), LLMCache(tmp_path / "c.sqlite"), progress=False)
+    out = resumed.generate(REQS, Decoding(), batch_size=4)
+    assert resumed.stats.cache_hits == 6 and resumed.stats.calls == 14
+    assert out == Teacher(FakeBackend(), LLMCache(tmp_path / "clean.sqlite"), progress=False).generate(REQS, Decoding(), batch_size=4)
+
+
+def test_cost_is_reported_and_max_cost_stops(tmp_path):
+    from distill.io import DistillError
+    from distill.teachers.base import Budget
+
+    priced = Budget(price_per_1k_prompt=1.0, price_per_1k_completion=2.0)
+    t = Teacher(FakeBackend(), LLMCache(tmp_path / "a.sqlite"), progress=False, budget=priced)
+    t.generate(REQS, Decoding(), batch_size=4)
+    d = t.stats.as_dict()
+    assert d["cost"] == pytest.approx((d["prompt_tokens"] * 1.0 + d["completion_tokens"] * 2.0) / 1000)
+    assert "cost" not in Teacher(FakeBackend(), LLMCache(tmp_path / "b.sqlite"), progress=False).stats.as_dict()
+    capped = Teacher(FakeBackend(), LLMCache(tmp_path / "c.sqlite"), progress=False,
+                     budget=Budget(max_cost=d["cost"] / 3, price_per_1k_prompt=1.0, price_per_1k_completion=2.0))
+    with pytest.raises(DistillError, match=r"^teacher.max_cost: budget .* spent"):
+        capped.generate(REQS, Decoding(), batch_size=4)
+    assert 0 < capped.stats.calls < len(REQS) and LLMCache(tmp_path / "c.sqlite").count() == capped.stats.calls

@@ -49,16 +49,90 @@ def generate(params_path, task_dir, prompts_path, out, metrics_out):
     stage.run(_params(params_path), task_dir, prompts_path, out, metrics_out)
 
 
+@cli.command("gold-start", help="GOLD iteration 0: an empty data set and no feedback.")
+@PARAMS
+@click.option("--out", required=True, help="iteration-0 folder to write")
+def gold_start(params_path, out):
+    from distill.stages import gold as stage
+
+    stage.start(_params(params_path), out)
+
+
+@cli.command("gold-iter", help="One GOLD iteration: generate with feedback, refresh the student, energy-score, pick feedback.")
+@PARAMS
+@TASK
+@click.option("--iteration", type=int, required=True, help="iteration number k (1, 2, ...)")
+@click.option("--prev", "prev_dir", required=True, help="folder of iteration k-1")
+@click.option("--out", required=True, help="folder of iteration k to write")
+@click.option("--metrics", "metrics_out", required=True, help="iteration metrics JSON to write")
+def gold_iter(params_path, task_dir, iteration, prev_dir, out, metrics_out):
+    from distill.stages import gold as stage
+
+    stage.iterate(_params(params_path), task_dir, iteration, prev_dir, out, metrics_out)
+
+
+@cli.command("s3-seed", help="S3: rationales per label, then rationale-conditioned seed data.")
+@PARAMS
+@TASK
+@click.option("--out", required=True, help="round-0 folder to write")
+@click.option("--metrics", "metrics_out", required=True, help="stage metrics JSON to write")
+def s3_seed(params_path, task_dir, out, metrics_out):
+    from distill.stages import s3 as stage
+
+    stage.seed(_params(params_path), task_dir, out, metrics_out)
+
+
+@cli.command("s3-round", help="S3 round: fresh student, its validation errors, one extrapolated example per error.")
+@PARAMS
+@TASK
+@click.option("--round", "k", type=int, required=True, help="round number k (1, 2, ...)")
+@click.option("--prev", "prev_dir", required=True, help="folder of round k-1")
+@click.option("--out", required=True, help="folder of round k to write")
+@click.option("--metrics", "metrics_out", required=True, help="round metrics JSON to write")
+def s3_round(params_path, task_dir, k, prev_dir, out, metrics_out):
+    from distill.stages import s3 as stage
+
+    stage.round_(_params(params_path), task_dir, k, prev_dir, out, metrics_out)
+
+
+@cli.command("llkd-label", help="LLKD: the teacher pseudo-labels the unlabelled pool (label probabilities, confidence).")
+@PARAMS
+@TASK
+@click.option("--out", required=True, help="pseudo-labelled JSONL to write")
+@click.option("--metrics", "metrics_out", required=True, help="stage metrics JSON to write")
+def llkd_label(params_path, task_dir, out, metrics_out):
+    from distill.stages import llkd as stage
+
+    stage.run(_params(params_path), task_dir, out, metrics_out)
+
+
+@cli.command(help="Assemble the selected method's final training set and its per-iteration curve.")
+@PARAMS
+@TASK
+@click.option("--generated", required=True, help="ZeroGen's generated JSONL")
+@click.option("--gold-dir", required=True, help="folder holding GOLD's iter_k folders")
+@click.option("--out", required=True, help="training JSONL to write")
+@click.option("--metrics", "metrics_out", required=True, help="data metrics JSON to write")
+@click.option("--pseudo", required=True, help="LLKD's pseudo-labelled JSONL")
+@click.option("--s3-dir", required=True, help="folder holding S3's round_k folders")
+@click.option("--plot", "plot_out", required=True, help="per-iteration TSV to write")
+def assemble(params_path, task_dir, generated, gold_dir, pseudo, s3_dir, out, metrics_out, plot_out):
+    from distill.stages import assemble as stage
+
+    stage.run(_params(params_path), task_dir, generated, gold_dir, out, metrics_out, plot_out, pseudo, s3_dir)
+
+
 @cli.command(help="Fine-tune the student on generated data; save it with its tokenizer.")
 @PARAMS
 @TASK
 @click.option("--data", "data_path", required=True, help="training JSONL (generated data)")
 @click.option("--model-out", required=True, help="folder to save the student to")
 @click.option("--metrics", "metrics_out", required=True, help="stage metrics JSON to write")
-def train(params_path, task_dir, data_path, model_out, metrics_out):
+@click.option("--history", "history_out", default=None, help="per-epoch history JSON to write")
+def train(params_path, task_dir, data_path, model_out, metrics_out, history_out):
     from distill.stages import train as stage
 
-    stage.run(_params(params_path), task_dir, data_path, model_out, metrics_out)
+    stage.run(_params(params_path), task_dir, data_path, model_out, metrics_out, history_out)
 
 
 @cli.command(help="Accuracy and macro-F1 on test.jsonl of the student and of the teacher (few-shot).")
@@ -79,10 +153,12 @@ def evaluate(params_path, task_dir, model_dir, metrics_out, plot_out):
 @click.option("--model", "model_dir", required=True, help="trained student folder")
 @click.option("--metrics", "metrics_paths", multiple=True, required=True, help="metrics JSON files to log (repeatable)")
 @click.option("--out", required=True, help="registration record JSON to write")
-def register(params_path, data_path, model_dir, metrics_paths, out):
+@click.option("--curve", default=None, help="per-iteration TSV to log as a step curve")
+@click.option("--history", default=None, help="per-epoch training history JSON to log as a step curve")
+def register(params_path, data_path, model_dir, metrics_paths, out, curve, history):
     from distill.stages import register as stage
 
-    stage.run(_params(params_path), data_path, model_dir, list(metrics_paths), out)
+    stage.run(_params(params_path), data_path, model_dir, list(metrics_paths), out, curve, history)
 
 
 @cli.command(help="Print the last pipeline's test accuracies and where to look next.")
@@ -102,6 +178,19 @@ def summary(metrics_path, registered):
     click.echo("compare experiments:  dvc exp show")
     click.echo("browse runs:          mlflow ui --backend-store-uri sqlite:///mlflow.db")
 
+
+
+@cli.command(help="Serve a local teacher over the OpenAI API (for teacher.backend: openai). Loopback only by default.")
+@click.option("--model", default="smollm2-135m-instruct", show_default=True, help="embedded model name, .gguf file or model folder")
+@click.option("--name", default=None, help="model name clients ask for (teacher.model) [default: --model]")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--batch-window-ms", default=5.0, show_default=True, help="how long concurrent requests are collected into one forward pass")
+@click.option("--max-batch", default=32, show_default=True, type=int, help="rows per forward pass at most")
+def serve(model, name, host, port, batch_window_ms, max_batch):
+    from distill.teachers.serve import serve as run
+
+    run(model, name, host, port, batch_window_ms, max_batch)
 
 def main() -> None:
     from distill.io import DistillError

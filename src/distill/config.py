@@ -5,12 +5,14 @@ the dotted field: `params.yaml: train.epochs: Input should be greater than 0 (go
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 import warnings
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from distill.io import load_yaml_model
 
@@ -24,11 +26,39 @@ class Section(BaseModel):
 
 
 class TeacherParams(Section):
-    backend: Literal["local"] = Field("local", description="local: the embedded model, in-process, on CPU")
+    backend: Literal["local", "openai"] = Field(
+        "local", description="local: the embedded model, in-process, on CPU; openai: any OpenAI-compatible server "
+        "(OpenAI, vLLM, Ollama, llama.cpp, `distill serve`) at base_url"
+    )
     model: str = Field(
         "smollm2-135m-instruct",
-        description="embedded model name (smollm2-135m-instruct), a .gguf file, or a local Hugging Face model folder",
+        description="local: embedded model name (smollm2-135m-instruct), a .gguf file, or a local Hugging Face model "
+        "folder; openai: the server's model name",
     )
+    base_url: str = Field("http://127.0.0.1:8000/v1", pattern=r"^https?://", description="openai: the server's API root (ends in /v1)")
+    api_key_env: str | None = Field(
+        None, description="openai: NAME of the environment variable holding the API key (never the key itself); null: no key"
+    )
+    api: Literal["chat", "completions"] = Field(
+        "chat", description="openai: endpoint for generation: chat (chat models; the server applies its chat template) "
+        "or completions (plain-text prompt, for base models)"
+    )
+    prefix_as: Literal["hint", "assistant"] = Field(
+        "hint", description="openai chat: how the answer prefix is sent: hint (appended to the user message as an "
+        "instruction; portable) or assistant (a final assistant message the server continues: vLLM, llama.cpp, Ollama, distill serve)"
+    )
+    score_via: Literal["auto", "echo", "top_logprobs", "answer"] = Field(
+        "auto", description="openai: how labels are scored: echo (completions prompt log-probs, exact), top_logprobs "
+        "(chat, first answer token), answer (parsed reply, no confidence); auto tries them in this order"
+    )
+    concurrency: int = Field(8, gt=0, description="openai: requests in flight at once")
+    timeout_s: float = Field(60.0, gt=0, description="openai: seconds before one request is abandoned (and retried)")
+    max_retries: int = Field(6, ge=0, description="openai: retries of a request after 429, 5xx, timeouts, dropped connections or malformed replies")
+    retry_backoff_s: float = Field(1.0, gt=0, description="openai: first retry delay; doubles per retry (jittered, at most 60 s) unless the server sends Retry-After")
+    price_per_1k_prompt: float | None = Field(None, ge=0, description="price per 1000 prompt tokens (adds llm.cost to stage metrics); null: not tracked")
+    price_per_1k_completion: float | None = Field(None, ge=0, description="price per 1000 completion tokens; null: not tracked")
+    max_cost: float | None = Field(None, gt=0, description="stop a stage cleanly (answers so far cached) once its LLM cost reaches this; null: no limit")
+    max_calls: int | None = Field(None, gt=0, description="stop a stage cleanly (answers so far cached) after this many uncached LLM requests; null: no limit")
     batch_size: int = Field(32, gt=0, description="sequences per forward pass when generating")
     score_batch_size: int = Field(16, gt=0, description="rows per forward pass when scoring labels")
     shots_per_label: int = Field(4, ge=0, description="few-shot demonstrations per label (from fewshot.jsonl) in scoring prompts")
@@ -37,6 +67,14 @@ class TeacherParams(Section):
         "small teacher's preference for one label word); none: raw label probabilities"
     )
     max_text_chars: int = Field(1500, gt=0, description="texts are cut to this many characters inside teacher prompts")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        # A pasted key must not be echoed back: the "secret" error type hides the value (io.first_error).
+        if v is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+            raise PydanticCustomError("secret", "must be the NAME of an environment variable (like OPENAI_API_KEY), not the key itself")
+        return v
 
 
 class PromptsParams(Section):
@@ -89,9 +127,82 @@ class RegisterParams(Section):
     metric: str = Field("student_accuracy", description="metric that decides whether the new model becomes @champion")
 
 
+class Step(Section):
+    i: int = Field(gt=0, description="iteration / round number (1, 2, ...)")
+    prev: int = Field(ge=0, description="the step whose output this one builds on (i - 1; 0 = the start)")
+
+
+def check_chain(steps: list[Step], name: str) -> None:
+    """DVC runs foreach items in no guaranteed order: each step names its predecessor, and they must chain."""
+    for n, it in enumerate(steps, start=1):
+        if (it.i, it.prev) != (n, n - 1):
+            raise ValueError(f"{name}[{n - 1}] must be {{i: {n}, prev: {n - 1}}} (each step builds on the previous one)")
+
+
+class GoldParams(Section):
+    iterations: list[Step] = Field(
+        default_factory=lambda: [Step(i=k, prev=k - 1) for k in range(1, 5)],
+        description="one DVC stage per item; iteration k reads iteration prev's feedback by path",
+    )
+    train_per_iter: int = Field(48, gt=0, description="training samples requested per iteration (spread over labels)")
+    val_per_iter: int = Field(16, ge=0, description="'significantly different' validation samples per iteration; they are scored by energy and also become training data, as in the code")
+    real_demos: int = Field(3, ge=0, description="real same-label examples from fewshot.jsonl shown in every prompt (the code's 3 fixed examples)")
+    feedback: Literal["band", "top", "random", "none"] = Field(
+        "band", description="band: energy band [ood_lo, ood_hi) (GOLD); top: highest energy; random; none: no feedback (= ZeroGen, same budget)"
+    )
+    n_feedback: int = Field(3, ge=0, description="feedback samples per label carried to the next iteration (shown as extra numbered demos)")
+    feedback_ratio: float = Field(0.5, ge=0, le=1, description="fraction of requests that show the feedback (the code: every 2nd batch)")
+    ood_lo: float = Field(0.5, ge=0, le=1, description="lower energy percentile of the feedback band")
+    ood_hi: float = Field(0.8, ge=0, le=1, description="upper energy percentile of the feedback band")
+    energy_T: float = Field(1.0, gt=0, description="energy temperature T in E(x) = -T logsumexp(logits / T)")
+    refresh: Literal["cumulative", "reinit"] = Field(
+        "cumulative", description="cumulative: keep training the previous iteration's student (the code); reinit: a fresh student each iteration"
+    )
+    refresh_epochs: int = Field(2, gt=0, description="epochs over all data so far at each student refresh")
+    loss: Literal["sce", "ce"] = Field("sce", description="final student's loss: symmetric cross-entropy (GOLD) or plain CE")
+    sce_alpha: float = Field(0.1, ge=0, description="SCE weight of CE (code examples: 0.01-0.1)")
+    sce_beta: float = Field(1.0, ge=0, description="SCE weight of reverse CE")
+    sce_clamp: float = Field(1e-4, gt=0, lt=1, description="clamp of the one-hot label inside reverse CE (log(1e-4) = -9.21)")
+    drop_top_energy: float = Field(0.0, ge=0, lt=1, description="drop this fraction of highest-energy samples before final training (default off, as in the code)")
+
+    @model_validator(mode="after")
+    def _chain(self) -> "GoldParams":
+        check_chain(self.iterations, "iterations")
+        if not self.ood_lo < self.ood_hi:
+            raise ValueError("ood_lo must be below ood_hi")
+        return self
+
+
+class LLKDParams(Section):
+    pool_size: int | None = Field(1000, gt=0, description="rows of unlabeled.jsonl the teacher pseudo-labels (None = all; ~0.1 s per row on 2 cores)")
+    selection: Literal["adaptive", "all", "teacher_topk", "student_entropy", "random"] = Field(
+        "adaptive", description="adaptive: LLKD (teacher confident AND student uncertain, adaptive per-class thresholds); "
+        "baselines: all pseudo-labels, teacher_topk, student_entropy only, random subset")
+    momentum: float = Field(0.9, ge=0, lt=1, description="EMA momentum of the thresholds (per training batch)")
+    weighting: bool = Field(True, description="weight selected samples by teacher confidence x normalised student entropy")
+    fraction: float = Field(0.25, gt=0, le=1, description="share of the pool kept by the teacher_topk and random baselines")
+
+
+class S3Params(Section):
+    rounds: list[Step] = Field(
+        default_factory=lambda: [Step(i=k, prev=k - 1) for k in range(1, 3)],
+        description="error-extrapolation rounds (the paper: 2); one DVC stage per item, round k reads round prev",
+    )
+    seed_per_label: int = Field(96, gt=0, description="seed samples requested per label")
+    n_rationales: int = Field(8, ge=0, description="rationales listed per label (single-text tasks; 0 = plain ZeroGen seed)")
+    rationales_per_prompt: int = Field(2, ge=0, description="rationales sampled into each seed prompt")
+    max_extrapolations: int | None = Field(64, gt=0, description="cap on new examples per round (one per validation error; None = all errors)")
+    check_extrapolations: bool = Field(False, description="also run the teacher label check on extrapolated examples (they carry the gold label)")
+
+    @model_validator(mode="after")
+    def _chain(self) -> "S3Params":
+        check_chain(self.rounds, "rounds")
+        return self
+
+
 class Params(Section):
     task: str = Field("sst2", description="task folder under data/tasks/")
-    method: Literal["zerogen"] = Field("zerogen", description="distillation method")
+    method: Literal["zerogen", "gold", "s3", "llkd"] = Field("zerogen", description="distillation method: zerogen | gold | s3 | llkd")
     seed: int = Field(0, description="global random seed (sampling, splits, initialisation)")
     teacher: TeacherParams = TeacherParams()
     prompts: PromptsParams = PromptsParams()
@@ -99,6 +210,9 @@ class Params(Section):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     register: RegisterParams = RegisterParams()
+    gold: GoldParams = GoldParams()
+    s3: S3Params = S3Params()
+    llkd: LLKDParams = LLKDParams()
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -132,7 +132,7 @@ def first_error(e: ValidationError) -> str:
     """One line for a pydantic error: `dotted.field: message (got value)`."""
     err = e.errors()[0]
     loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-    shown = err["type"] not in ("missing", "extra_forbidden") and not isinstance(err.get("input"), dict)
+    shown = err["type"] not in ("missing", "extra_forbidden", "secret") and not isinstance(err.get("input"), dict)
     return f"{loc}: {err['msg']}" + (f" (got {err['input']!r})" if shown else "")
 
 

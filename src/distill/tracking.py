@@ -54,9 +54,27 @@ def pip_requirements() -> list[str]:
     return [f"torch=={torch.__version__.split('+')[0]}", f"transformers=={transformers.__version__}", f"tokenizers=={tokenizers.__version__}"]
 
 
+def _log_basics(mlflow, params: dict[str, Any], metrics: dict[str, Any], tags: dict[str, str]) -> None:
+    mlflow.set_tags({**tags, **dvc_tags()})
+    mlflow.log_params({k: ("null" if v is None else v) for k, v in flatten(params).items()})
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
+
+
+def log_iteration_run(experiment: str, run_name: str, params: dict[str, Any], metrics: dict[str, Any],
+                      tags: dict[str, str], texts: dict[str, str]) -> str:
+    """One run per iteration stage (no model): params, the iteration's metrics, small text artifacts."""
+    mlflow = setup(experiment)
+    with mlflow.start_run(run_name=run_name) as run:
+        _log_basics(mlflow, params, metrics, tags)
+        for name, text in texts.items():
+            mlflow.log_text(text, name)
+    return run.info.run_id
+
+
 def log_student_run(
     experiment: str, run_name: str, params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str],
-    model_dir: str, model_name: str, decide_metric: str,
+    model_dir: str, model_name: str, decide_metric: str, curve: list[dict[str, Any]] | None = None,
+    epochs: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Log one pipeline run with its student, register it, and move @champion if it beats the current one."""
     mlflow = setup(experiment)
@@ -67,9 +85,10 @@ def log_student_run(
 
     model, tok = load_student(model_dir)
     with mlflow.start_run(run_name=run_name) as run:
-        mlflow.set_tags({**tags, **dvc_tags()})
-        mlflow.log_params({k: ("null" if v is None else v) for k, v in flatten(params).items()})
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
+        _log_basics(mlflow, params, metrics, tags)
+        for prefix, points in (("iter", curve or []), ("epoch", epochs or [])):  # per-iteration and per-epoch curves
+            for step, point in enumerate(points, start=1):
+                mlflow.log_metrics({f"{prefix}.{k}": float(v) for k, v in point.items() if isinstance(v, (int, float))}, step=step)
         info = mlflow.transformers.log_model(
             transformers_model={"model": model, "tokenizer": tok}, name="student", task="text-classification",
             pip_requirements=pip_requirements(), registered_model_name=model_name,

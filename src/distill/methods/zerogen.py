@@ -16,8 +16,8 @@ from distill.tasks import TaskSpec
 TEMPLATE_VERSION = "zerogen-chat-v1"  # bump when the wording below changes: it is part of every prompt hash
 
 
-def generation_messages(spec: TaskSpec, label: str, context: str | None, demos: list[str]) -> list[tuple[str, str]]:
-    """The chat prompt asking for one example of `label` (one user turn)."""
+def generation_messages(spec: TaskSpec, label: str, context: str | None, demos: list[str], extra: str = "") -> list[tuple[str, str]]:
+    """The chat prompt asking for one example of `label` (one user turn). `extra`: one more instruction."""
     target = spec.fields[-1]
     desc = next(l.description for l in spec.labels if l.name == label)
     parts = []
@@ -26,7 +26,7 @@ def generation_messages(spec: TaskSpec, label: str, context: str | None, demos: 
         parts.append(f'{first.display}: "{context}"')
     if demos:
         parts.append(f"Examples of {target.description}:\n" + "\n".join(f'{i}. "{d}"' for i, d in enumerate(demos, 1)))
-    parts.append(f"Write {target.description}. {desc} Reply with the text only, in double quotes.")
+    parts.append(f"Write {target.description}. {desc}{' ' + extra if extra else ''} Reply with the text only, in double quotes.")
     return [("user", "\n\n".join(parts))]
 
 
@@ -54,15 +54,15 @@ def build_requests(
         for k in range(n_per_label):
             context = rng.choice(contexts) if spec.kind == "pair" else None
             demos = rng.sample(same, min(demos_per_prompt, len(same))) if demos_per_prompt else []
-            messages = generation_messages(spec, label, context, demos)
-            prompt_id = sha256_text(thash, repr(messages))[:12]
-            rid = f"{thash}-{label}-{k}"
-            rows.append({
-                "id": rid, "prompt_id": prompt_id, "template_hash": thash, "label": label, "context": context,
-                "messages": messages, "prefix": prefix,
-                "seed": int(sha256_text(str(seed), rid)[:8], 16),  # per-call seed, independent of batching
-            })
+            rows.append(make_request(thash, f"{thash}-{label}-{k}", label, context,
+                                     generation_messages(spec, label, context, demos), prefix, seed))
     return rows
+
+
+def make_request(thash: str, rid: str, label: str, context: str | None, messages, prefix: str, seed: int) -> dict[str, Any]:
+    """One generation request row: stable id, prompt hash and a per-call seed independent of batching."""
+    return {"id": rid, "prompt_id": sha256_text(thash, repr(messages))[:12], "template_hash": thash, "label": label,
+            "context": context, "messages": messages, "prefix": prefix, "seed": int(sha256_text(str(seed), rid)[:8], 16)}
 
 
 _WS = re.compile(r"\s+")
@@ -87,15 +87,21 @@ def normalise(text: str) -> str:
     return re.sub(r"[^a-z0-9 ]", "", text.lower()).strip()
 
 
+def dedup_key(text: str, context: str | None = None) -> str:
+    return normalise(text) if context is None else normalise(context) + "|" + normalise(text)
+
+
 def filter_samples(
-    samples: list[dict[str, Any]], text_field: str, min_words: int, max_words: int, context_field: str | None = None
+    samples: list[dict[str, Any]], text_field: str, min_words: int, max_words: int, context_field: str | None = None,
+    seen: set[str] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Cut raw answers, then drop empty, too short/long, duplicates, and (pairs) copies of the context.
 
-    Returns the kept samples (with `text_field` filled) and a count per rejection reason.
+    Returns the kept samples (with `text_field` filled) and a count per rejection reason. `seen` (dedup keys
+    of earlier rounds, see `dedup_key`) is updated in place.
     """
     rejected = {"no_text": 0, "too_short": 0, "too_long": 0, "duplicate": 0, "copies_context": 0}
-    seen: set[str] = set()
+    seen = set() if seen is None else seen
     kept = []
     for s in samples:
         text = cut(s["meta"]["raw"])
@@ -112,7 +118,7 @@ def filter_samples(
         if context_field and normalise(text) == normalise(s[context_field]):
             rejected["copies_context"] += 1
             continue
-        key = normalise(text) if not context_field else normalise(s[context_field]) + "|" + normalise(text)
+        key = dedup_key(text, s[context_field] if context_field else None)
         if key in seen:
             rejected["duplicate"] += 1
             continue

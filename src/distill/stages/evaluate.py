@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from distill.config import Params
 from distill.io import write_json
-from distill.methods.fewshot import pick_demos, score_requests, scoring_prefix, teacher_probs
 from distill.metrics import accuracy, macro_f1
 from distill.students.classifier import load_student, predict_proba
+from distill.synthesis import classify
 from distill.tasks import load_task
 from distill.teachers import make_teacher
 
@@ -27,12 +27,11 @@ def run(params: Params, task_dir: str, model_dir: str, metrics_out: str, plot_ou
 
     rows = test[: params.evaluate.teacher_max_examples] if params.evaluate.teacher_max_examples else test
     teacher = make_teacher(params.teacher)
-    prefix = scoring_prefix(spec, pick_demos(spec, fewshot, params.teacher.shots_per_label, params.seed), params.teacher.max_text_chars)
-    scores = teacher.score(score_requests(spec, rows, prefix, params.teacher.max_text_chars), params.teacher.score_batch_size, desc="teacher on test")
+    probs, raw = classify(teacher, spec, rows, fewshot, params.teacher, params.seed, desc="teacher on test")
     teacher_gold = [r["label"] for r in rows]
     argmax = lambda p: spec.label_names[max(range(len(p)), key=p.__getitem__)]  # noqa: E731
-    teacher_pred = [argmax(p) for p in teacher_probs(scores, params.teacher.calibration)]
-    raw_pred = [argmax(p) for p in scores]
+    teacher_pred = [argmax(p) for p in probs]
+    raw_pred = [argmax(p) for p in raw]
 
     metrics = {
         "student_accuracy": accuracy(gold, student), "student_macro_f1": macro_f1(gold, student, spec.label_names),

@@ -4,11 +4,15 @@ from __future__ import annotations
 from distill.config import Params
 from distill.io import DistillError, write_jsonl
 from distill.methods.zerogen import build_requests
+from distill.stages import inactive
 from distill.tasks import load_task
 
 
 def run(params: Params, task_dir: str, out: str) -> None:
     task = load_task(task_dir)
+    if inactive(params, "zerogen"):
+        write_jsonl(out, [])
+        return
     spec = task.spec
     fewshot = task.load("fewshot") if params.prompts.demos_per_prompt else []
     contexts = []

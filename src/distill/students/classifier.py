@@ -31,8 +31,10 @@ def resolve_student(name: str) -> Path:
     return path
 
 
-def load_student(path: str | Path, labels: Sequence[str] | None = None):
-    """A fresh classifier head on a pretrained encoder (labels given), or a trained student (labels None)."""
+def load_student(path: str | Path, labels: Sequence[str] | None = None, seed: int = 0):
+    """A fresh classifier head on a pretrained encoder (labels given), or a trained student (labels None).
+
+    The new head's initialisation is seeded, so the same params give the same student in any process."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -42,6 +44,7 @@ def load_student(path: str | Path, labels: Sequence[str] | None = None):
     if labels is None:
         model = AutoModelForSequenceClassification.from_pretrained(path)
     else:
+        torch.manual_seed(seed)
         model = AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
             ignore_mismatched_sizes=True,
@@ -61,15 +64,18 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Te
 
 
 @torch.inference_mode()
-def predict_proba(model, tok, rows: Sequence[dict[str, Any]], fields: Sequence[str], batch_size: int = 64, max_length: int = 128) -> torch.Tensor:
+def predict_logits(model, tok, rows: Sequence[dict[str, Any]], fields: Sequence[str], batch_size: int = 64, max_length: int = 128) -> torch.Tensor:
     model.eval()
     order = sorted(range(len(rows)), key=lambda i: sum(len(rows[i][f]) for f in fields))  # less padding
     out = torch.empty(len(rows), model.config.num_labels)
     for s in range(0, len(rows), batch_size):
         idx = order[s : s + batch_size]
-        logits = model(**encode(tok, [rows[i] for i in idx], fields, max_length)).logits
-        out[idx] = logits.float().softmax(-1)
+        out[idx] = model(**encode(tok, [rows[i] for i in idx], fields, max_length)).logits.float()
     return out
+
+
+def predict_proba(model, tok, rows: Sequence[dict[str, Any]], fields: Sequence[str], batch_size: int = 64, max_length: int = 128) -> torch.Tensor:
+    return predict_logits(model, tok, rows, fields, batch_size, max_length).softmax(-1)
 
 
 def train_classifier(
@@ -83,8 +89,14 @@ def train_classifier(
     seed: int,
     loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] = cross_entropy,
     log: Callable[[str], None] = print,
+    selector=None,
 ) -> tuple[Any, list[dict[str, float]]]:
-    """Fine-tune `model` on `train_rows` ({fields..., label, optional weight}); keep the epoch best on `select_rows`."""
+    """Fine-tune `model` on `train_rows` ({fields..., label, optional weight}); keep the epoch best on `select_rows`.
+
+    `selector` (optional, e.g. LLKD's online selection) is called on every batch with the rows and the
+    student's detached logits and returns per-row weight multipliers (0 = not selected); its
+    `epoch_stats()` are added to each epoch's record.
+    """
     from transformers import get_linear_schedule_with_warmup
 
     if not train_rows:
@@ -105,14 +117,18 @@ def train_classifier(
             batch = [train_rows[i] for i in order[s : s + cfg.batch_size]]
             targets = torch.tensor([label_id[r["label"]] for r in batch])
             weights = torch.tensor([float(r.get("weight", 1.0)) for r in batch])
-            loss = loss_fn(model(**encode(tok, batch, fields, cfg.max_length)).logits, targets, weights)
+            logits = model(**encode(tok, batch, fields, cfg.max_length)).logits
+            if selector is not None:
+                weights = weights * selector(batch, logits.detach())
+            loss = loss_fn(logits, targets, weights)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(batch)
-        record = {"epoch": epoch, "train_loss": total / len(train_rows), "seconds": time.perf_counter() - t0}
+        record = {"epoch": epoch, "train_loss": total / len(train_rows), "seconds": time.perf_counter() - t0,
+                  **(selector.epoch_stats() if selector is not None else {})}
         if select_rows:
             probs = predict_proba(model, tok, select_rows, fields, max_length=cfg.max_length)
             gold = torch.tensor([label_id[r["label"]] for r in select_rows])

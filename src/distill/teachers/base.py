@@ -1,16 +1,19 @@
 """The one teacher interface every method uses: `generate` (sample text) and `score` (label log-probs).
 
-`Teacher` wraps a backend with the LLM cache, batching, a progress bar and call accounting. Backends
-only implement uncached batch calls; they load their model lazily, so a fully cached stage never loads it.
+`Teacher` wraps a backend with the LLM cache, batching, a progress bar, call accounting and a spending
+budget. Backends only implement uncached batch calls; they load their model lazily, so a fully cached stage
+never loads it. A backend may answer that it could not answer (a GenResult with finish "error", a score row
+None): the Teacher returns a neutral answer for it and does not cache it, so the next run asks again.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from tqdm.auto import tqdm
 
+from distill.io import DistillError
 from distill.teachers.cache import LLMCache, cache_key
 
 
@@ -34,7 +37,7 @@ class GenResult:
     text: str
     prompt_tokens: int
     completion_tokens: int
-    finish: str  # "stop" (end of sequence) or "length"
+    finish: str  # "stop" (end of sequence), "length", or "error" (no usable answer: not cached)
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,9 @@ class Backend(Protocol):
 
     def generate(self, requests: Sequence[GenRequest], decoding: Decoding) -> list[GenResult]: ...
 
-    def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]: ...
+    def score(self, requests: Sequence[ScoreRequest]) -> list[list[float] | None]: ...  # None: no usable answer
+
+    # Optional: `counters: dict[str, int]`, cumulative backend events (retries, rejections), copied into Stats.extra.
 
 
 @dataclass
@@ -58,19 +63,38 @@ class Stats:
     cache_hits: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # all backend time (generation and scoring)
+    gen_seconds: float = 0.0  # generation only: the denominator of tokens_per_s
     extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d.update(d.pop("extra"))
-        d["tokens_per_s"] = round(self.completion_tokens / self.seconds, 2) if self.seconds else 0.0
+        d["tokens_per_s"] = round(self.completion_tokens / self.gen_seconds, 2) if self.gen_seconds else 0.0
         return d
 
 
+@dataclass(frozen=True)
+class Budget:
+    """Spending limits of one Teacher (one stage run). Cached answers are free; None = no limit / no price."""
+    max_calls: int | None = None
+    max_cost: float | None = None
+    price_per_1k_prompt: float | None = None
+    price_per_1k_completion: float | None = None
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        if self.price_per_1k_prompt is None and self.price_per_1k_completion is None:
+            return None
+        return (prompt_tokens * (self.price_per_1k_prompt or 0.0) + completion_tokens * (self.price_per_1k_completion or 0.0)) / 1000
+
+
+def _cacheable(answer: Any) -> bool:
+    return answer is not None and not (isinstance(answer, dict) and answer.get("finish") == "error")
+
+
 class Teacher:
-    def __init__(self, backend: Backend, cache: LLMCache, progress: bool = True):
-        self.backend, self.cache, self.progress = backend, cache, progress
+    def __init__(self, backend: Backend, cache: LLMCache, progress: bool = True, budget: Budget = Budget()):
+        self.backend, self.cache, self.progress, self.budget = backend, cache, progress, budget
         self.stats = Stats()
 
     def generate(self, requests: Sequence[GenRequest], decoding: Decoding, batch_size: int, desc: str = "generate") -> list[GenResult]:
@@ -78,45 +102,73 @@ class Teacher:
             cache_key(kind="gen", model=self.backend.model_id, messages=r.messages, prefix=r.prefix, seed=r.seed, decoding=asdict(decoding))
             for r in requests
         ]
-        done = self.cache.get_many(keys)
-        todo = [i for i, k in enumerate(keys) if k not in done]
-        self.stats.cache_hits += len(requests) - len(todo)
-        bar = tqdm(total=len(todo), desc=desc, unit="sample", disable=not self.progress or not todo)
-        for start in range(0, len(todo), batch_size):
-            idx = todo[start : start + batch_size]
-            t0 = time.perf_counter()
-            results = self.backend.generate([requests[i] for i in idx], decoding)
-            self.stats.seconds += time.perf_counter() - t0
-            self.stats.calls += len(idx)
-            new = {}
-            for i, res in zip(idx, results):
+
+        def call(batch: list[GenRequest]) -> list[dict]:
+            results = self.backend.generate(batch, decoding)
+            for res in results:
                 self.stats.prompt_tokens += res.prompt_tokens
                 self.stats.completion_tokens += res.completion_tokens
-                new[keys[i]] = asdict(res)
-            self.cache.put_many("gen", self.backend.model_id, new)  # a killed run loses at most this batch
-            done.update(new)
-            bar.update(len(idx))
-            bar.set_postfix(tok_s=f"{self.stats.completion_tokens / max(self.stats.seconds, 1e-9):.0f}")
-        bar.close()
+            return [asdict(res) for res in results]
+
+        done = self._answer("gen", requests, keys, call, batch_size, desc, "sample", order=None)
         return [GenResult(**done[k]) for k in keys]
 
     def score(self, requests: Sequence[ScoreRequest], batch_size: int, desc: str = "score") -> list[list[float]]:
         keys = [cache_key(kind="score", model=self.backend.model_id, prefix=r.prefix, text=r.text, options=r.options) for r in requests]
+        # Sorting by length keeps padding (wasted compute) low; the cache key does not depend on order.
+        done = self._answer("score", requests, keys, self.backend.score, batch_size, desc, "example", order=lambda r: len(r.text))
+        # An unanswered row gets equal log-probs: no preference, and not cached.
+        return [done[k] if done[k] is not None else [0.0] * len(r.options) for k, r in zip(keys, requests)]
+
+    def _answer(self, kind: str, requests: Sequence, keys: list[str], call: Callable[[list], list], batch_size: int,
+                desc: str, unit: str, order: Callable | None) -> dict[str, Any]:
+        """Cached answers, then the missing ones from the backend, batch by batch; each batch is cached as soon as
+        it is answered, so a killed run (or a spent budget) loses at most the batch in flight."""
         done = self.cache.get_many(keys)
         todo = [i for i, k in enumerate(keys) if k not in done]
         self.stats.cache_hits += len(requests) - len(todo)
-        # Sorting by length keeps padding (wasted compute) low; the cache key does not depend on order.
-        todo.sort(key=lambda i: len(requests[i].text))
-        bar = tqdm(total=len(todo), desc=desc, unit="example", disable=not self.progress or not todo)
-        for start in range(0, len(todo), batch_size):
-            idx = todo[start : start + batch_size]
+        if order is not None:
+            todo.sort(key=lambda i: order(requests[i]))
+        bar = tqdm(total=len(todo), desc=desc, unit=unit, disable=not self.progress or not todo)
+        start = 0
+        while start < len(todo):
+            idx = todo[start : start + self._room(batch_size, len(todo) - start)]
             t0 = time.perf_counter()
-            scores = self.backend.score([requests[i] for i in idx])
+            answers = call([requests[i] for i in idx])
             self.stats.seconds += time.perf_counter() - t0
+            if kind == "gen":
+                self.stats.gen_seconds += time.perf_counter() - t0
             self.stats.calls += len(idx)
-            new = {keys[i]: s for i, s in zip(idx, scores)}
-            self.cache.put_many("score", self.backend.model_id, new)
+            self.stats.extra.update(getattr(self.backend, "counters", {}))
+            if (cost := self.cost()) is not None:
+                self.stats.extra["cost"] = round(cost, 6)  # lands in the stage metrics as llm.cost
+            new = {keys[i]: a for i, a in zip(idx, answers)}
+            self.cache.put_many(kind, self.backend.model_id, {k: a for k, a in new.items() if _cacheable(a)})
             done.update(new)
+            start += len(idx)
             bar.update(len(idx))
+            if kind == "gen":
+                bar.set_postfix(tok_s=f"{self.stats.completion_tokens / max(self.stats.seconds, 1e-9):.0f}")
         bar.close()
-        return [done[k] for k in keys]
+        return done
+
+    def _room(self, batch_size: int, left: int) -> int:
+        """How many requests the next batch may hold; a DistillError once the budget is spent."""
+        b = self.budget
+        cost = self.cost()
+        if b.max_cost is not None and cost is not None and cost >= b.max_cost:
+            raise DistillError(f"teacher.max_cost: budget {b.max_cost} spent ({cost:.4f}); {left} requests not asked. "
+                               "Answers so far are cached: raise the budget and re-run to continue")
+        if b.max_calls is None:
+            return batch_size
+        room = b.max_calls - self.stats.calls
+        if room <= 0:
+            raise DistillError(f"teacher.max_calls: budget of {b.max_calls} calls spent; {left} requests not asked. "
+                               "Answers so far are cached: raise the budget and re-run to continue")
+        return min(batch_size, room)
+
+    def cost(self) -> float | None:
+        """Spent so far (prices per 1k tokens); scoring tokens count too where the backend reports them."""
+        x = self.stats.extra
+        return self.budget.cost(self.stats.prompt_tokens + x.get("score_prompt_tokens", 0),
+                                self.stats.completion_tokens + x.get("score_completion_tokens", 0))

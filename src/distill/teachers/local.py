@@ -1,20 +1,24 @@
 """The embedded teacher: a small causal LM run in-process with transformers on CPU.
 
-Two things make it usable on 2 cores:
+What makes it usable on 2 cores (measured in docs/teacher_speed.md):
 - the GGUF file is dequantised once to a safetensors folder under DISTILL_HOME (14 s -> 0.2 s loads);
-- scoring computes the shared few-shot prefix once and reuses its KV cache for every example and label.
-Generation is a plain sampling loop (left padding, KV cache) with one torch.Generator per row, so a
-sample depends on its own seed, not on which other requests share its batch.
+- scoring runs the shared few-shot prefix once and lets every example attend to its KV state (one row per
+  example, logits only where a label token is predicted);
+- generation runs the batch's longest common token prefix once (ZeroGen prompts share the chat header, and
+  without demonstrations a whole batch asks the same question), identical remainders once, then samples in
+  a preallocated KV cache, dropping finished rows; top-p looks at a partial top-k, never a full sort.
+Every row samples with its own torch.Generator, one uniform draw per token, so a sample depends on its own
+seed, not on which other requests share its batch.
 """
 from __future__ import annotations
 
-import copy
 import importlib.util
 import os
 from pathlib import Path
 from typing import Sequence
 
 import torch
+from transformers.cache_utils import Cache, DynamicLayer
 
 from distill.io import DistillError, atomic_dir, sha256_file, sha256_text
 from distill.teachers.base import Decoding, GenRequest, GenResult, ScoreRequest
@@ -73,27 +77,103 @@ def load_causal_lm(path: Path, identity: str):
     return model, tok
 
 
+def _draw(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Column of each row's draw: its uniform u inverted through the row's cumulative (unnormalised) mass."""
+    cum = probs.cumsum(-1)
+    total = cum[:, -1:]
+    target = torch.minimum(u[:, None] * total, torch.nextafter(total, torch.zeros_like(total)))  # strictly below total
+    return torch.searchsorted(cum, target, right=True).squeeze(-1)
+
+
 def sample_next(logits: torch.Tensor, decoding: Decoding, gens: list[torch.Generator]) -> torch.Tensor:
-    """One token per row: temperature, top-k, nucleus (top-p), then a draw from that row's own generator."""
+    """One token per row: temperature, top-k, nucleus (top-p), then a draw from that row's own generator.
+
+    At batch 32, sorting the whole vocabulary (49k) for top-p and torch.multinomial (one exponential draw per
+    vocabulary entry) cost more than the model's decoding step. Instead a partial top-k (256) is sorted and
+    widened only for the rows whose nucleus it does not hold (a third of SmolLM2's steps at T=1, top-p 0.9,
+    almost all within 2k), and each row inverts one uniform from its generator through its candidates' mass.
+    """
     if decoding.temperature <= 0:
         return logits.argmax(-1)
     logits = logits / decoding.temperature
-    if decoding.top_k > 0:
-        kth = torch.topk(logits, min(decoding.top_k, logits.shape[-1]), dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if decoding.top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cum = sorted_logits.softmax(-1).cumsum(-1)
-        drop = cum - sorted_logits.softmax(-1) > decoding.top_p  # keep the smallest set whose mass reaches top_p
-        logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
-    probs = logits.softmax(-1)
-    return torch.stack([torch.multinomial(probs[i], 1, generator=g)[0] for i, g in enumerate(gens)])
+    u = torch.stack([torch.rand((), generator=g) for g in gens])
+    if decoding.top_k <= 0 and decoding.top_p >= 1.0:
+        return _draw(logits.softmax(-1), u)
+    vocab = logits.shape[-1]
+    k = min(decoding.top_k if decoding.top_k > 0 else 256, vocab)
+    lse = None if decoding.top_k > 0 else torch.logsumexp(logits, -1, keepdim=True)
+    out = torch.empty(len(logits), dtype=torch.long)
+    rows = torch.arange(len(logits))
+    while len(rows):
+        vals, ids = torch.topk(logits[rows], k, dim=-1)
+        # the nucleus is taken within the top-k survivors when top_k is set, else over the whole vocabulary
+        probs = (vals - (torch.logsumexp(vals, -1, keepdim=True) if lse is None else lse[rows])).exp()
+        before = probs.cumsum(-1) - probs  # mass ranked strictly above each candidate
+        held = (before[:, -1] + probs[:, -1] > decoding.top_p) | (decoding.top_k > 0 or k == vocab)
+        probs, before = probs[held], before[held]
+        if decoding.top_p < 1.0:
+            probs = probs.masked_fill(before > decoding.top_p, 0.0)  # the smallest set whose mass reaches top_p
+        out[rows[held]] = ids[held].gather(-1, _draw(probs, u[rows[held]])[:, None]).squeeze(-1)
+        rows, k = rows[~held], (k * 8 if k * 8 <= vocab // 4 else vocab)  # past a quarter, a full sort is as cheap
+    return out
+
+
+def shared_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
+    """Longest common token prefix, leaving every sequence at least its last token (it must run to give logits)."""
+    return max(0, min(len(os.path.commonprefix(list(seqs))), min(map(len, seqs)) - 1))
+
+
+class _GrowingLayer(DynamicLayer):
+    """One KV cache layer in a preallocated buffer: a new token is written in place (DynamicLayer re-copies the
+    whole cache every step). It may start from a batch-1 prefix state, copied to every row on the first update."""
+
+    def __init__(self, capacity: int, prefix: DynamicLayer | None = None):
+        super().__init__()
+        self.capacity, self.n, self._k, self._v = capacity, 0, None, None
+        if prefix is not None and prefix.get_seq_length():
+            self.keys, self.values, self.n, self.is_initialized = prefix.keys, prefix.values, prefix.get_seq_length(), True
+            self.dtype, self.device = prefix.keys.dtype, prefix.keys.device
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if self._k is None:
+            b, h, _, _ = key_states.shape
+            self._k = key_states.new_empty(b, h, self.capacity, key_states.shape[-1])
+            self._v = value_states.new_empty(b, h, self.capacity, value_states.shape[-1])
+            if self.n:
+                self._k[:, :, : self.n], self._v[:, :, : self.n] = self.keys, self.values
+            self.dtype, self.device, self.is_initialized = key_states.dtype, key_states.device, True
+        q = key_states.shape[-2]
+        self._k[:, :, self.n : self.n + q], self._v[:, :, self.n : self.n + q] = key_states, value_states
+        self.n += q
+        self.keys, self.values = self._k[:, :, : self.n], self._v[:, :, : self.n]
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self._k, self._v = self._k[indices], self._v[indices]
+        self.keys, self.values = self._k[:, :, : self.n], self._v[:, :, : self.n]
+
+
+class _SharedPrefixLayer(DynamicLayer):
+    """A batch-1 prefix state that every row of one forward pass attends to. [prefix, new] is built per layer
+    and dropped after it, so memory never holds rows x prefix for all layers (AG News with 16 demonstrations:
+    ~1k prefix tokens x 46 kB x rows) and the shared state is never modified (no copy needed)."""
+
+    def __init__(self, prefix: DynamicLayer):
+        super().__init__()
+        self.keys, self.values, self.is_initialized = prefix.keys, prefix.values, True
+        self.dtype, self.device = prefix.keys.dtype, prefix.keys.device
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        b = key_states.shape[0]
+        return (torch.cat([self.keys.expand(b, -1, -1, -1), key_states], dim=-2),
+                torch.cat([self.values.expand(b, -1, -1, -1), value_states], dim=-2))
 
 
 class LocalBackend:
-    def __init__(self, model: str):
+    def __init__(self, model: str, reuse_prefix: bool = True):
         self.path = resolve_model(model)
         self.model_id = model_identity(self.path)
+        self.reuse_prefix = reuse_prefix  # False: every generation prompt runs in full (the reference path in tests)
         self._model = self._tok = None
         self._prefix_cache: dict[tuple[int, ...], object] = {}
 
@@ -122,43 +202,106 @@ class LocalBackend:
         return {i for i in ids if i is not None}
 
     # -- generation --------------------------------------------------------------------------------------
-    @torch.inference_mode()
     def generate(self, requests: Sequence[GenRequest], decoding: Decoding) -> list[GenResult]:
-        model, tok = self._load()
         prompts = [self.encode(self.render(r)) for r in requests]
-        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        width = max(map(len, prompts))
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])  # left padding
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        gens = [torch.Generator().manual_seed(r.seed) for r in requests]
+        return self.results(prompts, self.sample_ids(prompts, [r.seed for r in requests], decoding))
+
+    @torch.inference_mode()
+    def sample_ids(self, prompts: list[list[int]], seeds: list[int], decoding: Decoding) -> list[list[int]]:
+        """New token ids per prompt (a final stop token included when the row stopped). `distill serve` calls
+        this directly with raw prompts, so served and in-process samples come from the same loop."""
+        if decoding.max_new_tokens <= 0:
+            return [[] for _ in prompts]
+        model = self._load()[0]
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
         stops = torch.tensor(sorted(self.stop_ids()))
-        out = [[] for _ in requests]
-        done = torch.zeros(len(requests), dtype=torch.bool)
-        cache = None
-        for _ in range(decoding.max_new_tokens):
-            res = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1)
-            cache = res.past_key_values
-            nxt = sample_next(res.logits[:, -1, :].float(), decoding, gens)
-            for i in range(len(requests)):
-                if not done[i]:
-                    out[i].append(int(nxt[i]))
+        cache, logits, mask, positions = self._prefill(prompts, decoding.max_new_tokens)
+        rows = torch.arange(len(prompts))  # the prompt each row of the cache belongs to
+        done = torch.zeros(len(prompts), dtype=torch.bool)
+        toks = torch.full((len(prompts), decoding.max_new_tokens), -1)
+        for step in range(decoding.max_new_tokens):
+            nxt = sample_next(logits, decoding, [gens[i] for i in rows.tolist()])
+            toks[rows[~done], step] = nxt[~done]
             done |= torch.isin(nxt, stops)
-            if bool(done.all()):
+            if step + 1 == decoding.max_new_tokens or bool(done.all()):
                 break
-            ids = nxt[:, None]
-            mask = torch.cat([mask, torch.ones(len(requests), 1, dtype=mask.dtype)], dim=1)
-            positions = positions[:, -1:] + 1
+            if int(done.sum()) * 4 >= len(rows):  # a step costs per row: drop finished rows once they are a quarter
+                keep = (~done).nonzero().squeeze(-1)
+                cache.batch_select_indices(keep)
+                rows, done, nxt, mask, positions = rows[keep], done[keep], nxt[keep], mask[keep], positions[keep]
+            mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype)], dim=1)
+            positions = positions + 1
+            logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=positions, past_key_values=cache,
+                           use_cache=True, logits_to_keep=1).logits[:, -1].float()
+        return [[t for t in row if t >= 0] for row in toks.tolist()]
+
+    def _prefill(self, prompts: list[list[int]], max_new_tokens: int):
+        """Run the prompts into a cache with room for max_new_tokens more, computing shared work once.
+
+        The batch's longest common token prefix runs at batch 1 (its state is kept, so the next batch of the same
+        prompt skips it) and identical remainders run once; the cache is then expanded to one row per prompt.
+        Remainders are left-padded, so the 2D mask has zeros between prefix and text and positions continue from
+        the prefix. Returns the cache, next-token logits, the mask and the last positions, one row per prompt.
+        """
+        model, tok = self._load()
+        n_prefix = shared_prefix_len(prompts) if self.reuse_prefix else 0
+        if n_prefix:
+            unique: dict[tuple[int, ...], int] = {}
+            inverse = [unique.setdefault(tuple(p[n_prefix:]), len(unique)) for p in prompts]
+            rests = [list(r) for r in unique]
+            layers = self._prefix_state(tuple(prompts[0][:n_prefix])).layers
+        else:
+            inverse, rests, layers = list(range(len(prompts))), prompts, [None] * model.config.num_hidden_layers
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        width = max(map(len, rests))
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rests])  # left padding
+        rest_mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rests])
+        positions = (n_prefix + rest_mask.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.cat([torch.ones(len(rests), n_prefix, dtype=rest_mask.dtype), rest_mask], dim=1)
+        cache = Cache(layers=[_GrowingLayer(n_prefix + width + max_new_tokens, layer) for layer in layers])
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                       use_cache=True, logits_to_keep=1).logits[:, -1].float()
+        if len(rests) < len(prompts):
+            sel = torch.tensor(inverse)
+            cache.batch_select_indices(sel)
+            logits, mask, positions = logits[sel], mask[sel], positions[sel]
+        return cache, logits, mask, positions[:, -1:]
+
+    def results(self, prompts: list[list[int]], outs: list[list[int]]) -> list[GenResult]:
+        stops, tok = self.stop_ids(), self._load()[1]
         results = []
-        for p, o in zip(prompts, out):
+        for p, o in zip(prompts, outs):
             stopped = bool(o) and o[-1] in stops
             toks = o[:-1] if stopped else o
             results.append(GenResult(tok.decode(toks, skip_special_tokens=True), len(p), len(o), "stop" if stopped else "length"))
         return results
 
+    @torch.inference_mode()
+    def token_logprobs(self, seqs: list[list[int]], top_k: int = 1) -> list[list[tuple[float | None, list[tuple[int, float]]]]]:
+        """Per sequence, one entry per position j = 0..len: (log P(token j | tokens before it), the top_k
+        (token, logprob) of that distribution). Entry 0 is (None, []); the last entry (None, top_k) is the
+        distribution of the token after the sequence. Serves `echo` + `logprobs` over HTTP."""
+        model = self._load()[0]
+        out = []
+        # Full-vocabulary logits for every position are big (positions x 49k floats): a few rows at a time.
+        per_chunk = max(1, (1 << 25) // (max(map(len, seqs)) * model.config.vocab_size))
+        for start in range(0, len(seqs), per_chunk):
+            chunk = seqs[start : start + per_chunk]
+            L = max(map(len, chunk))
+            ids = torch.tensor([s + [0] * (L - len(s)) for s in chunk])  # right padding: real tokens never see pads
+            mask = torch.tensor([[1] * len(s) + [0] * (L - len(s)) for s in chunk])
+            logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+            for r, seq in enumerate(chunk):
+                logp = torch.log_softmax(logits[r, : len(seq)].float(), dim=-1)
+                top = torch.topk(logp, min(top_k, logp.shape[-1]), dim=-1) if top_k > 0 else None
+                alts = [list(zip(top.indices[j].tolist(), top.values[j].tolist())) if top is not None else [] for j in range(len(seq))]
+                out.append([(None, [])] + [(float(logp[j - 1, seq[j]]), alts[j - 1]) for j in range(1, len(seq))] + [(None, alts[-1])])
+        return out
+
     # -- label scoring -------------------------------------------------------------------------------------
     def _prefix_state(self, prefix_ids: tuple[int, ...]):
-        """KV cache of the shared prefix, computed once per distinct prefix (only the latest is kept)."""
+        """KV state of a shared prefix (scoring's demonstrations, generation's common prompt head), computed once
+        per distinct prefix at batch 1 and only read afterwards (only the latest is kept)."""
         if prefix_ids not in self._prefix_cache:
             model = self._load()[0]
             res = model(input_ids=torch.tensor([prefix_ids]), use_cache=True, logits_to_keep=1)
@@ -169,43 +312,84 @@ class LocalBackend:
     def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
         """log P(option | prefix + text) for every option of every request (sum over option tokens).
 
-        When every option is a single token (" positive" / " negative"), one row per example scores them
-        all from the same last-position logits; multi-token options get one row per option.
+        Every option's first token is predicted at the text's last position, whatever follows in the row. So one
+        row per example (text + the first multi-token option but its last token) scores that option and all
+        single-token ones; each further multi-token option adds a row. SST-2 and AG News need one row per example.
         """
-        out: list[list[float]] = [[] for _ in requests]
+        out = [[0.0] * len(r.options) for r in requests]
         by_prefix: dict[tuple[int, ...], list[int]] = {}
         for i, r in enumerate(requests):
             by_prefix.setdefault(tuple(self.encode(r.prefix)), []).append(i)
         for prefix_ids, idx in by_prefix.items():
-            rows, owners = [], []  # rows: (token ids, one [(position, token), ...] target list per option)
+            rows, targets = [], []  # targets: (row, position predicting the token, token, request, option)
             for i in idx:
-                t = self.encode(requests[i].text)
+                text = self.encode(requests[i].text)
                 opts = [self.encode(o) for o in requests[i].options]
-                if all(len(o) == 1 for o in opts):
-                    rows.append((t, [[(len(t) - 1, o[0])] for o in opts]))
-                else:
-                    rows += [(t + o, [[(len(t) + j - 1, tok) for j, tok in enumerate(o)]]) for o in opts]
-                owners += [i] * (1 if all(len(o) == 1 for o in opts) else len(opts))
-            for i, scores in zip(owners, self._score_rows(prefix_ids, rows)):
-                out[i] += scores
+                multi = [k for k, o in enumerate(opts) if len(o) > 1] or [None]
+                for n, m in enumerate(multi):
+                    rows.append(text + (opts[m][:-1] if m is not None else []))
+                    here = [k for k, o in enumerate(opts) if k == m or (n == 0 and len(o) == 1)]
+                    targets += [(len(rows) - 1, len(text) - 1 + j, t, i, k) for k in here for j, t in enumerate(opts[k])]
+            for (*_, i, k), logprob in zip(targets, self._score_rows(prefix_ids, rows, targets)):
+                out[i][k] += logprob
         return out
 
-    def _score_rows(self, prefix_ids: tuple[int, ...], rows: list[tuple[list[int], list[list[tuple[int, int]]]]]) -> list[list[float]]:
+    def _score_rows(self, prefix_ids: tuple[int, ...], rows: list[list[int]], targets: list[tuple]) -> list[float]:
+        """log P(token | prefix + row[:position + 1]) for every (row, position, token, ...) target.
+
+        Rows are packed end to end into sequences of up to max(128, longest row) tokens (longest first, first fit),
+        so a batch of short and long texts costs its real tokens: padding every row to the longest cost 40% more
+        on 48 SST-2 test rows. A block-diagonal causal mask keeps each row to the prefix and its own tokens.
+        """
+        width = max(128, max(map(len, rows)))
+        packs: list[list[int]] = []  # row indices per packed sequence
+        room: list[int] = []
+        for r in sorted(range(len(rows)), key=lambda r: -len(rows[r])):
+            j = next((j for j, left in enumerate(room) if left >= len(rows[r])), len(packs))
+            if j == len(packs):
+                packs.append([])
+                room.append(width)
+            packs[j].append(r)
+            room[j] -= len(rows[r])
+        out = [0.0] * len(targets)
+        for start in range(0, len(packs), 8):  # ~1k tokens a pass: fast matmuls, bounded memory for big batches
+            chunk = packs[start : start + 8]
+            members = {r for pack in chunk for r in pack}
+            picked = [n for n, t in enumerate(targets) if t[0] in members]
+            if not picked:  # only options with no tokens
+                continue
+            for n, logprob in zip(picked, self._score_packed(prefix_ids, rows, chunk, [targets[n] for n in picked])):
+                out[n] = logprob
+        return out
+
+    def _score_packed(self, prefix_ids: tuple[int, ...], rows: list[list[int]], packs: list[list[int]], targets: list[tuple]) -> list[float]:
         model = self._load()[0]
-        P, L = len(prefix_ids), max(len(seq) for seq, _ in rows)
-        ids = torch.tensor([seq + [0] * (L - len(seq)) for seq, _ in rows])  # right padding: real tokens never see pads
-        mask = torch.tensor([[1] * len(seq) + [0] * (L - len(seq)) for seq, _ in rows])
-        # Only positions that predict option tokens need logits: keep the tail from the earliest one.
-        first = min(pos for _, targets in rows for group in targets for pos, _ in group)
-        kwargs = dict(input_ids=ids, logits_to_keep=torch.arange(first, L))
-        if P:
-            cache = copy.deepcopy(self._prefix_state(prefix_ids))
-            cache.batch_repeat_interleave(len(rows))
-            kwargs.update(past_key_values=cache, use_cache=True,
-                          attention_mask=torch.cat([torch.ones(len(rows), P, dtype=mask.dtype), mask], 1),
-                          position_ids=(P + torch.arange(L)).expand(len(rows), L))
+        n_prefix, width = len(prefix_ids), max(sum(len(rows[r]) for r in pack) for pack in packs)
+        ids = torch.zeros(len(packs), width, dtype=torch.long)
+        owner = torch.full((len(packs), width), -1)  # the row each token belongs to (-1: padding)
+        positions = torch.full((len(packs), width), n_prefix)
+        where = {}  # row -> (packed sequence, offset)
+        for s, pack in enumerate(packs):
+            offset = 0
+            for r in pack:
+                n = len(rows[r])
+                ids[s, offset : offset + n] = torch.tensor(rows[r])
+                owner[s, offset : offset + n] = r
+                positions[s, offset : offset + n] += torch.arange(n)
+                where[r] = (s, offset)
+                offset += n
+        own = (owner[:, :, None] == owner[:, None, :]) & torch.ones(width, width, dtype=torch.bool).tril()
+        mask = torch.cat([torch.ones(len(packs), width, n_prefix, dtype=torch.bool), own], dim=-1)[:, None]
+        at = [(where[r][0], where[r][1] + pos, tok) for r, pos, tok, *_ in targets]
+        # Logits (49k wide) only at positions that predict a label token.
+        keep = sorted({col for _, col, _ in at})
+        column = {col: c for c, col in enumerate(keep)}
+        kwargs = dict(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=torch.tensor(keep))
+        if n_prefix:
+            prefix = self._prefix_state(prefix_ids)
+            kwargs.update(past_key_values=Cache(layers=[_SharedPrefixLayer(layer) for layer in prefix.layers]), use_cache=True)
         else:
-            kwargs.update(attention_mask=mask, use_cache=False)
-        logp = torch.log_softmax(model(**kwargs).logits.float(), dim=-1)
-        return [[sum(float(logp[r, pos - first, tok]) for pos, tok in group) for group in targets]
-                for r, (_, targets) in enumerate(rows)]
+            kwargs.update(use_cache=False)
+        logits = model(**kwargs).logits
+        picked = logits[[s for s, _, _ in at], [column[col] for _, col, _ in at]].float()  # one row per target
+        return torch.log_softmax(picked, dim=-1)[torch.arange(len(at)), [tok for _, _, tok in at]].tolist()

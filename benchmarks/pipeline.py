@@ -1,0 +1,145 @@
+"""Benchmark the default pipeline end to end, per task, on this machine (not a test).
+
+For each task: a fresh copy of the repository (empty LLM cache), `dvc repro` one stage at a time with the
+default params.yaml (only `task` changed), timing each stage and its peak RSS (os.wait4 on the stage's
+process tree); then, in this process, raw batched `model.generate` on the same generation prompts for a
+tokens/s reference. Results replace the `pipeline` block of docs/benchmarks.md.
+
+    .venv/bin/python benchmarks/pipeline.py --tasks sst2 ag_news
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ["prompts", "generate", "assemble", "train", "evaluate", "register"]
+
+
+def copy_repo(dst: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        if (REPO / f).is_file() and not f.startswith(("data/work/", "models/", "metrics/", "plots/")):
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, dst / f)
+
+
+def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of a command and the processes it waited for."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr.read().decode()[-2000:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def raw_generate_tps(repo: Path, task: str, n: int = 64, batch: int = 32) -> float:
+    """Tokens/s of plain HF `model.generate` (sampling, left padding) on the pipeline's own prompts."""
+    import torch
+
+    from distill.teachers.base import GenRequest
+    from distill.teachers.local import LocalBackend
+
+    rows = [json.loads(l) for l in (repo / "data/work/prompts.jsonl").read_text().splitlines()[:n]]
+    backend = LocalBackend("smollm2-135m-instruct")
+    model, tok = backend._load()
+    tok.padding_side = "left"
+    g = yaml.safe_load((repo / "params.yaml").read_text())["generate"]
+    tokens, seconds = 0, 0.0
+    for s in range(0, len(rows), batch):
+        texts = [backend.render(GenRequest(tuple(map(tuple, r["messages"])), r["prefix"], r["seed"])) for r in rows[s:s + batch]]
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(**enc, do_sample=True, top_p=g["top_p"], temperature=g["temperature"], top_k=0,
+                                 max_new_tokens=g["max_new_tokens"], pad_token_id=tok.pad_token_id)
+        seconds += time.perf_counter() - t0
+        new = out[:, enc["input_ids"].shape[1]:]
+        stops = backend.stop_ids()
+        for row in new.tolist():  # real tokens: up to and including the first stop token
+            cut = next((i + 1 for i, t in enumerate(row) if t in stops), len(row))
+            tokens += cut
+    return tokens / seconds
+
+
+def bench(task: str) -> dict:
+    with tempfile.TemporaryDirectory() as d:
+        repo = Path(d) / "repo"
+        copy_repo(repo)
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        params["task"] = task
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "TQDM_DISABLE": "1",
+               "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@localhost", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@localhost"}
+        for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
+            subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
+        result = {"task": task, "stages": {}}
+        for stage in ["gold_start", "gold_iter"]:  # no-ops under zerogen, timed apart from the method's stages
+            timed(["dvc", "repro", "-s", stage], repo, env)
+        for stage in STAGES:
+            result["stages"][stage] = timed(["dvc", "repro", "-s", stage], repo, env)
+        gen = json.loads((repo / "metrics/generate.json").read_text())
+        met = json.loads((repo / "metrics/metrics.json").read_text())
+        result.update(teacher_accuracy=met["teacher_accuracy"], teacher_uncalibrated=met["teacher_accuracy_uncalibrated"],
+                      student_accuracy=met["student_accuracy"], student_f1=met["student_macro_f1"], n_test=met["n_test"],
+                      requested=gen["requested"], kept=gen["kept"], gen_tps=gen["llm.tokens_per_s"],
+                      raw_tps=raw_generate_tps(repo, task))
+        return result
+
+
+def render(results: list[dict]) -> str:
+    lines = [f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
+             "default `params.yaml` with only `task` changed, empty LLM cache. Reproduce: "
+             "`.venv/bin/python benchmarks/pipeline.py --tasks " + " ".join(r["task"] for r in results) + "`.", "",
+             "| task | teacher acc (calibrated / raw) | student acc | student macro-F1 | generated → kept | generate tok/s (pipeline / raw `model.generate`) | total wall | peak RSS |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        wall = sum(w for w, _ in r["stages"].values())
+        rss = max(m for _, m in r["stages"].values())
+        lines.append(f"| {r['task']} | {r['teacher_accuracy']:.4f} / {r['teacher_uncalibrated']:.4f} | {r['student_accuracy']:.4f} | "
+                     f"{r['student_f1']:.4f} | {r['requested']} → {r['kept']} | {r['gen_tps']:.1f} / {r['raw_tps']:.1f} | "
+                     f"{wall / 60:.1f} min | {rss:.0f} MB |")
+    lines += ["", "Wall time (s) and peak RSS (MB) per stage:", "",
+              "| task | " + " | ".join(STAGES) + " |", "|---|" + "---|" * len(STAGES)]
+    for r in results:
+        lines.append(f"| {r['task']} | " + " | ".join(f"{r['stages'][s][0]:.0f} s, {r['stages'][s][1]:.0f} MB" for s in STAGES) + " |")
+    return "\n".join(lines)
+
+
+def replace_block(path: Path, name: str, body: str) -> None:
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = path.read_text() if path.exists() else ""
+    block = f"{begin}\n{body}\n{end}"
+    if begin in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text += "\n" + block + "\n"
+    path.write_text(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", nargs="+", default=["sst2", "ag_news"])
+    ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
+    args = ap.parse_args()
+    results = []
+    for t in args.tasks:
+        results.append(bench(t))
+        print(json.dumps(results[-1], indent=1), flush=True)
+    replace_block(Path(args.out), "pipeline", render(results))
+
+
+if __name__ == "__main__":
+    main()

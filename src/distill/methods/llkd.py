@@ -1,0 +1,117 @@
+"""LLKD (Li et al. 2024, "Learning with Less"): selective distillation from a pseudo-labelled pool.
+
+Per training batch keep the samples where the teacher is confident AND the student is uncertain, with
+thresholds that adapt: a global exponential moving average (EMA) of teacher confidence / student entropy,
+scaled per class by that class's own EMA relative to the largest one (FreeMatch-style). Kept samples are
+weighted by confidence x normalised entropy. The exact equations are not public: this is the
+reconstruction of methods.md §5.4, and every knob is a param.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, replace
+
+import torch
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    tau_t: float  # global EMA of teacher confidence
+    tau_s: float  # global EMA of student entropy
+    m_t: tuple[float, ...]  # per-class EMA of teacher confidence
+    m_s: tuple[float, ...]  # per-class EMA of student entropy
+
+    def per_class(self) -> tuple[list[float], list[float]]:
+        """Class-wise thresholds: the global level scaled by each class's EMA relative to the largest.
+
+        A class whose teacher confidence runs low gets a proportionally lower teacher threshold, so it is
+        not starved of samples (the class-wise adjustment)."""
+        top_t, top_s = max(self.m_t), max(self.m_s)
+        return ([self.tau_t * m / top_t if top_t > 0 else self.tau_t for m in self.m_t],
+                [self.tau_s * m / top_s if top_s > 0 else self.tau_s for m in self.m_s])
+
+
+def init_thresholds(k: int) -> Thresholds:
+    """tau_T = 1/K (chance confidence); tau_S = log(K)/2 (half the maximal entropy)."""
+    return Thresholds(1.0 / k, math.log(k) / 2, (1.0 / k,) * k, (math.log(k) / 2,) * k)
+
+
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    return -(probs * probs.clamp(min=1e-12).log()).sum(-1)
+
+
+def update(th: Thresholds, conf: torch.Tensor, ent: torch.Tensor, yhat: torch.Tensor, momentum: float) -> Thresholds:
+    """One EMA step on a batch: globals on the batch means, each present class on its own means."""
+    lam = momentum
+    m_t, m_s = list(th.m_t), list(th.m_s)
+    for y in yhat.unique().tolist():
+        sel = yhat == y
+        m_t[y] = lam * m_t[y] + (1 - lam) * float(conf[sel].mean())
+        m_s[y] = lam * m_s[y] + (1 - lam) * float(ent[sel].mean())
+    return replace(th, tau_t=lam * th.tau_t + (1 - lam) * float(conf.mean()),
+                   tau_s=lam * th.tau_s + (1 - lam) * float(ent.mean()), m_t=tuple(m_t), m_s=tuple(m_s))
+
+
+def select(th: Thresholds, conf: torch.Tensor, ent: torch.Tensor, yhat: torch.Tensor,
+           use_teacher: bool = True, use_student: bool = True) -> torch.Tensor:
+    """Boolean mask: teacher confidence >= its class threshold and student entropy >= its class threshold."""
+    t_cls, s_cls = (torch.tensor(x) for x in th.per_class())
+    keep = torch.ones_like(conf, dtype=torch.bool)
+    if use_teacher:
+        keep &= conf >= t_cls[yhat]
+    if use_student:
+        keep &= ent >= s_cls[yhat]
+    return keep
+
+
+def weights(conf: torch.Tensor, ent: torch.Tensor, keep: torch.Tensor, k: int) -> torch.Tensor:
+    """w = c * u / log K on kept samples (both factors in [0, 1]); 0 elsewhere."""
+    return torch.where(keep, conf * ent / math.log(k), torch.zeros_like(conf))
+
+
+class Selector:
+    """Online selection inside the training loop (the glue around the pure functions above).
+
+    mode: adaptive (LLKD: teacher AND student thresholds) | student_entropy (student threshold only) |
+    teacher_topk (the `fraction` most confident pseudo-labels, fixed) | random (a fixed random `fraction`) |
+    all (every pseudo-label). Rows carry `yhat` (label id) and `confidence` (the teacher's).
+    """
+
+    def __init__(self, rows: list[dict], k: int, mode: str, momentum: float, weighting: bool, fraction: float, seed: int):
+        self.k, self.mode, self.momentum, self.weighting = k, mode, momentum, weighting
+        self.th = init_thresholds(k)
+        self.fixed: set[str] = set()
+        if mode == "teacher_topk":
+            ranked = sorted(rows, key=lambda r: r["confidence"], reverse=True)
+            self.fixed = {r["id"] for r in ranked[: int(round(fraction * len(rows)))]}
+        elif mode == "random":
+            self.fixed = {r["id"] for r in random.Random(seed).sample(rows, int(round(fraction * len(rows))))}
+        self.ever: set[str] = set()
+        self.n_rows = len(rows)
+        self.seen = self.kept = 0
+
+    def __call__(self, batch: list[dict], logits: torch.Tensor) -> torch.Tensor:
+        conf = torch.tensor([float(r["confidence"]) for r in batch])
+        yhat = torch.tensor([int(r["yhat"]) for r in batch])
+        ent = entropy(logits.float().softmax(-1))
+        if self.mode in ("adaptive", "student_entropy"):
+            self.th = update(self.th, conf, ent, yhat, self.momentum)
+            keep = select(self.th, conf, ent, yhat, use_teacher=self.mode == "adaptive")
+        elif self.mode == "all":
+            keep = torch.ones(len(batch), dtype=torch.bool)
+        else:
+            keep = torch.tensor([r["id"] in self.fixed for r in batch])
+        self.seen += len(batch)
+        self.kept += int(keep.sum())
+        self.ever.update(r["id"] for r, k in zip(batch, keep.tolist()) if k)
+        if self.weighting and self.mode == "adaptive":
+            return weights(conf, ent, keep, self.k)
+        return keep.float()
+
+    def epoch_stats(self) -> dict[str, float]:
+        t_cls, s_cls = self.th.per_class()
+        stats = {"selected_fraction": self.kept / max(self.seen, 1), "distinct_selected_fraction": len(self.ever) / max(self.n_rows, 1),
+                 **{f"tau_teacher.{i}": t for i, t in enumerate(t_cls)}, **{f"tau_student.{i}": s for i, s in enumerate(s_cls)}}
+        self.seen = self.kept = 0
+        return stats

@@ -1,0 +1,107 @@
+"""GOLD stages: `gold_start` (iteration 0: nothing yet) and `gold_iter@k`, one DVC stage per iteration.
+
+Iteration k: generate a training block and a 'significantly different' validation block with iteration
+k-1's feedback as extra demonstrations; refresh the student on everything generated so far; score the
+validation block by energy; keep the [ood_lo, ood_hi) band as the feedback of iteration k+1.
+Everything iteration k produces lives in its own output folder, `<gold dir>/iter_k/`:
+data.jsonl (all data so far), feedback.json, metrics.json and (cumulative refresh) student/.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from distill.config import Params
+from distill.io import atomic_dir, read_json, read_jsonl, write_json, write_jsonl
+from distill.methods.gold import energy, energy_stats, iteration_requests, select_feedback
+from distill.methods.zerogen import dedup_key, template_hash
+from distill.metrics import accuracy
+from distill.stages import inactive
+from distill.students.classifier import load_student, predict_logits, resolve_student, train_classifier
+from distill.synthesis import label_counts, synthesize
+from distill.tasks import load_task
+from distill.teachers import make_teacher
+
+
+def start(params: Params, out_dir: str) -> None:
+    with atomic_dir(out_dir) as tmp:
+        write_jsonl(tmp / "data.jsonl", [])
+        write_json(tmp / "feedback.json", [])
+
+
+def _skip(out_dir: str, metrics_out: str) -> None:
+    start(None, out_dir)
+    write_json(metrics_out, {"skipped": 1})
+
+
+def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, metrics_out: str) -> None:
+    if inactive(params, "gold"):
+        return _skip(out_dir, metrics_out)
+    gp, task = params.gold, load_task(task_dir)
+    spec = task.spec
+    fields, target = spec.field_names, spec.fields[-1].name
+    fewshot, validation = task.load("fewshot"), task.load("validation")  # validate inputs before any LLM call
+    contexts = [r[spec.fields[0].name] for r in task.load("unlabeled")] if spec.kind == "pair" else []
+    prev = Path(prev_dir)
+    so_far = read_jsonl(prev / "data.jsonl")
+    feedback = read_json(prev / "feedback.json")
+
+    # 1. generate this iteration's blocks, with last iteration's feedback as extra demonstrations
+    real = {l: [r[target] for r in fewshot if r["label"] == l] for l in spec.label_names}
+    fb = {l: [f[target] for f in feedback if f["label"] == l] for l in spec.label_names}
+    requests = iteration_requests(spec, k, gp.train_per_iter, gp.val_per_iter, real, contexts, fb, gp.real_demos,
+                                  gp.feedback_ratio, params.prompts.assistant_prefix, params.seed,
+                                  template_hash(spec, params.prompts.assistant_prefix) + "g")
+    teacher = make_teacher(params.teacher)
+    seen = {dedup_key(r[target], r.get(spec.fields[0].name) if spec.kind == "pair" else None) for r in so_far}
+    new_train, c_train = synthesize(teacher, spec, params, [r for r in requests if r["block"] == "train"], fewshot,
+                                    "llm_gen", k, seen, desc=f"gold {k}: train block")
+    new_val, c_val = synthesize(teacher, spec, params, [r for r in requests if r["block"] == "val"], fewshot,
+                                "llm_val", k, seen, desc=f"gold {k}: val block")
+    data = so_far + new_train + new_val  # val blocks become training data too, as in the released code
+
+    # 2. refresh the student on everything so far (cumulative: continue from the previous student)
+    cfg = params.train.model_copy(update={"epochs": gp.refresh_epochs, "patience": gp.refresh_epochs})
+    if gp.refresh == "cumulative" and (prev / "student" / "config.json").is_file():
+        model, tok = load_student(prev / "student")
+    else:
+        model, tok = load_student(resolve_student(params.train.model), spec.label_names, params.seed + k)
+    if data:
+        model, _ = train_classifier(model, tok, data, [], fields, spec.label_names, cfg, params.seed + k)
+
+    # 3. energy of the validation block under the refreshed student -> next feedback (per label)
+    energies = energy(predict_logits(model, tok, new_val, fields), gp.energy_T).tolist() if new_val else []
+    for r, e in zip(new_val, energies):
+        r["meta"]["energy"] = round(e, 5)
+    next_feedback = []
+    for label in spec.label_names:
+        idx = [i for i, r in enumerate(new_val) if r["label"] == label]
+        picked = select_feedback([energies[i] for i in idx], gp.feedback, gp.n_feedback, gp.ood_lo, gp.ood_hi, params.seed + k)
+        next_feedback += [{**{f: new_val[idx[j]][f] for f in fields}, "label": label, "energy": energies[idx[j]], "id": new_val[idx[j]]["id"]}
+                          for j in picked]
+
+    val_pred = predict_logits(model, tok, validation, fields).argmax(-1).tolist()
+    metrics = {"iteration": k, "generated": len(new_train) + len(new_val), "total": len(data),
+               "requested": len(requests), "val_accuracy": accuracy([r["label"] for r in validation], [spec.label_names[i] for i in val_pred]),
+               "feedback": len(next_feedback), **energy_stats(energies),
+               **{f"train_block.{n}": v for n, v in c_train.items()}, **{f"val_block.{n}": v for n, v in c_val.items()},
+               **label_counts(spec, data), **{f"llm.{n}": v for n, v in teacher.stats.as_dict().items()}}
+    with atomic_dir(out_dir) as tmp:
+        write_jsonl(tmp / "data.jsonl", data)
+        write_json(tmp / "feedback.json", next_feedback)
+        write_json(tmp / "metrics.json", metrics)
+        if gp.refresh == "cumulative":
+            model.save_pretrained(tmp / "student")
+            tok.save_pretrained(tmp / "student")
+    write_json(metrics_out, metrics)
+    _track(params, k, metrics, next_feedback)
+    print(f"gold iteration {k}: +{metrics['generated']} samples (total {len(data)}), validation accuracy "
+          f"{metrics['val_accuracy']:.4f}, energy mean {metrics.get('energy_mean', float('nan')):.3f}, feedback {len(next_feedback)}")
+
+
+def _track(params: Params, k: int, metrics: dict, feedback: list[dict]) -> None:
+    from distill.tracking import log_iteration_run
+
+    log_iteration_run(params.register.experiment, f"gold-{params.task}-iter{k}", params.model_dump(), metrics,
+                      {"pipeline": "distill", "method": "gold", "task": params.task, "iteration": str(k)},
+                      {"feedback.json": json.dumps(feedback, indent=1, ensure_ascii=False)})

@@ -1,0 +1,90 @@
+"""S3 stages: `s3_seed` (rationales, then rationale-conditioned seed data) and `s3_round@k`.
+
+Round k: train a fresh student on seed ∪ additions so far, find its errors on the real validation.jsonl
+(the small gold set), ask the teacher for one new example per error with the gold label (T_mis), add them.
+The gold examples themselves never enter the training data, and no S3 stage reads test.jsonl.
+Each step writes its own folder `<s3 dir>/round_k/`: data.jsonl (all data so far) and metrics.json.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from distill.config import Params
+from distill.io import atomic_dir, read_jsonl, write_json, write_jsonl
+from distill.methods.s3 import extrapolation_requests, parse_rationales, rationale_messages, seed_requests
+from distill.methods.zerogen import dedup_key, make_request, template_hash
+from distill.metrics import accuracy
+from distill.stages import inactive
+from distill.students.classifier import load_student, predict_proba, resolve_student, train_classifier
+from distill.synthesis import label_counts, synthesize
+from distill.tasks import load_task
+from distill.teachers import Decoding, GenRequest, make_teacher
+
+
+def _write(out_dir: str, metrics_out: str, data: list[dict], metrics: dict, extra: dict | None = None) -> None:
+    with atomic_dir(out_dir) as tmp:
+        write_jsonl(tmp / "data.jsonl", data)
+        write_json(tmp / "metrics.json", metrics)
+        for name, obj in (extra or {}).items():
+            write_json(tmp / name, obj)
+    write_json(metrics_out, metrics)
+
+
+def seed(params: Params, task_dir: str, out_dir: str, metrics_out: str) -> None:
+    if inactive(params, "s3"):
+        return _write(out_dir, metrics_out, [], {"skipped": 1})
+    task, sp = load_task(task_dir), params.s3
+    spec = task.spec
+    fewshot = task.load("fewshot")  # validate inputs before any LLM call (used by the label check)
+    contexts = [r[spec.fields[0].name] for r in task.load("unlabeled")] if spec.kind == "pair" else []
+    teacher = make_teacher(params.teacher)
+    thash = template_hash(spec, params.prompts.assistant_prefix) + "s"
+    rationales: dict[str, list[str]] = {}
+    if spec.kind == "single" and sp.n_rationales:  # explain-then-generate (single texts only, as in the paper)
+        reqs = [make_request(thash, f"{thash}-ration-{l}-{j}", l, None, rationale_messages(spec, l, sp.n_rationales), "1.", params.seed)
+                for l in spec.label_names for j in range(2)]
+        answers = teacher.generate([GenRequest(tuple(map(tuple, r["messages"])), r["prefix"], r["seed"]) for r in reqs],
+                                   Decoding(max_new_tokens=160, temperature=0.9, top_p=0.9),  # the paper: temperature 0.9
+                                   params.teacher.batch_size, desc="rationales")
+        for r, a in zip(reqs, answers):
+            rationales[r["label"]] = parse_rationales("\n".join(rationales.get(r["label"], [])) + "\n1." + a.text, sp.n_rationales)
+    requests = seed_requests(spec, sp.seed_per_label, rationales, sp.rationales_per_prompt, contexts,
+                             params.prompts.assistant_prefix, params.seed, thash)
+    rows, counts = synthesize(teacher, spec, params, requests, fewshot, "llm_gen", 0, desc="s3 seed")
+    metrics = {"round": 0, "requested": len(requests), "added": len(rows), "total": len(rows), **counts,
+               **label_counts(spec, rows), **{f"llm.{k}": v for k, v in teacher.stats.as_dict().items()}}
+    _write(out_dir, metrics_out, rows, metrics, {"rationales.json": rationales})
+    print(f"s3 seed: {len(rows)}/{len(requests)} samples kept; rationales per label: {[len(v) for v in rationales.values()]}")
+
+
+def round_(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, metrics_out: str) -> None:
+    if inactive(params, "s3"):
+        return _write(out_dir, metrics_out, [], {"skipped": 1})
+    task, sp = load_task(task_dir), params.s3
+    spec = task.spec
+    fields, target = spec.field_names, spec.fields[-1].name
+    fewshot, gold = task.load("fewshot"), task.load("validation")
+    data = read_jsonl(Path(prev_dir) / "data.jsonl")
+
+    # 1. a fresh student on everything so far; 2. its errors on the small gold set
+    model, tok = load_student(resolve_student(params.train.model), spec.label_names, params.seed + k)
+    model, _ = train_classifier(model, tok, data, [], fields, spec.label_names, params.train, params.seed + k)
+    pred = [spec.label_names[i] for i in predict_proba(model, tok, gold, fields).argmax(-1).tolist()]
+    errors = [g for g, p in zip(gold, pred) if g["label"] != p]
+    val_acc = accuracy([g["label"] for g in gold], pred)
+    if sp.max_extrapolations:
+        errors = errors[: sp.max_extrapolations]
+
+    # 3. one extrapolated example per error, with the gold label
+    teacher = make_teacher(params.teacher)
+    thash = template_hash(spec, params.prompts.assistant_prefix) + "s"
+    requests = extrapolation_requests(spec, errors, k, params.prompts.assistant_prefix, params.seed, thash)
+    checked = params if sp.check_extrapolations else params.model_copy(
+        update={"generate": params.generate.model_copy(update={"label_filter": "none"})})
+    seen = {dedup_key(r[target], r.get(spec.fields[0].name) if spec.kind == "pair" else None) for r in data}
+    seen |= {dedup_key(g[target], g.get(spec.fields[0].name) if spec.kind == "pair" else None) for g in gold}  # no copies of gold
+    added, counts = synthesize(teacher, spec, checked, requests, fewshot, "llm_extrapolated", k, seen, desc=f"s3 round {k}")
+    metrics = {"round": k, "val_accuracy": val_acc, "errors": len(errors), "requested": len(requests), "added": len(added),
+               "total": len(data) + len(added), **counts, **{f"llm.{n}": v for n, v in teacher.stats.as_dict().items()}}
+    _write(out_dir, metrics_out, data + added, metrics)
+    print(f"s3 round {k}: validation accuracy {val_acc:.4f}, {len(errors)} errors -> {len(added)} new examples")

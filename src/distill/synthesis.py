@@ -1,0 +1,73 @@
+"""Library glue shared by every method: requests -> teacher samples -> cut, filtered, label-checked rows;
+and the teacher as a few-shot classifier. Stages call these; methods/ keeps the pure algorithms."""
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from distill.methods.fewshot import label_probs, pick_demos, score_requests, scoring_prefix, teacher_probs
+from distill.methods.zerogen import filter_samples
+from distill.tasks import TaskSpec
+from distill.teachers import Decoding, GenRequest, Teacher
+
+
+def classify(teacher: Teacher, spec: TaskSpec, rows: list[dict], fewshot: list[dict], tp, seed: int, desc: str = "score"):
+    """The teacher's label distribution for each row: (calibrated probs, raw probs), per tp.calibration."""
+    prefix = scoring_prefix(spec, pick_demos(spec, fewshot, tp.shots_per_label, seed), tp.max_text_chars)
+    scores = teacher.score(score_requests(spec, rows, prefix, tp.max_text_chars), tp.score_batch_size, desc=desc)
+    return teacher_probs(scores, tp.calibration), [label_probs(s) for s in scores]
+
+
+def decoding_of(g) -> Decoding:
+    return Decoding(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p, top_k=g.top_k)
+
+
+def synthesize(
+    teacher: Teacher, spec: TaskSpec, params, requests: list[dict[str, Any]], fewshot: list[dict],
+    source: str = "llm_gen", round_: int = 0, seen: set[str] | None = None, desc: str = "generate",
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Sample one text per request, cut and filter it, check its label with the teacher (generate.label_filter).
+
+    Returns rows `{id, <fields>, label, source, round, meta}` and counts per rejection reason.
+    `seen` holds normalised texts of earlier rounds, so later rounds don't repeat them.
+    """
+    g = params.generate
+    decoding = decoding_of(g)
+    answers = teacher.generate(
+        [GenRequest(messages=tuple(map(tuple, r["messages"])), prefix=r["prefix"], seed=r["seed"]) for r in requests],
+        decoding, params.teacher.batch_size, desc=desc,
+    )
+    context_field = spec.fields[0].name if spec.kind == "pair" else None
+    samples = []
+    for r, a in zip(requests, answers):
+        s = {"id": r["id"], "label": r["label"], "source": source, "round": round_}
+        if context_field:
+            s[context_field] = r["context"]
+        s["meta"] = {"raw": a.text, "prompt_id": r["prompt_id"], "template_hash": r["template_hash"],
+                     "model": teacher.backend.model_id, "decoding": asdict(decoding), "finish": a.finish}
+        samples.append(s)
+    kept, counts = filter_samples(samples, spec.fields[-1].name, g.min_words, g.max_words, context_field, seen)
+    counts = {f"rejected.{k}": v for k, v in counts.items()}
+    counts["rejected.label_disagree"] = counts["relabelled"] = 0
+
+    # The small teacher follows the requested label only ~70% of the time: check with its own classifier.
+    if g.label_filter != "none" and kept:
+        probs, _ = classify(teacher, spec, kept, fewshot, params.teacher, params.seed, desc="check labels")
+        checked = []
+        for s, p in zip(kept, probs):
+            s["meta"]["teacher_probs"] = dict(zip(spec.label_names, [round(x, 5) for x in p]))
+            best = spec.label_names[max(range(len(p)), key=p.__getitem__)]
+            if best != s["label"]:
+                if g.label_filter == "agree":
+                    counts["rejected.label_disagree"] += 1
+                    continue
+                s["meta"]["requested_label"], s["label"] = s["label"], best
+                counts["relabelled"] += 1
+            checked.append(s)
+        kept = checked
+    rows = [{"id": s["id"], **{f: s[f] for f in spec.field_names}, **{k: s[k] for k in ("label", "source", "round", "meta")}} for s in kept]
+    return rows, counts
+
+
+def label_counts(spec: TaskSpec, rows: list[dict]) -> dict[str, int]:
+    return {f"kept.{l}": sum(r["label"] == l for r in rows) for l in spec.label_names}

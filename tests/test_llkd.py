@@ -1,0 +1,53 @@
+"""LLKD's adaptive thresholds and selection on synthetic streams."""
+import math
+
+import pytest
+import torch
+
+from distill.methods.llkd import entropy, init_thresholds, select, update, weights
+
+
+def test_init_and_entropy():
+    th = init_thresholds(4)
+    assert th.tau_t == 0.25 and th.tau_s == pytest.approx(math.log(4) / 2)
+    assert entropy(torch.tensor([[0.5, 0.5], [1.0, 0.0]])).tolist() == pytest.approx([math.log(2), 0.0])
+
+
+def test_thresholds_track_the_stream():
+    th = init_thresholds(2)
+    conf = torch.full((8,), 0.9)
+    ent = torch.full((8,), 0.1)
+    yhat = torch.tensor([0, 1] * 4)
+    for _ in range(200):
+        th = update(th, conf, ent, yhat, momentum=0.9)
+    assert th.tau_t == pytest.approx(0.9, abs=1e-3) and th.tau_s == pytest.approx(0.1, abs=1e-3)
+    # as the student's entropy falls, its threshold falls with it
+    th2 = update(th, conf, torch.full((8,), 0.01), yhat, momentum=0.9)
+    assert th2.tau_s < th.tau_s
+
+
+def test_low_confidence_class_is_not_starved():
+    th = init_thresholds(2)
+    # class 0: the teacher is always confident (0.95); class 1: it is never above 0.6
+    conf = torch.tensor([0.95, 0.55] * 8)
+    yhat = torch.tensor([0, 1] * 8)
+    ent = torch.full((16,), 0.6)
+    for _ in range(300):
+        th = update(th, conf, ent, yhat, momentum=0.9)
+    t_cls, _ = th.per_class()
+    assert t_cls[1] < t_cls[0]
+    # a global threshold (0.75) would drop every class-1 sample; the class-wise one keeps them
+    keep = select(th, conf, ent, yhat, use_student=False)
+    assert keep[yhat == 1].any() and keep[yhat == 0].any()
+
+
+def test_select_requires_both_conditions_and_weights():
+    th = init_thresholds(2)  # tau_t = 0.5, tau_s = log2/2 ~ 0.347
+    conf = torch.tensor([0.9, 0.9, 0.4, 0.4])
+    ent = torch.tensor([0.6, 0.1, 0.6, 0.1])
+    yhat = torch.zeros(4, dtype=torch.long)
+    keep = select(th, conf, ent, yhat)
+    assert keep.tolist() == [True, False, False, False]  # confident teacher AND uncertain student
+    assert select(th, conf, ent, yhat, use_teacher=False).tolist() == [True, False, True, False]
+    w = weights(conf, ent, keep, 2)
+    assert w[0].item() == pytest.approx(0.9 * 0.6 / math.log(2)) and w[1:].sum() == 0
