@@ -30,6 +30,12 @@ CONFIGS = {  # name -> params overrides (on top of the budget settings)
     "gold": {"method": "gold"},
     "gold, no feedback": {"method": "gold", "gold.feedback": "none"},
     "gold, CE loss": {"method": "gold", "gold.loss": "ce"},
+    "s3": {"method": "s3"},
+    "llkd": {"method": "llkd"},
+    "llkd, all pseudo-labels": {"method": "llkd", "llkd.selection": "all"},
+    "llkd, random subset": {"method": "llkd", "llkd.selection": "random"},
+    "real labels: fewshot": {"method": "labelled", "labelled.splits": "[fewshot]"},
+    "real labels: fewshot + validation": {"method": "labelled", "labelled.splits": "[fewshot,validation]"},
 }
 
 
@@ -37,7 +43,7 @@ def budget_overrides(task: str, budget: int, iterations: int) -> dict:
     labels = len(yaml.safe_load((REPO / f"data/tasks/{task}/task.yaml").read_text())["labels"])
     per_iter = budget // iterations
     return {"generate.n_per_label": budget // labels, "gold.train_per_iter": per_iter - per_iter // 4,
-            "gold.val_per_iter": per_iter // 4}
+            "gold.val_per_iter": per_iter // 4, "s3.seed_per_label": (budget - 2 * 64) // labels, "s3.max_extrapolations": 64}
 
 
 def exp_run(repo: Path, env: dict, overrides: dict) -> dict:

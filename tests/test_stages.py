@@ -237,3 +237,14 @@ def test_s3_prompt_builders(toy_task):
     spec = load_task(toy_task).spec
     reqs = extrapolation_requests(spec, [{"text": "a clumsy film", "label": "positive"}], 1, '"', 0, "t")
     assert reqs[0]["label"] == "positive" and '"a clumsy film"' in reqs[0]["messages"][0][1]
+
+
+def test_labelled_reference_uses_real_labels_only(tmp_path, toy_task, fake_backend, monkeypatch):
+    from distill.stages import assemble
+
+    monkeypatch.chdir(tmp_path)
+    params = load_params(write_params(tmp_path / "params.yaml", task="toy", method="labelled",
+                                      labelled={"splits": ["fewshot", "validation"]}))
+    assemble.run(params, str(toy_task), "unused", "unused", "w/train.jsonl", "m/data.json", "plots/it.tsv", "unused", "unused")
+    rows = read_jsonl("w/train.jsonl")
+    assert len(rows) == 8 + 20 and {r["source"] for r in rows} == {"gold"} and fake_backend.calls == 0

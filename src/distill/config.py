@@ -200,9 +200,17 @@ class S3Params(Section):
         return self
 
 
+class LabelledParams(Section):
+    splits: list[Literal["fewshot", "validation"]] = Field(
+        default_factory=lambda: ["fewshot"],
+        description="real labelled splits the student trains on (a reference: what ~16-200 human labels buy)",
+    )
+
+
 class Params(Section):
     task: str = Field("sst2", description="task folder under data/tasks/")
-    method: Literal["zerogen", "gold", "s3", "llkd"] = Field("zerogen", description="distillation method: zerogen | gold | s3 | llkd")
+    method: Literal["zerogen", "gold", "s3", "llkd", "labelled"] = Field(
+        "zerogen", description="distillation method: zerogen | gold | s3 | llkd; labelled = real labels only (a reference, no teacher)")
     seed: int = Field(0, description="global random seed (sampling, splits, initialisation)")
     teacher: TeacherParams = TeacherParams()
     prompts: PromptsParams = PromptsParams()
@@ -213,6 +221,7 @@ class Params(Section):
     gold: GoldParams = GoldParams()
     s3: S3Params = S3Params()
     llkd: LLKDParams = LLKDParams()
+    labelled: LabelledParams = LabelledParams()
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -2,7 +2,8 @@
 
 zerogen: the generate stage's samples. gold: all iterations' data (optionally without the highest-energy
 fraction). s3: seed data plus every round's extrapolations. llkd: the whole pseudo-labelled pool
-(selection happens online in training). Writes `plots/iterations.tsv` (one row per iteration: validation accuracy, mean energy, size)
+(selection happens online in training). labelled: real labelled rows only — the reference a user compares
+against ("does distillation beat labelling 200 examples myself?"). Writes `plots/iterations.tsv` (one row per iteration: validation accuracy, mean energy, size)
 so that `dvc plots show` draws the curve.
 """
 from __future__ import annotations
@@ -34,11 +35,13 @@ def run(params: Params, task_dir: str, generated: str, gold_dir: str, out: str, 
         g = params.gold
         if params.method == "gold" and g.drop_top_energy > 0 and rows and (last / "student").is_dir():
             rows, dropped = drop_high_energy(rows, last / "student", spec.field_names, g.drop_top_energy, g.energy_T)
+    elif params.method == "labelled":  # the human-label reference: no teacher at all
+        rows = [{**r, "source": "gold", "round": 0} for split in params.labelled.splits for r in task.load(split)]
     elif params.method == "llkd":
         rows = read_jsonl(pseudo)  # every pseudo-label: LLKD selects online, during training
     else:
         rows = read_jsonl(generated)
-    check_labels(rows, spec, {"zerogen": generated, "gold": gold_dir, "s3": s3_dir, "llkd": pseudo}[params.method])
+    check_labels(rows, spec, {"zerogen": generated, "gold": gold_dir, "s3": s3_dir, "llkd": pseudo, "labelled": task.root}[params.method])
     write_jsonl(out, rows)
     write_json(metrics_out, {"n_samples": len(rows), "iterations": len(curve), "dropped_high_energy": dropped,
                              **label_counts(spec, rows)})

