@@ -6,7 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 from distill.methods.fewshot import label_probs, pick_demos, score_requests, scoring_prefix, teacher_probs
-from distill.methods.zerogen import filter_samples
+from distill.methods.zerogen import dedup_key, filter_samples
 from distill.tasks import TaskSpec
 from distill.teachers import Decoding, GenRequest, Teacher
 
@@ -67,6 +67,17 @@ def synthesize(
         kept = checked
     rows = [{"id": s["id"], **{f: s[f] for f in spec.field_names}, **{k: s[k] for k in ("label", "source", "round", "meta")}} for s in kept]
     return rows, counts
+
+
+def seen_keys(spec: TaskSpec, rows: list[dict]) -> set[str]:
+    """Dedup keys of rows already held, so new samples that repeat them are rejected as duplicates."""
+    context = spec.fields[0].name if spec.kind == "pair" else None
+    return {dedup_key(r[spec.fields[-1].name], r[context] if context else None) for r in rows}
+
+
+def llm_metrics(teacher: Teacher) -> dict:
+    """The teacher's call accounting as stage metrics (`llm.calls`, `llm.cache_hits`, ...)."""
+    return {f"llm.{k}": v for k, v in teacher.stats.as_dict().items()}
 
 
 def label_counts(spec: TaskSpec, rows: list[dict]) -> dict[str, int]:

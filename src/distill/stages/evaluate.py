@@ -9,7 +9,7 @@ from distill.config import Params
 from distill.io import write_json
 from distill.metrics import accuracy, macro_f1
 from distill.students.classifier import load_student, predict_proba
-from distill.synthesis import classify
+from distill.synthesis import classify, llm_metrics
 from distill.tasks import load_task
 from distill.teachers import make_teacher
 
@@ -38,7 +38,7 @@ def run(params: Params, task_dir: str, model_dir: str, metrics_out: str, plot_ou
         "teacher_accuracy": accuracy(teacher_gold, teacher_pred), "teacher_macro_f1": macro_f1(teacher_gold, teacher_pred, spec.label_names),
         "teacher_accuracy_uncalibrated": accuracy(teacher_gold, raw_pred),
         "n_test": len(test), "teacher_n_test": len(rows),
-        **{f"llm.{k}": v for k, v in teacher.stats.as_dict().items()},
+        **llm_metrics(teacher),
     }
     write_json(metrics_out, metrics)
     write_json(plot_out, [{"actual": g, "predicted": p} for g, p in zip(gold, student)])

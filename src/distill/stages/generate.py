@@ -8,7 +8,7 @@ from __future__ import annotations
 from distill.config import Params
 from distill.io import read_jsonl, write_json, write_jsonl
 from distill.stages import inactive
-from distill.synthesis import label_counts, synthesize
+from distill.synthesis import label_counts, llm_metrics, synthesize
 from distill.tasks import load_task
 from distill.teachers import make_teacher
 
@@ -24,6 +24,6 @@ def run(params: Params, task_dir: str, prompts_path: str, out: str, metrics_out:
     rows, counts = synthesize(teacher, task.spec, params, requests, fewshot)
     write_jsonl(out, rows)
     metrics = {"requested": len(requests), "kept": len(rows), **counts, **label_counts(task.spec, rows),
-               **{f"llm.{k}": v for k, v in teacher.stats.as_dict().items()}}
+               **llm_metrics(teacher)}
     write_json(metrics_out, metrics)
     print(f"generate: kept {len(rows)}/{len(requests)} samples; {counts}; llm {teacher.stats.as_dict()}")

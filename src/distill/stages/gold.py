@@ -14,11 +14,11 @@ from pathlib import Path
 from distill.config import Params
 from distill.io import atomic_dir, read_json, read_jsonl, write_json, write_jsonl
 from distill.methods.gold import energy, energy_stats, iteration_requests, select_feedback
-from distill.methods.zerogen import dedup_key, template_hash
+from distill.methods.zerogen import template_hash
 from distill.metrics import accuracy
 from distill.stages import inactive
 from distill.students.classifier import load_student, predict_logits, resolve_student, train_classifier
-from distill.synthesis import label_counts, synthesize
+from distill.synthesis import label_counts, llm_metrics, seen_keys, synthesize
 from distill.tasks import load_task
 from distill.teachers import make_teacher
 
@@ -53,7 +53,7 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
                                   gp.feedback_ratio, params.prompts.assistant_prefix, params.seed,
                                   template_hash(spec, params.prompts.assistant_prefix) + "g")
     teacher = make_teacher(params.teacher)
-    seen = {dedup_key(r[target], r.get(spec.fields[0].name) if spec.kind == "pair" else None) for r in so_far}
+    seen = seen_keys(spec, so_far)
     new_train, c_train = synthesize(teacher, spec, params, [r for r in requests if r["block"] == "train"], fewshot,
                                     "llm_gen", k, seen, desc=f"gold {k}: train block")
     new_val, c_val = synthesize(teacher, spec, params, [r for r in requests if r["block"] == "val"], fewshot,
@@ -85,7 +85,7 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
                "requested": len(requests), "val_accuracy": accuracy([r["label"] for r in validation], [spec.label_names[i] for i in val_pred]),
                "feedback": len(next_feedback), **energy_stats(energies),
                **{f"train_block.{n}": v for n, v in c_train.items()}, **{f"val_block.{n}": v for n, v in c_val.items()},
-               **label_counts(spec, data), **{f"llm.{n}": v for n, v in teacher.stats.as_dict().items()}}
+               **label_counts(spec, data), **llm_metrics(teacher)}
     with atomic_dir(out_dir) as tmp:
         write_jsonl(tmp / "data.jsonl", data)
         write_json(tmp / "feedback.json", next_feedback)

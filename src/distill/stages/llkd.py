@@ -11,7 +11,7 @@ import random
 from distill.config import Params
 from distill.io import write_json, write_jsonl
 from distill.stages import inactive
-from distill.synthesis import classify, label_counts
+from distill.synthesis import classify, label_counts, llm_metrics
 from distill.tasks import load_task
 from distill.teachers import make_teacher
 
@@ -36,6 +36,6 @@ def run(params: Params, task_dir: str, out: str, metrics_out: str) -> None:
     write_jsonl(out, rows)
     conf = [r["meta"]["confidence"] for r in rows]
     metrics = {"pool": len(rows), "mean_confidence": sum(conf) / max(len(conf), 1), **label_counts(spec, rows),
-               **{f"llm.{k}": v for k, v in teacher.stats.as_dict().items()}}
+               **llm_metrics(teacher)}
     write_json(metrics_out, metrics)
     print(f"llkd_label: pseudo-labelled {len(rows)} rows, mean confidence {metrics['mean_confidence']:.3f}")

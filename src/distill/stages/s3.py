@@ -12,11 +12,11 @@ from pathlib import Path
 from distill.config import Params
 from distill.io import atomic_dir, read_jsonl, write_json, write_jsonl
 from distill.methods.s3 import extrapolation_requests, parse_rationales, rationale_messages, seed_requests
-from distill.methods.zerogen import dedup_key, make_request, template_hash
+from distill.methods.zerogen import make_request, template_hash
 from distill.metrics import accuracy
 from distill.stages import inactive
 from distill.students.classifier import load_student, predict_proba, resolve_student, train_classifier
-from distill.synthesis import label_counts, synthesize
+from distill.synthesis import label_counts, llm_metrics, seen_keys, synthesize
 from distill.tasks import load_task
 from distill.teachers import Decoding, GenRequest, make_teacher
 
@@ -46,13 +46,15 @@ def seed(params: Params, task_dir: str, out_dir: str, metrics_out: str) -> None:
         answers = teacher.generate([GenRequest(tuple(map(tuple, r["messages"])), r["prefix"], r["seed"]) for r in reqs],
                                    Decoding(max_new_tokens=160, temperature=0.9, top_p=0.9),  # the paper: temperature 0.9
                                    params.teacher.batch_size, desc="rationales")
-        for r, a in zip(reqs, answers):
-            rationales[r["label"]] = parse_rationales("\n".join(rationales.get(r["label"], [])) + "\n1." + a.text, sp.n_rationales)
+        raw: dict[str, list[str]] = {}
+        for r, a in zip(reqs, answers):  # each answer continues the "1." its prompt was pre-filled with
+            raw.setdefault(r["label"], []).append("1." + a.text)
+        rationales = {label: parse_rationales("\n".join(texts), sp.n_rationales) for label, texts in raw.items()}
     requests = seed_requests(spec, sp.seed_per_label, rationales, sp.rationales_per_prompt, contexts,
                              params.prompts.assistant_prefix, params.seed, thash)
     rows, counts = synthesize(teacher, spec, params, requests, fewshot, "llm_gen", 0, desc="s3 seed")
     metrics = {"round": 0, "requested": len(requests), "added": len(rows), "total": len(rows), **counts,
-               **label_counts(spec, rows), **{f"llm.{k}": v for k, v in teacher.stats.as_dict().items()}}
+               **label_counts(spec, rows), **llm_metrics(teacher)}
     _write(out_dir, metrics_out, rows, metrics, {"rationales.json": rationales})
     print(f"s3 seed: {len(rows)}/{len(requests)} samples kept; rationales per label: {[len(v) for v in rationales.values()]}")
 
@@ -62,7 +64,7 @@ def round_(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, m
         return _write(out_dir, metrics_out, [], {"skipped": 1})
     task, sp = load_task(task_dir), params.s3
     spec = task.spec
-    fields, target = spec.field_names, spec.fields[-1].name
+    fields = spec.field_names
     fewshot, gold = task.load("fewshot"), task.load("validation")
     data = read_jsonl(Path(prev_dir) / "data.jsonl")
 
@@ -81,10 +83,9 @@ def round_(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, m
     requests = extrapolation_requests(spec, errors, k, params.prompts.assistant_prefix, params.seed, thash)
     checked = params if sp.check_extrapolations else params.model_copy(
         update={"generate": params.generate.model_copy(update={"label_filter": "none"})})
-    seen = {dedup_key(r[target], r.get(spec.fields[0].name) if spec.kind == "pair" else None) for r in data}
-    seen |= {dedup_key(g[target], g.get(spec.fields[0].name) if spec.kind == "pair" else None) for g in gold}  # no copies of gold
+    seen = seen_keys(spec, data + gold)  # gold examples are extrapolated from, never copied into training
     added, counts = synthesize(teacher, spec, checked, requests, fewshot, "llm_extrapolated", k, seen, desc=f"s3 round {k}")
     metrics = {"round": k, "val_accuracy": val_acc, "errors": len(errors), "requested": len(requests), "added": len(added),
-               "total": len(data) + len(added), **counts, **{f"llm.{n}": v for n, v in teacher.stats.as_dict().items()}}
+               "total": len(data) + len(added), **counts, **llm_metrics(teacher)}
     _write(out_dir, metrics_out, data + added, metrics)
     print(f"s3 round {k}: validation accuracy {val_acc:.4f}, {len(errors)} errors -> {len(added)} new examples")
