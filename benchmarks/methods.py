@@ -1,23 +1,34 @@
 """Compare methods at the same generation budget, per task and seed (not a test; hours on 2 cores).
 
-Each configuration runs as a `dvc exp run` in one fresh copy of the repository (the LLM cache is shared
-across configurations, so identical requests are not paid twice). The budget is the number of samples
+Each configuration is a `dvc exp run` in a copy of the repository. The budget is the number of samples
 *requested* from the teacher: ZeroGen asks budget/labels per label; GOLD spreads the same budget over its
-iterations (3/4 training block, 1/4 validation block). Results replace the `methods` block of
+iterations (3/4 training block, 1/4 validation block); S3 spends half on seed data and up to a quarter per
+round on extrapolations. Every finished run is appended to a JSONL file at once (a stopped benchmark resumes
+where it stopped, and a partial one still renders); the table replaces the `methods` block of
 docs/benchmarks.md, as mean ± std over seeds.
 
-    .venv/bin/python benchmarks/methods.py --tasks sst2 ag_news rte --seeds 0 1 2 --budget 256
+Work is split into (task, seed) units, each run by one worker in its own repository copy, so the teacher's
+few-shot baseline and LLKD's pseudo-labels of a (task, seed) are paid once (the LLM cache is per copy).
+With --workers 2 each worker uses one torch thread: on 2 cores that overlaps the single-threaded parts
+(DVC, tokenisation, start-up) of one run with the other's matrix products. Accuracy is what this measures;
+for timings see benchmarks/pipeline.py.
+
+    .venv/bin/python benchmarks/methods.py --tasks sst2 ag_news rte --seeds 0 1 2 --budget 256 --workers 2
+    .venv/bin/python benchmarks/methods.py --render-only
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -25,37 +36,73 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import REPO, copy_repo, replace_block  # noqa: E402
 
-CONFIGS = {  # name -> params overrides (on top of the budget settings)
+CONFIGS = {  # name -> params overrides (on top of the budget settings); order = run order within a unit
     "zerogen": {"method": "zerogen"},
     "gold": {"method": "gold"},
-    "gold, no feedback": {"method": "gold", "gold.feedback": "none"},
-    "gold, CE loss": {"method": "gold", "gold.loss": "ce"},
-    "s3": {"method": "s3"},
+    "real labels: fewshot": {"method": "labelled", "labelled.splits": "[fewshot]"},
+    "real labels: fewshot + validation": {"method": "labelled", "labelled.splits": "[fewshot,validation]"},
     "llkd": {"method": "llkd"},
     "llkd, all pseudo-labels": {"method": "llkd", "llkd.selection": "all"},
     "llkd, random subset": {"method": "llkd", "llkd.selection": "random"},
-    "real labels: fewshot": {"method": "labelled", "labelled.splits": "[fewshot]"},
-    "real labels: fewshot + validation": {"method": "labelled", "labelled.splits": "[fewshot,validation]"},
+    "s3": {"method": "s3"},
+    "gold, no feedback": {"method": "gold", "gold.feedback": "none"},
+    "gold, CE loss": {"method": "gold", "gold.loss": "ce"},
 }
+RESULTS = REPO / "benchmarks" / "results" / "methods.jsonl"
+_lock = threading.Lock()
 
 
 def budget_overrides(task: str, budget: int, iterations: int) -> dict:
     labels = len(yaml.safe_load((REPO / f"data/tasks/{task}/task.yaml").read_text())["labels"])
     per_iter = budget // iterations
     return {"generate.n_per_label": budget // labels, "gold.train_per_iter": per_iter - per_iter // 4,
-            "gold.val_per_iter": per_iter // 4, "s3.seed_per_label": (budget - 2 * 64) // labels, "s3.max_extrapolations": 64}
+            "gold.val_per_iter": per_iter // 4, "s3.seed_per_label": budget // 2 // labels, "s3.max_extrapolations": budget // 4}
 
 
 def exp_run(repo: Path, env: dict, overrides: dict) -> dict:
     args = ["dvc", "exp", "run"]
     for k, v in overrides.items():
         args += ["-S", f"{k}={v}"]
+    t0 = time.time()
     r = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
     if r.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed:\n{r.stderr[-2000:]}")
-    metrics = json.loads((repo / "metrics/metrics.json").read_text())
-    data = json.loads((repo / "metrics/data.json").read_text())
-    return {**metrics, "n_samples": data["n_samples"]}
+        raise RuntimeError(f"{' '.join(args)} failed:\n{r.stderr[-2000:]}")
+    out = {**json.loads((repo / "metrics/metrics.json").read_text()), "wall_s": round(time.time() - t0)}
+    out["n_samples"] = json.loads((repo / "metrics/data.json").read_text())["n_samples"]
+    train = json.loads((repo / "metrics/train.json").read_text())
+    out.update({k: v for k, v in train.items() if k in ("selected_fraction", "distinct_selected_fraction", "n_train")})
+    curve = repo / "plots/iterations.tsv"
+    if overrides["method"] in ("gold", "s3") and curve.exists():
+        with curve.open() as f:
+            out["curve"] = list(csv.DictReader(f, delimiter="\t"))
+    return out
+
+
+def load_results(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def worker(jobs: list[tuple[str, int, str]], args, threads: int) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        repo = Path(d) / "repo"
+        copy_repo(repo)
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "TQDM_DISABLE": "1",
+               "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+               "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@localhost", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@localhost"}
+        for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
+            subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
+        for task, seed, name in jobs:
+            over = {"task": task, "seed": seed, **budget_overrides(task, args.budget, args.iterations),
+                    **dict(s.split("=", 1) for s in args.set), **CONFIGS[name]}
+            try:
+                m = exp_run(repo, env, over)
+            except RuntimeError as e:  # one failed run is reported, the rest go on
+                print(f"FAILED {task} seed {seed} {name}: {e}", flush=True)
+                continue
+            with _lock, Path(args.results).open("a") as f:
+                f.write(json.dumps({"task": task, "seed": seed, "config": name, "budget": args.budget, **m}) + "\n")
+            print(f"[{time.strftime('%H:%M:%S')}] {task} seed {seed} {name}: student {m['student_accuracy']:.4f} "
+                  f"teacher {m['teacher_accuracy']:.4f} n {m['n_samples']} ({m['wall_s']} s)", flush=True)
 
 
 def main() -> None:
@@ -64,42 +111,69 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--budget", type=int, default=256, help="samples requested from the teacher per run")
     ap.add_argument("--iterations", type=int, default=4, help="GOLD iterations (must match params.yaml)")
-    ap.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), help=f"subset of: {', '.join(CONFIGS)}")
+    ap.add_argument("--first", type=int, default=2, help="how many of --configs run on every task and seed before the rest")
+    ap.add_argument("--set", nargs="*", default=[], help="extra params for every run, e.g. evaluate.teacher_max_examples=1000")
+    ap.add_argument("--workers", type=int, default=1, help="parallel (task, seed) units; each gets 2/workers torch threads")
+    ap.add_argument("--results", default=str(RESULTS), help="JSONL of finished runs (appended; runs in it are skipped)")
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
+    ap.add_argument("--render-only", action="store_true", help="only rewrite the table from --results")
     args = ap.parse_args()
-    results: dict[tuple[str, str], list[dict]] = {}
-    t0 = time.time()
-    with tempfile.TemporaryDirectory() as d:
-        repo = Path(d) / "repo"
-        copy_repo(repo)
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "TQDM_DISABLE": "1",
-               "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@localhost", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@localhost"}
-        for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
-            subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
-        for task in args.tasks:
-            for seed in args.seeds:
-                for name in args.configs:
-                    over = {"task": task, "seed": seed, **budget_overrides(task, args.budget, args.iterations), **CONFIGS[name]}
-                    m = exp_run(repo, env, over)
-                    results.setdefault((task, name), []).append(m)
-                    print(f"[{time.time() - t0:.0f}s] {task} seed {seed} {name}: student {m['student_accuracy']:.4f} "
-                          f"teacher {m['teacher_accuracy']:.4f} n {m['n_samples']}", flush=True)
-    replace_block(Path(args.out), "methods", render(results, args))
+    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+    if not args.render_only:
+        done = {(r["task"], r["seed"], r["config"]) for r in load_results(Path(args.results)) if r["budget"] == args.budget}
+        units = [(t, s) for s in args.seeds for t in args.tasks]
+        owner = {u: i % args.workers for i, u in enumerate(units)}  # a (task, seed) always runs in the same copy
+        # Order, so that a benchmark stopped early is still useful: the first configurations (ZeroGen vs GOLD)
+        # on every task and seed, then every other configuration one seed at a time.
+        rank = lambda j: (0 if args.configs.index(j[2]) < args.first else 1 + args.seeds.index(j[1]),  # noqa: E731
+                          args.configs.index(j[2]), units.index(j[:2]))
+        jobs = sorted(((t, s, c) for t, s in units for c in args.configs if (t, s, c) not in done), key=rank)
+        threads = max(1, (os.cpu_count() or 2) // args.workers)
+        with ThreadPoolExecutor(args.workers) as pool:
+            futures = [pool.submit(worker, [j for j in jobs if owner[j[:2]] == i], args, threads) for i in range(args.workers)]
+            for f in futures:
+                f.result()
+    replace_block(Path(args.out), "methods", render(load_results(Path(args.results))))
 
 
 def fmt(values: list[float]) -> str:
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
+    if not values:
+        return "–"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
 
-def render(results: dict, args) -> str:
-    lines = [f"Measured {time.strftime('%Y-%m-%d')}, budget {args.budget} requested samples per run, seeds {args.seeds}, "
-             f"embedded teacher. Reproduce: `.venv/bin/python benchmarks/methods.py --tasks {' '.join(args.tasks)} "
-             f"--seeds {' '.join(map(str, args.seeds))} --budget {args.budget}`.", "",
-             "| task | method | student accuracy | student macro-F1 | kept samples | teacher accuracy (few-shot) |",
-             "|---|---|---|---|---|---|"]
-    for (task, name), runs in results.items():
-        lines.append(f"| {task} | {name} | {fmt([r['student_accuracy'] for r in runs])} | {fmt([r['student_macro_f1'] for r in runs])} | "
-                     f"{statistics.mean(r['n_samples'] for r in runs):.0f} | {fmt([r['teacher_accuracy'] for r in runs])} |")
+def render(rows: list[dict]) -> str:
+    by: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        by.setdefault((r["task"], r["config"]), []).append(r)
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    budgets = sorted({r["budget"] for r in rows})
+    lines = [f"Budget {'/'.join(map(str, budgets))} requested samples per run, embedded teacher (SmolLM2-135M), student MiniLM-L6; "
+             f"mean ± std over the seeds listed (n). Raw runs: `benchmarks/results/methods.jsonl`. Reproduce: "
+             f"`.venv/bin/python benchmarks/methods.py --workers 2` (then `--render-only`).", "",
+             "| task | method | n | student accuracy | student macro-F1 | training rows | pool used (LLKD) | teacher accuracy (few-shot) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for task in tasks:
+        for name in CONFIGS:
+            runs = by.get((task, name), [])
+            if not runs:
+                continue
+            pool = fmt([r["distinct_selected_fraction"] for r in runs if "distinct_selected_fraction" in r])
+            lines.append(f"| {task} | {name} | {len(runs)} | {fmt([r['student_accuracy'] for r in runs])} | "
+                         f"{fmt([r['student_macro_f1'] for r in runs])} | {statistics.mean(r['n_samples'] for r in runs):.0f} | "
+                         f"{pool} | {fmt([r['teacher_accuracy'] for r in runs])} |")
+    lines += ["", "Per-iteration curves (mean over seeds): validation accuracy of the iteration's student on the real "
+              "validation.jsonl, and mean energy of the iteration's validation block (higher = more out-of-distribution).", "",
+              "| task | method | iteration | n | val accuracy | mean energy | training rows so far |", "|---|---|---|---|---|---|---|"]
+    for task in tasks:
+        for name in CONFIGS:
+            curves = [r["curve"] for r in by.get((task, name), []) if r.get("curve")]
+            for it in sorted({row["iteration"] for c in curves for row in c}, key=int):
+                pts = [row for c in curves for row in c if row["iteration"] == it]
+                num = lambda k: [float(p[k]) for p in pts if p.get(k) not in (None, "")]  # noqa: E731
+                lines.append(f"| {task} | {name} | {it} | {len(pts)} | {fmt(num('val_accuracy'))} | {fmt(num('energy_mean'))} | "
+                             f"{statistics.mean(num('total')) if num('total') else 0:.0f} |")
     return "\n".join(lines)
 
 

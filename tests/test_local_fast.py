@@ -88,3 +88,33 @@ def test_nucleus_wider_than_the_first_top_k():
     # a row's draw depends on its own generator only, not on its neighbours
     alone = [int(sample_next(logits[:1], Decoding(top_p=0.9), [torch.Generator().manual_seed(0)])[0])]
     assert alone[0] == seen[0]
+
+
+def test_echo_logprobs_reuse_a_shared_head(tiny_llm):
+    """`distill serve`'s echo scoring: a head shared by the batch, or left by the last batch, runs once; every
+    entry (log-prob and top-k alternatives, head positions included) equals the full pass."""
+    from distill.teachers.local import LocalBackend
+
+    reused, full = LocalBackend(str(tiny_llm)), LocalBackend(str(tiny_llm), reuse_prefix=False)
+    head = reused.encode("Review: a gentle, funny film.\nSentiment: positive\n\nReview: dull and far too long.\nSentiment: negative\n\n")
+    assert len(head) >= 16
+    texts = ["Review: I loved it.\nSentiment: positive", "Review: I loved it.\nSentiment: negative", "Review: meh\nSentiment: negative"]
+    seqs = [head + reused.encode(t) for t in texts]
+
+    def close(got, want):
+        assert len(got) == len(want)
+        for (lp, alts), (lp0, alts0) in zip(got, want):
+            assert (lp is None) == (lp0 is None) and (lp is None or abs(lp - lp0) < 1e-4)
+            assert [t for t, _ in alts] == [t for t, _ in alts0]
+            assert [v for _, v in alts] == pytest.approx([v for _, v in alts0], abs=1e-4)
+
+    for got, want in zip(reused.token_logprobs(seqs[:2], top_k=3), full.token_logprobs(seqs[:2], top_k=3)):
+        close(got, want)
+    assert reused._echo_head is not None and len(reused._echo_head[0]) > len(head)  # the batch shares "Review: I loved it..."
+    # The next batch shares less with the last head: the head shrinks to what all prompts share, then stays.
+    for got, want in zip(reused.token_logprobs(seqs[1:], top_k=3), full.token_logprobs(seqs[1:], top_k=3)):
+        close(got, want)
+    assert len(reused._echo_head[0]) >= len(head)
+    kept = reused._echo_head[0]
+    close(reused.token_logprobs([seqs[2]], top_k=3)[0], full.token_logprobs([seqs[2]], top_k=3)[0])
+    assert reused._echo_head[0] == kept

@@ -177,6 +177,12 @@ def test_scoring_falls_back_when_the_server_lacks_logprobs(tmp_path):
     assert t.stats.extra["scored_by.answer"] == 6 and all(sorted(s) == [fmt.UNKNOWN, 0.0] for s in ans)
     best = [max(range(2), key=s.__getitem__) for s in echo]
     assert [max(range(2), key=s.__getitem__) for s in top] == best == [max(range(2), key=s.__getitem__) for s in ans]
+    # A cache filled through one route does not answer another: parsed answers are not log-probs.
+    with serve_in_thread(FakeServer()) as url:
+        for via, hits in [("answer", 0), ("echo", 0), ("answer", 6)]:
+            t = Teacher(OpenAIBackend(api_params(url, score_via=via)), LLMCache(tmp_path / "d.sqlite"), progress=False)
+            t.score(SREQS, batch_size=4)
+            assert t.stats.cache_hits == hits
 
 
 def test_api_key_is_never_written(tmp_path, monkeypatch, toy_task, capsys):

@@ -114,7 +114,8 @@ class Teacher:
         return [GenResult(**done[k]) for k in keys]
 
     def score(self, requests: Sequence[ScoreRequest], batch_size: int, desc: str = "score") -> list[list[float]]:
-        keys = [cache_key(kind="score", model=self.backend.model_id, prefix=r.prefix, text=r.text, options=r.options) for r in requests]
+        model = getattr(self.backend, "score_id", self.backend.model_id)  # API backends: + the scoring route
+        keys = [cache_key(kind="score", model=model, prefix=r.prefix, text=r.text, options=r.options) for r in requests]
         # Sorting by length keeps padding (wasted compute) low; the cache key does not depend on order.
         done = self._answer("score", requests, keys, self.backend.score, batch_size, desc, "example", order=lambda r: len(r.text))
         # An unanswered row gets equal log-probs: no preference, and not cached.

@@ -85,6 +85,7 @@ class LocalBackend:
         self.reuse_prefix = reuse_prefix  # False: every generation prompt runs in full (the reference path in tests)
         self._model = self._tok = None
         self._prefix_cache: dict[tuple[int, ...], object] = {}
+        self._echo_head: tuple | None = None  # (head ids, top_k, entries, last alternatives, last log-probs)
 
     # -- loading ---------------------------------------------------------------------------------------
     def _load(self):
@@ -189,23 +190,78 @@ class LocalBackend:
     def token_logprobs(self, seqs: list[list[int]], top_k: int = 1) -> list[list[tuple[float | None, list[tuple[int, float]]]]]:
         """Per sequence, one entry per position j = 0..len: (log P(token j | tokens before it), the top_k
         (token, logprob) of that distribution). Entry 0 is (None, []); the last entry (None, top_k) is the
-        distribution of the token after the sequence. Serves `echo` + `logprobs` over HTTP."""
-        model = self._load()[0]
-        out = []
-        # Full-vocabulary logits for every position are big (positions x 49k floats): a few rows at a time.
-        per_chunk = max(1, (1 << 25) // (max(map(len, seqs)) * model.config.vocab_size))
-        for start in range(0, len(seqs), per_chunk):
-            chunk = seqs[start : start + per_chunk]
+        distribution of the token after the sequence. Serves `echo` + `logprobs` over HTTP.
+
+        Scoring clients send the same few-shot head in every prompt: a head shared by the batch (or equal to the
+        last batch's) runs once, its entries are kept, and only the rest of each sequence runs over its KV state."""
+        p = self._echo_prefix_len(seqs)
+        if p < 16 or not self.reuse_prefix:
+            return [e for chunk in self._chunks(seqs) for e in self._plain_logprobs(chunk, top_k)]
+        head, last_alts, last = self._echo_head_entries(tuple(seqs[0][:p]), top_k)
+        state = self._prefix_state(tuple(seqs[0][:p]))
+        model, out = self._load()[0], []
+        for chunk in self._chunks([s[p:] for s in seqs]):
             L = max(map(len, chunk))
             ids = torch.tensor([s + [0] * (L - len(s)) for s in chunk])  # right padding: real tokens never see pads
-            mask = torch.tensor([[1] * len(s) + [0] * (L - len(s)) for s in chunk])
-            logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-            for r, seq in enumerate(chunk):
-                logp = torch.log_softmax(logits[r, : len(seq)].float(), dim=-1)
-                top = torch.topk(logp, min(top_k, logp.shape[-1]), dim=-1) if top_k > 0 else None
-                alts = [list(zip(top.indices[j].tolist(), top.values[j].tolist())) if top is not None else [] for j in range(len(seq))]
-                out.append([(None, [])] + [(float(logp[j - 1, seq[j]]), alts[j - 1]) for j in range(1, len(seq))] + [(None, alts[-1])])
+            real = torch.tensor([[1] * len(s) + [0] * (L - len(s)) for s in chunk], dtype=torch.bool)
+            own = torch.ones(L, L, dtype=torch.bool).tril()[None] & real[:, None, :]
+            mask = torch.cat([torch.ones(len(chunk), L, p, dtype=torch.bool), own], dim=-1)[:, None]
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=(p + torch.arange(L)).expand(len(chunk), L),
+                           past_key_values=Cache(layers=[SharedPrefixLayer(layer) for layer in state.layers]), use_cache=True).logits
+            for r, tail in enumerate(chunk):
+                logp = torch.log_softmax(logits[r, : len(tail)].float(), dim=-1)
+                alts = self._top(logp, top_k)
+                entries = head + [(float(last[tail[0]]), last_alts)]
+                entries += [(float(logp[j - 1, tail[j]]), alts[j - 1]) for j in range(1, len(tail))] + [(None, alts[-1])]
+                out.append(entries)
         return out
+
+    def _chunks(self, seqs: list[list[int]]) -> list[list[list[int]]]:
+        # Full-vocabulary logits for every position are big (positions x 49k floats): a few rows at a time.
+        per_chunk = max(1, (1 << 25) // (max(map(len, seqs)) * self._load()[0].config.vocab_size))
+        return [seqs[i : i + per_chunk] for i in range(0, len(seqs), per_chunk)]
+
+    @staticmethod
+    def _top(logp: torch.Tensor, top_k: int) -> list[list[tuple[int, float]]]:
+        if top_k <= 0:
+            return [[] for _ in range(len(logp))]
+        top = torch.topk(logp, min(top_k, logp.shape[-1]), dim=-1)
+        return [list(zip(i, v)) for i, v in zip(top.indices.tolist(), top.values.tolist())]
+
+    def _plain_logprobs(self, chunk: list[list[int]], top_k: int) -> list:
+        L = max(map(len, chunk))
+        ids = torch.tensor([s + [0] * (L - len(s)) for s in chunk])
+        mask = torch.tensor([[1] * len(s) + [0] * (L - len(s)) for s in chunk])
+        logits = self._load()[0](input_ids=ids, attention_mask=mask, use_cache=False).logits
+        out = []
+        for r, seq in enumerate(chunk):
+            logp = torch.log_softmax(logits[r, : len(seq)].float(), dim=-1)
+            alts = self._top(logp, top_k)
+            out.append([(None, [])] + [(float(logp[j - 1, seq[j]]), alts[j - 1]) for j in range(1, len(seq))] + [(None, alts[-1])])
+        return out
+
+    def _echo_prefix_len(self, seqs: list[list[int]]) -> int:
+        """The head to run once: what the batch shares with the last head (so a server fed one or two requests at
+        a time settles on the few-shot head common to all prompts, not one row's text), else what it shares."""
+        limit = min(map(len, seqs)) - 1  # every sequence keeps a token to run
+        cached = list(self._echo_head[0]) if self._echo_head else None
+        if cached is not None:
+            p = min(len(os.path.commonprefix(seqs + [cached])), limit)
+            if p >= 16:
+                return p
+        return shared_prefix_len(seqs) if len(seqs) > 1 else 0
+
+    def _echo_head_entries(self, prefix: tuple[int, ...], top_k: int):
+        """Entries 0..p-1 of a head (shared by every sequence that starts with it) and the log-probs at its last
+        position (they score each sequence's first own token); computed once per (head, top_k), with its KV."""
+        if not self._echo_head or self._echo_head[:2] != (prefix, top_k):
+            res = self._load()[0](input_ids=torch.tensor([prefix]), use_cache=True)
+            self._prefix_cache = {prefix: res.past_key_values}
+            logp = torch.log_softmax(res.logits[0].float(), dim=-1)
+            alts = self._top(logp, top_k)
+            head = [(None, [])] + [(float(logp[j - 1, prefix[j]]), alts[j - 1]) for j in range(1, len(prefix))]
+            self._echo_head = (prefix, top_k, head, alts[-1], logp[-1].clone())
+        return self._echo_head[2:]
 
     # -- shared prefixes and label scoring ----------------------------------------------------------------
     def _prefix_state(self, prefix_ids: tuple[int, ...]):

@@ -55,6 +55,8 @@ class OpenAIBackend:
         self._key = read_key(params.api_key_env)
         self._secret = None if params.api_key_env is None else self._key
         self.model_id = fmt.endpoint_id(params.base_url, params.model, params.api, params.prefix_as)
+        # Label scores depend on the route too (exact log-probs vs a parsed answer): switching it must not reuse them.
+        self.score_id = f"{self.model_id}|score_via:{params.score_via}"
         self.host = fmt.api_host(params.base_url)
         self.counters: Counter = Counter()
         self._method = SCORE_METHODS.index(params.score_via) if params.score_via != "auto" else 0
