@@ -7,8 +7,9 @@ round on extrapolations. Every finished run is appended to a JSONL file at once 
 where it stopped, and a partial one still renders); the table replaces the `methods` block of
 docs/benchmarks.md, as mean ± std over seeds.
 
-Work is split into (task, seed) units, each run by one worker in its own repository copy, so the teacher's
-few-shot baseline and LLKD's pseudo-labels of a (task, seed) are paid once (the LLM cache is per copy).
+Each worker has its own repository copy; the LLM cache is one per (task, seed) under .cache/bench/ and no two
+workers run the same (task, seed) at once, so the teacher's few-shot baseline and LLKD's pseudo-labels of a
+(task, seed) are paid once, also across benchmark runs.
 With --workers 2 each worker uses one torch thread: on 2 cores that overlaps the single-threaded parts
 (DVC, tokenisation, start-up) of one run with the other's matrix products. Accuracy is what this measures;
 for timings see benchmarks/pipeline.py.
@@ -49,7 +50,22 @@ CONFIGS = {  # name -> params overrides (on top of the budget settings); order =
     "gold, CE loss": {"method": "gold", "gold.loss": "ce"},
 }
 RESULTS = REPO / "benchmarks" / "results" / "methods.jsonl"
+CACHES = REPO / ".cache" / "bench"  # one LLM cache per (task, seed), kept between benchmark runs (git-ignored)
+CORE = ("zerogen", "gold", "real labels: fewshot", "real labels: fewshot + validation")
+LLKD = ("llkd", "llkd, all pseudo-labels", "llkd, random subset")
 _lock = threading.Lock()
+
+
+def rank(job: tuple[str, int, str], seeds: list[int], tasks: list[str]) -> tuple:
+    """Run order, so that a benchmark stopped early is still useful: ZeroGen, GOLD and the real-label references
+    on seed 0 of every task, then LLKD on seed 0, then the core on the other seeds, then the rest. RTE, where
+    the embedded teacher's few-shot accuracy is at chance, goes last after its seed-0 core."""
+    task, seed, name = job
+    s = seeds.index(seed)
+    tier = (0 if s == 0 else 1 + s) if name in CORE else (1 if s == 0 else 10 + s) if name in LLKD else (5 if s == 0 else 20 + s)
+    if task == "rte" and tier > 0:
+        tier += 30
+    return tier, s, list(CONFIGS).index(name), tasks.index(task)
 
 
 def budget_overrides(task: str, budget: int, iterations: int) -> dict:
@@ -82,7 +98,25 @@ def load_results(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-def worker(jobs: list[tuple[str, int, str]], args, threads: int) -> None:
+class Queue:
+    """Jobs in rank order; a worker takes the first whose (task, seed) no other worker is running, so the
+    teacher's baseline and LLKD's pseudo-labels of a (task, seed) are computed once, into that unit's cache."""
+
+    def __init__(self, jobs: list[tuple[str, int, str]]):
+        self.jobs, self.busy, self.lock = list(jobs), set(), threading.Lock()
+
+    def take(self, done_unit: tuple | None) -> tuple | None:
+        with self.lock:
+            self.busy.discard(done_unit)
+            job = next((j for j in self.jobs if j[:2] not in self.busy), None)
+            if job is None:  # only busy units left: wait for them to be free (or end when none remain)
+                return ("wait",) if self.jobs else None
+            self.jobs.remove(job)
+            self.busy.add(job[:2])
+            return job
+
+
+def worker(queue: Queue, args, threads: int) -> None:
     with tempfile.TemporaryDirectory() as d:
         repo = Path(d) / "repo"
         copy_repo(repo)
@@ -91,7 +125,18 @@ def worker(jobs: list[tuple[str, int, str]], args, threads: int) -> None:
                "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@localhost", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@localhost"}
         for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
             subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
-        for task, seed, name in jobs:
+        unit = None
+        while (job := queue.take(unit)) is not None:
+            if job == ("wait",):
+                unit = None
+                time.sleep(5)
+                continue
+            task, seed, name = job
+            unit = (task, seed)
+            cache = CACHES / f"{task}-{seed}"
+            cache.mkdir(parents=True, exist_ok=True)
+            (repo / ".cache").unlink(missing_ok=True)
+            (repo / ".cache").symlink_to(cache, target_is_directory=True)
             over = {"task": task, "seed": seed, **budget_overrides(task, args.budget, args.iterations),
                     **dict(s.split("=", 1) for s in args.set), **CONFIGS[name]}
             try:
@@ -112,7 +157,6 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=256, help="samples requested from the teacher per run")
     ap.add_argument("--iterations", type=int, default=4, help="GOLD iterations (must match params.yaml)")
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), help=f"subset of: {', '.join(CONFIGS)}")
-    ap.add_argument("--first", type=int, default=2, help="how many of --configs run on every task and seed before the rest")
     ap.add_argument("--set", nargs="*", default=[], help="extra params for every run, e.g. evaluate.teacher_max_examples=1000")
     ap.add_argument("--workers", type=int, default=1, help="parallel (task, seed) units; each gets 2/workers torch threads")
     ap.add_argument("--results", default=str(RESULTS), help="JSONL of finished runs (appended; runs in it are skipped)")
@@ -122,17 +166,11 @@ def main() -> None:
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
     if not args.render_only:
         done = {(r["task"], r["seed"], r["config"]) for r in load_results(Path(args.results)) if r["budget"] == args.budget}
-        units = [(t, s) for s in args.seeds for t in args.tasks]
-        owner = {u: i % args.workers for i, u in enumerate(units)}  # a (task, seed) always runs in the same copy
-        # Order, so that a benchmark stopped early is still useful: the first configurations (ZeroGen vs GOLD)
-        # on every task and seed, then every other configuration one seed at a time.
-        rank = lambda j: (0 if args.configs.index(j[2]) < args.first else 1 + args.seeds.index(j[1]),  # noqa: E731
-                          args.configs.index(j[2]), units.index(j[:2]))
-        jobs = sorted(((t, s, c) for t, s in units for c in args.configs if (t, s, c) not in done), key=rank)
+        jobs = [(t, s, c) for s in args.seeds for t in args.tasks for c in args.configs if (t, s, c) not in done]
+        queue = Queue(sorted(jobs, key=lambda j: rank(j, args.seeds, args.tasks)))
         threads = max(1, (os.cpu_count() or 2) // args.workers)
         with ThreadPoolExecutor(args.workers) as pool:
-            futures = [pool.submit(worker, [j for j in jobs if owner[j[:2]] == i], args, threads) for i in range(args.workers)]
-            for f in futures:
+            for f in [pool.submit(worker, queue, args, threads) for _ in range(args.workers)]:
                 f.result()
     replace_block(Path(args.out), "methods", render(load_results(Path(args.results))))
 

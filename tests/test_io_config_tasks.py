@@ -78,3 +78,33 @@ def test_task_yaml_is_validated(toy_task):
     (toy_task / "task.yaml").write_text("kind: single\ninstruction: x\nfields: []\nlabels: [{name: a, description: b}]\n")
     with pytest.raises(DistillError, match=r"task\.yaml: labels: .*at least 2"):
         load_task(toy_task)
+
+
+def test_task_without_task_yaml_is_inferred(toy_task, tmp_path, capsys):
+    """A folder in the shared data format with no task.yaml still runs: kind from the row keys, label order from
+    the DATASET.md card, the card's first sentence in the prompts."""
+    (toy_task / "task.yaml").unlink()
+    (toy_task / "DATASET.md").write_text("# Toy\n\nSentiment of tiny movie reviews. More words.\n\nLabel names: `positive`, `negative`\n")
+    task = load_task(toy_task)
+    assert task.spec.kind == "single" and task.spec.label_names == ["positive", "negative"] and task.name == "toy"
+    assert task.spec.instruction.startswith("Sentiment of tiny movie reviews.") and "positive, negative" in task.spec.instruction
+    assert "sentiment of tiny movie reviews" in task.spec.fields[0].description
+    assert len(task.load("test")) == 40 and "no task.yaml" in capsys.readouterr().err
+    (toy_task / "DATASET.md").unlink()
+    assert load_task(toy_task).spec.label_names == ["negative", "positive"]  # no card: sorted
+
+    pair = tmp_path / "pair"
+    pair.mkdir()
+    rows = [{"text_a": f"premise {i}", "text_b": f"hypothesis {i}", "label": ["entailment", "not_entailment"][i % 2]} for i in range(4)]
+    for split in ("fewshot", "validation"):
+        write_jsonl(pair / f"{split}.jsonl", rows)
+    spec = load_task(pair).spec
+    assert spec.kind == "pair" and spec.field_names == ["text_a", "text_b"]
+    assert [l.word for l in spec.labels] == ["entailment", "not entailment"]
+
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    for split in ("fewshot", "validation"):
+        write_jsonl(seq / f"{split}.jsonl", [{"input": "1 + 1 ?", "target": "2"}])
+    with pytest.raises(DistillError, match="seq2seq"):
+        load_task(seq)

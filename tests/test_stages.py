@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -248,3 +249,16 @@ def test_labelled_reference_uses_real_labels_only(tmp_path, toy_task, fake_backe
     assemble.run(params, str(toy_task), "unused", "unused", "w/train.jsonl", "m/data.json", "plots/it.tsv", "unused", "unused")
     rows = read_jsonl("w/train.jsonl")
     assert len(rows) == 8 + 20 and {r["source"] for r in rows} == {"gold"} and fake_backend.calls == 0
+
+
+def test_a_task_folder_without_task_yaml_runs(params, toy_task, fake_backend):
+    """A folder in the shared data format as it comes (no task.yaml): generic prompts, same stages."""
+    (toy_task / "task.yaml").unlink()
+    task = str(toy_task)
+    prompts.run(params, task, "w/prompts.jsonl")
+    reqs = read_jsonl("w/prompts.jsonl")
+    assert len(reqs) == 24 and "'positive'" in reqs[-1]["messages"][-1][1]
+    generate.run(params, task, "w/prompts.jsonl", "w/generated.jsonl", "m/generate.json")
+    train.run(params, task, "w/generated.jsonl", "models/student", "m/train.json")
+    evaluate.run(params, task, "models/student", "m/metrics.json", "plots/confusion.json")
+    assert json.loads(Path("m/metrics.json").read_text())["n_test"] == 40

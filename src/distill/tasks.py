@@ -1,9 +1,13 @@
 """A task is a folder `data/tasks/<name>/`: `task.yaml` plus test/validation/fewshot/unlabeled JSONL.
 
-Nothing here is specific to one dataset: any folder in this format works with no code change.
+Nothing here is specific to one dataset: any folder in this format works with no code change. Without a
+task.yaml the spec is inferred from the rows (and a DATASET.md card, if any): generic prompts, so a task.yaml
+with real label descriptions still does better.
 """
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -110,9 +114,40 @@ def load_task(task_dir: str | Path) -> Task:
     spec_path = root / "task.yaml"
     if not root.is_dir():
         raise DistillError(f"{root}: unknown task (no such folder; a task is a folder with task.yaml and JSONL splits)")
-    if not spec_path.is_file():
-        raise DistillError(f"{spec_path}: file not found (every task folder needs a task.yaml)")
-    spec = load_yaml_model(spec_path, TaskSpec)
+    spec = load_yaml_model(spec_path, TaskSpec) if spec_path.is_file() else infer_spec(root)
     if not spec.name:
         spec.name = root.name
     return Task(root, spec)
+
+
+def infer_spec(root: Path) -> TaskSpec:
+    """A spec for a folder with no task.yaml: kind from the row keys, labels in the order a DATASET.md card lists
+    them (`Label names: `a`, `b``) or sorted, the card's first sentence as the task's description."""
+    rows = read_jsonl(root / "fewshot.jsonl") + read_jsonl(root / "validation.jsonl")
+    keys = set(rows[0]) if rows else set()
+    if {"input", "target"} <= keys:
+        raise DistillError(f"{root}: input/target rows are a seq2seq task; distill trains classifiers (rows with text, label)")
+    if {"text_a", "text_b"} <= keys:
+        fields = [FieldSpec(name="text_a", display="Text A", description="a first text"),
+                  FieldSpec(name="text_b", display="Text B", description="a second text, about the first")]
+    elif "text" in keys:
+        fields = [FieldSpec(name="text", display="Text", description="a short text")]
+    else:
+        raise DistillError(f"{root}/task.yaml: file not found, and rows with keys {sorted(keys)} are neither "
+                           "text/label nor text_a/text_b/label: write a task.yaml (see data/tasks/sst2/task.yaml)")
+    card = (root / "DATASET.md").read_text(errors="replace") if (root / "DATASET.md").is_file() else ""
+    listed = re.search(r"^Label names?:(.*)$", card, re.M)
+    names = re.findall(r"`([^`]+)`", listed.group(1)) if listed else []
+    seen = sorted({str(r["label"]) for r in rows if "label" in r})
+    names = names if names and set(seen) <= set(names) else seen
+    about = next((l.strip() for l in card.splitlines()[1:] if l.strip() and not l.startswith(("#", "|", "-"))), "")
+    about = about.split(". ")[0].rstrip(".")
+    if about:
+        fields[-1].description += f" (the data: {about[0].lower() + about[1:]})"
+    words = [n.replace("_", " ") for n in names]
+    labels = [LabelSpec(name=n, verbalizer=w if w != n else None, description=f"It must clearly be an example of the label '{w}'.")
+              for n, w in zip(names, words)]
+    print(f"{root}: no task.yaml, using an inferred spec ({'pair' if len(fields) == 2 else 'single'} text, labels "
+          f"{', '.join(names)}); a task.yaml with label descriptions gives the teacher better prompts", file=sys.stderr)
+    return TaskSpec(kind="pair" if len(fields) == 2 else "single", fields=fields, labels=labels, answer_name="Label",
+                    instruction=(f"{about}. " if about else "") + f"Label each text as one of: {', '.join(words)}.")
