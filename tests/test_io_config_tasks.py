@@ -108,3 +108,22 @@ def test_task_without_task_yaml_is_inferred(toy_task, tmp_path, capsys):
         write_jsonl(seq / f"{split}.jsonl", [{"input": "1 + 1 ?", "target": "2"}])
     with pytest.raises(DistillError, match="seq2seq"):
         load_task(seq)
+
+
+def test_add_task_copies_checked_rows_and_writes_an_editable_task_yaml(toy_task, tmp_path):
+    from distill.tasks import add_task
+
+    (toy_task / "task.yaml").unlink()
+    with (toy_task / "unlabeled.jsonl").open("a") as f:
+        f.write("{not json\n")
+    with pytest.raises(DistillError, match=r"unlabeled\.jsonl:31"):
+        add_task(toy_task, tmp_path / "tasks", "mine")
+    assert not (tmp_path / "tasks" / "mine").exists()  # nothing half-written
+    lines = (toy_task / "unlabeled.jsonl").read_text().splitlines()[:-1]
+    (toy_task / "unlabeled.jsonl").write_text("\n".join(lines) + "\n")
+    out = add_task(toy_task, tmp_path / "tasks", "mine")
+    assert sorted(p.name for p in out.iterdir()) == ["fewshot.jsonl", "task.yaml", "test.jsonl", "unlabeled.jsonl", "validation.jsonl"]
+    assert "edit the instruction" in (out / "task.yaml").read_text()
+    assert load_task(out).spec.label_names == load_task(toy_task).spec.label_names  # the written task.yaml is read back
+    with pytest.raises(DistillError, match="already exists"):
+        add_task(toy_task, tmp_path / "tasks", "mine")

@@ -180,6 +180,19 @@ def summary(metrics_path, registered):
 
 
 
+@cli.command("add-task", help="Copy a task folder (test/validation/fewshot/unlabeled JSONL) into data/tasks/<name>/, "
+             "checked row by row, with a task.yaml to edit (inferred when the folder has none). Then: dvc exp run -S task=<name>")
+@click.argument("src")
+@click.option("--name", default=None, help="task name [default: the folder's name]")
+@click.option("--dest", default="data/tasks", show_default=True, help="where task folders live (dvc.yaml reads data/tasks/<task>)")
+@click.option("--force", is_flag=True, help="replace an existing task folder of that name")
+def add_task(src, name, dest, force):
+    from distill.tasks import add_task as run
+
+    out = run(src, dest, name, force)
+    click.echo(f"added {out} ({out / 'task.yaml'}); run it with: dvc exp run -S task={out.name}")
+
+
 @cli.command(help="Serve a local teacher over the OpenAI API (for teacher.backend: openai). Loopback only by default.")
 @click.option("--model", default="smollm2-135m-instruct", show_default=True, help="embedded model name, .gguf file or model folder")
 @click.option("--name", default=None, help="model name clients ask for (teacher.model) [default: --model]")

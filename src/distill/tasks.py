@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from distill.io import DistillError, load_yaml_model, read_jsonl
+from distill.io import DistillError, atomic_dir, load_yaml_model, read_jsonl
 
 SPLITS = ("test", "validation", "fewshot", "unlabeled")
 
@@ -141,13 +141,40 @@ def infer_spec(root: Path) -> TaskSpec:
     seen = sorted({str(r["label"]) for r in rows if "label" in r})
     names = names if names and set(seen) <= set(names) else seen
     about = next((l.strip() for l in card.splitlines()[1:] if l.strip() and not l.startswith(("#", "|", "-"))), "")
-    about = about.split(". ")[0].rstrip(".")
+    sentence = about.split(". ")[0].rstrip(".") + ("" if about.split(". ")[0].endswith(("?", "!")) else ".")
+    about = sentence.rstrip(".!?")
     if about:
         fields[-1].description += f" (the data: {about[0].lower() + about[1:]})"
     words = [n.replace("_", " ") for n in names]
     labels = [LabelSpec(name=n, verbalizer=w if w != n else None, description=f"It must clearly be an example of the label '{w}'.")
               for n, w in zip(names, words)]
-    print(f"{root}: no task.yaml, using an inferred spec ({'pair' if len(fields) == 2 else 'single'} text, labels "
+    print(f"{root}: no task.yaml, using an inferred spec ({'text pair' if len(fields) == 2 else 'single text'}, labels "
           f"{', '.join(names)}); a task.yaml with label descriptions gives the teacher better prompts", file=sys.stderr)
     return TaskSpec(kind="pair" if len(fields) == 2 else "single", fields=fields, labels=labels, answer_name="Label",
-                    instruction=(f"{about}. " if about else "") + f"Label each text as one of: {', '.join(words)}.")
+                    instruction=(f"{sentence} " if about else "") + f"Label each text as one of: {', '.join(words)}.")
+
+
+def add_task(src: str | Path, dest_root: str | Path = "data/tasks", name: str | None = None, force: bool = False) -> Path:
+    """Copy a task folder into `dest_root/<name>/` with a task.yaml (the folder's own, or an inferred one to edit),
+    after every split has been read and checked (file:line errors; nothing is written on any error)."""
+    import shutil
+
+    import yaml
+
+    src = Path(src)
+    task = load_task(src)
+    for split in SPLITS:
+        task.load(split)
+    dest = Path(dest_root) / (name or src.name)
+    if dest.exists() and not force:
+        raise DistillError(f"{dest}: already exists (pass --force to replace it)")
+    with atomic_dir(dest) as tmp:
+        for f in [*(f"{split}.jsonl" for split in SPLITS), "DATASET.md", "task.yaml"]:
+            if (src / f).is_file():
+                shutil.copy2(src / f, tmp / f)
+        if not (src / "task.yaml").is_file():
+            spec = task.spec.model_dump(exclude={"name"}, exclude_none=True)
+            (tmp / "task.yaml").write_text(f"# Inferred by `distill add-task` from {src}: edit the instruction and the label\n"
+                                           "# descriptions (the teacher reads them) before generating data.\n"
+                                           + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
+    return dest
