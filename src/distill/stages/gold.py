@@ -13,11 +13,9 @@ from pathlib import Path
 
 from distill.config import Params
 from distill.io import atomic_dir, read_json, read_jsonl, write_json, write_jsonl
-from distill.methods.gold import energy, energy_stats, iteration_requests, select_feedback
 from distill.methods.zerogen import template_hash
 from distill.metrics import accuracy
 from distill.stages import inactive
-from distill.students.classifier import load_student, predict_logits, resolve_student, train_classifier
 from distill.synthesis import label_counts, llm_metrics, seen_keys, synthesize
 from distill.tasks import load_task
 from distill.teachers import make_teacher
@@ -37,6 +35,10 @@ def _skip(out_dir: str, metrics_out: str) -> None:
 def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, metrics_out: str) -> None:
     if inactive(params, "gold"):
         return _skip(out_dir, metrics_out)
+    # torch + transformers load here, not at import: under another method this stage is a ~0.5 s no-op.
+    from distill.methods.gold import energy, energy_stats, iteration_requests, select_feedback
+    from distill.students.classifier import load_student, predict_logits, resolve_student, train_classifier
+
     gp, task = params.gold, load_task(task_dir)
     spec = task.spec
     fields, target = spec.field_names, spec.fields[-1].name

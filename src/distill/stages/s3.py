@@ -15,7 +15,6 @@ from distill.methods.s3 import extrapolation_requests, parse_rationales, rationa
 from distill.methods.zerogen import make_request, template_hash
 from distill.metrics import accuracy
 from distill.stages import inactive
-from distill.students.classifier import load_student, predict_proba, resolve_student, train_classifier
 from distill.synthesis import label_counts, llm_metrics, seen_keys, synthesize
 from distill.tasks import load_task
 from distill.teachers import Decoding, GenRequest, make_teacher
@@ -62,6 +61,9 @@ def seed(params: Params, task_dir: str, out_dir: str, metrics_out: str) -> None:
 def round_(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, metrics_out: str) -> None:
     if inactive(params, "s3"):
         return _write(out_dir, metrics_out, [], {"skipped": 1})
+    # torch + transformers load here, not at import: under another method this stage is a ~0.5 s no-op.
+    from distill.students.classifier import load_student, predict_proba, resolve_student, train_classifier
+
     task, sp = load_task(task_dir), params.s3
     spec = task.spec
     fields = spec.field_names
