@@ -48,23 +48,29 @@ CONFIGS = {  # name -> params overrides (on top of the budget settings); order =
     "s3": {"method": "s3"},
     "gold, no feedback": {"method": "gold", "gold.feedback": "none"},
     "gold, CE loss": {"method": "gold", "gold.loss": "ce"},
+    "gold, 8 refresh epochs": {"method": "gold", "gold.refresh_epochs": 8},
 }
 RESULTS = REPO / "benchmarks" / "results" / "methods.jsonl"
 CACHES = REPO / ".cache" / "bench"  # one LLM cache per (task, seed), kept between benchmark runs (git-ignored)
 CORE = ("zerogen", "gold", "real labels: fewshot", "real labels: fewshot + validation")
+ABLATIONS = ("gold, no feedback", "gold, CE loss", "gold, 8 refresh epochs")
 LLKD = ("llkd", "llkd, all pseudo-labels", "llkd, random subset")
 _lock = threading.Lock()
 
 
 def rank(job: tuple[str, int, str], seeds: list[int], tasks: list[str]) -> tuple:
-    """Run order, so that a benchmark stopped early is still useful: ZeroGen, GOLD and the real-label references
-    on seed 0 of every task, then LLKD on seed 0, then the core on the other seeds, then the rest. RTE, where
-    the embedded teacher's few-shot accuracy is at chance, goes last after its seed-0 core."""
+    """Run order, so that a benchmark stopped early is still useful: on seed 0, ZeroGen, GOLD and the real-label
+    references, then GOLD's ablations (does the feedback help? does SCE?), then LLKD, then S3; then ZeroGen and
+    GOLD on the other seeds; then the rest. RTE, where the embedded teacher's few-shot accuracy is at chance, goes
+    last after its seed-0 core."""
     task, seed, name = job
     s = seeds.index(seed)
-    tier = (0 if s == 0 else 1 + s) if name in CORE else (1 if s == 0 else 10 + s) if name in LLKD else (5 if s == 0 else 20 + s)
+    if s == 0:
+        tier = 0 if name in CORE else 1 if name in ABLATIONS else 2 if name in LLKD else 3
+    else:
+        tier = 4 if name in CORE[:2] else 5
     if task == "rte" and tier > 0:
-        tier += 30
+        tier += 10
     return tier, s, list(CONFIGS).index(name), tasks.index(task)
 
 
@@ -76,6 +82,9 @@ def budget_overrides(task: str, budget: int, iterations: int) -> dict:
 
 
 def exp_run(repo: Path, env: dict, overrides: dict) -> dict:
+    # `dvc exp run -S` edits params.yaml in the workspace and leaves it edited: without this, a run would inherit
+    # the previous run's settings (e.g. gold.feedback=none) wherever it does not set them itself.
+    subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=repo, env=env, check=True, capture_output=True)
     args = ["dvc", "exp", "run"]
     for k, v in overrides.items():
         args += ["-S", f"{k}={v}"]
@@ -190,7 +199,7 @@ def render(rows: list[dict]) -> str:
     lines = [f"Budget {'/'.join(map(str, budgets))} requested samples per run, embedded teacher (SmolLM2-135M), student MiniLM-L6; "
              f"mean ± std over the seeds listed (n). Raw runs: `benchmarks/results/methods.jsonl`. Reproduce: "
              f"`.venv/bin/python benchmarks/methods.py --workers 2` (then `--render-only`).", "",
-             "| task | method | n | student accuracy | student macro-F1 | training rows | pool used (LLKD) | teacher accuracy (few-shot) |",
+             "| task | method | seeds | student accuracy | student macro-F1 | training rows | pool used (LLKD) | teacher accuracy (few-shot) |",
              "|---|---|---|---|---|---|---|---|"]
     for task in tasks:
         for name in CONFIGS:
@@ -203,9 +212,11 @@ def render(rows: list[dict]) -> str:
                          f"{pool} | {fmt([r['teacher_accuracy'] for r in runs])} |")
     lines += ["", "Per-iteration curves (mean over seeds): validation accuracy of the iteration's student on the real "
               "validation.jsonl, and mean energy of the iteration's validation block (higher = more out-of-distribution).", "",
-              "| task | method | iteration | n | val accuracy | mean energy | training rows so far |", "|---|---|---|---|---|---|---|"]
+              "| task | method | iteration | seeds | val accuracy | mean energy | training rows so far |", "|---|---|---|---|---|---|---|"]
     for task in tasks:
         for name in CONFIGS:
+            if name == "gold, CE loss":  # same iterations as "gold": only the final student's loss differs
+                continue
             curves = [r["curve"] for r in by.get((task, name), []) if r.get("curve")]
             for it in sorted({row["iteration"] for c in curves for row in c}, key=int):
                 pts = [row for c in curves for row in c if row["iteration"] == it]
