@@ -135,8 +135,9 @@ def render(rows, serve_score, local_score, cold, warm, hits, args, wall) -> str:
         (s_tps, s_rps), (l_tps, l_rps) = r["served"], r["local"]
         lines.append(f"| {r['level']} | {s_tps:.1f} | {s_rps:.2f} | {l_tps:.1f} | {l_rps:.2f} | {s_tps / l_tps:.2f}x |")
     lines += ["", f"Label scoring, {args.score_rows} SST-2 test rows with the default 4-per-label prompt: in-process "
-              f"{local_score:.1f} rows/s (shared-prefix KV reuse), served {serve_score:.1f} rows/s (completions echo + "
-              f"logprobs, 32 in flight: a full pass per label option).", "",
+              f"{local_score:.1f} rows/s (shared-prefix KV reuse, logits only where a label is scored), served "
+              f"{serve_score:.1f} rows/s (completions echo + logprobs, 32 in flight: one request per label option, "
+              "each returning every prompt token's log-prob; the shared few-shot head runs once).", "",
               f"Cache-hit re-run: the same {args.requests} requests through a Teacher with a warm cache took {warm * 1000:.0f} ms "
               f"({hits} cache hits, no request sent) against {cold:.1f} s cold through the server."]
     return "\n".join(lines)

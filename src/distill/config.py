@@ -158,7 +158,8 @@ class GoldParams(Section):
     refresh: Literal["cumulative", "reinit"] = Field(
         "cumulative", description="cumulative: keep training the previous iteration's student (the code); reinit: a fresh student each iteration"
     )
-    refresh_epochs: int = Field(2, gt=0, description="epochs over all data so far at each student refresh")
+    refresh_epochs: int = Field(8, gt=0, description="epochs over all data so far at each student refresh (a student that "
+                                "has barely trained scores every sample near -T*log(K): no OOD signal)")
     loss: Literal["sce", "ce"] = Field("sce", description="final student's loss: symmetric cross-entropy (GOLD) or plain CE")
     sce_alpha: float = Field(0.1, ge=0, description="SCE weight of CE (code examples: 0.01-0.1)")
     sce_beta: float = Field(1.0, ge=0, description="SCE weight of reverse CE")
