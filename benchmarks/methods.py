@@ -14,7 +14,8 @@ With --workers 2 each worker uses one torch thread: on 2 cores that overlaps the
 (DVC, tokenisation, start-up) of one run with the other's matrix products. Accuracy is what this measures;
 for timings see benchmarks/pipeline.py.
 
-    .venv/bin/python benchmarks/methods.py --tasks sst2 ag_news rte --seeds 0 1 2 --budget 256 --workers 2
+    .venv/bin/python benchmarks/methods.py --tasks sst2 ag_news rte --seeds 0 1 2 --budget 256 --workers 2 \
+        --set evaluate.teacher_max_examples=1000
     .venv/bin/python benchmarks/methods.py --render-only
 """
 from __future__ import annotations
@@ -37,7 +38,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import REPO, copy_repo, replace_block  # noqa: E402
 
-CONFIGS = {  # name -> params overrides (on top of the budget settings); order = run order within a unit
+CONFIGS = {  # name -> params overrides (on top of the budget settings); table order (run order: rank())
     "zerogen": {"method": "zerogen"},
     "gold": {"method": "gold"},
     "real labels: fewshot": {"method": "labelled", "labelled.splits": "[fewshot]"},
@@ -201,8 +202,10 @@ def render(rows: list[dict]) -> str:
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     budgets = sorted({r["budget"] for r in rows})
     lines = [f"Budget {'/'.join(map(str, budgets))} requested samples per run, embedded teacher (SmolLM2-135M), student MiniLM-L6; "
-             f"mean ± std over the seeds listed (n). Raw runs: `benchmarks/results/methods.jsonl`. Reproduce: "
-             f"`.venv/bin/python benchmarks/methods.py --workers 2` (then `--render-only`).", "",
+             f"mean ± std over the runs counted in the seeds column. Raw runs: `benchmarks/results/methods.jsonl`. Reproduce: "
+             f"`.venv/bin/python benchmarks/methods.py --workers 2 --set evaluate.teacher_max_examples=1000` (then "
+             "`--render-only`): the teacher's accuracy is on the first 1000 test rows (all of SST-2's and RTE's; AG News "
+             "has 2000), the students' on the whole test set.", "",
              "| task | method | seeds | student accuracy | student macro-F1 | training rows | pool used (LLKD) | teacher accuracy (few-shot) |",
              "|---|---|---|---|---|---|---|---|"]
     for task in tasks:

@@ -141,7 +141,8 @@ def infer_spec(root: Path) -> TaskSpec:
     seen = sorted({str(r["label"]) for r in rows if "label" in r})
     names = names if names and set(seen) <= set(names) else seen
     about = next((l.strip() for l in card.splitlines()[1:] if l.strip() and not l.startswith(("#", "|", "-"))), "")
-    sentence = about.split(". ")[0].rstrip(".") + ("" if about.split(". ")[0].endswith(("?", "!")) else ".")
+    first = about.split(". ")[0]
+    sentence = first if first.endswith(("?", "!")) else first.rstrip(".") + "."
     about = sentence.rstrip(".!?")
     if about:
         fields[-1].description += f" (the data: {about[0].lower() + about[1:]})"

@@ -211,9 +211,7 @@ class LocalBackend:
             for r, tail in enumerate(chunk):
                 logp = torch.log_softmax(logits[r, : len(tail)].float(), dim=-1)
                 alts = self._top(logp, top_k)
-                entries = head + [(float(last[tail[0]]), last_alts)]
-                entries += [(float(logp[j - 1, tail[j]]), alts[j - 1]) for j in range(1, len(tail))] + [(None, alts[-1])]
-                out.append(entries)
+                out.append(head + [(float(last[tail[0]]), last_alts)] + self._entries(logp, tail, alts) + [(None, alts[-1])])
         return out
 
     def _chunks(self, seqs: list[list[int]]) -> list[list[list[int]]]:
@@ -228,6 +226,11 @@ class LocalBackend:
         top = torch.topk(logp, min(top_k, logp.shape[-1]), dim=-1)
         return [list(zip(i, v)) for i, v in zip(top.indices.tolist(), top.values.tolist())]
 
+    @staticmethod
+    def _entries(logp: torch.Tensor, ids, alts: list) -> list:
+        """(log P(ids[j] | ids[:j]), top-k alternatives) for j = 1..len-1, from the log-probs at each position of ids."""
+        return [(float(logp[j - 1, ids[j]]), alts[j - 1]) for j in range(1, len(ids))]
+
     def _plain_logprobs(self, chunk: list[list[int]], top_k: int) -> list:
         L = max(map(len, chunk))
         ids = torch.tensor([s + [0] * (L - len(s)) for s in chunk])
@@ -237,7 +240,7 @@ class LocalBackend:
         for r, seq in enumerate(chunk):
             logp = torch.log_softmax(logits[r, : len(seq)].float(), dim=-1)
             alts = self._top(logp, top_k)
-            out.append([(None, [])] + [(float(logp[j - 1, seq[j]]), alts[j - 1]) for j in range(1, len(seq))] + [(None, alts[-1])])
+            out.append([(None, [])] + self._entries(logp, seq, alts) + [(None, alts[-1])])
         return out
 
     def _echo_prefix_len(self, seqs: list[list[int]]) -> int:
@@ -259,7 +262,7 @@ class LocalBackend:
             self._prefix_cache = {prefix: res.past_key_values}
             logp = torch.log_softmax(res.logits[0].float(), dim=-1)
             alts = self._top(logp, top_k)
-            head = [(None, [])] + [(float(logp[j - 1, prefix[j]]), alts[j - 1]) for j in range(1, len(prefix))]
+            head = [(None, [])] + self._entries(logp, prefix, alts)
             self._echo_head = (prefix, top_k, head, alts[-1], logp[-1].clone())
         return self._echo_head[2:]
 
