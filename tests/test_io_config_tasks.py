@@ -90,6 +90,8 @@ def test_task_without_task_yaml_is_inferred(toy_task, tmp_path, capsys):
     assert task.spec.instruction.startswith("Sentiment of tiny movie reviews.") and "positive, negative" in task.spec.instruction
     assert "sentiment of tiny movie reviews" in task.spec.fields[0].description
     assert len(task.load("test")) == 40 and "no task.yaml" in capsys.readouterr().err
+    load_task(toy_task)
+    assert "no task.yaml" not in capsys.readouterr().err  # said once per folder, not on every load
     (toy_task / "DATASET.md").unlink()
     assert load_task(toy_task).spec.label_names == ["negative", "positive"]  # no card: sorted
 

@@ -111,7 +111,7 @@ def test_gold_two_iterations_on_fake_llm(tmp_path, toy_task, fake_backend, tiny_
         generate={"min_words": 3},
         train={"model": str(tiny_student), "epochs": 2, "lr": 1e-3, "batch_size": 8, "patience": 2},
         gold={"iterations": [{"i": 1, "prev": 0}, {"i": 2, "prev": 1}], "train_per_iter": 8, "val_per_iter": 8,
-              "n_feedback": 2, "feedback_ratio": 1.0},
+              "n_feedback": 2, "feedback_ratio": 1.0, "final_epochs": 1},
         evaluate={"teacher_max_examples": 10},
     ))
     task = str(toy_task)
@@ -136,6 +136,7 @@ def test_gold_two_iterations_on_fake_llm(tmp_path, toy_task, fake_backend, tiny_
     tsv = (tmp_path / "plots/iterations.tsv").read_text().splitlines()
     assert tsv[0].split("\t")[:3] == ["iteration", "val_accuracy", "energy_mean"] and len(tsv) == 3
     train.run(params, task, "w/train.jsonl", "models/student", "m/train.json")  # SCE loss path
+    assert json.loads((tmp_path / "m/train.json").read_text())["epochs_run"] == 1  # gold.final_epochs, not train.epochs
 
     import mlflow
 

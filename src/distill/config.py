@@ -161,6 +161,8 @@ class GoldParams(Section):
     refresh_epochs: int = Field(8, gt=0, description="epochs over all data so far at each student refresh (a student that "
                                 "has barely trained scores every sample near -T*log(K): no OOD signal)")
     loss: Literal["sce", "ce"] = Field("sce", description="final student's loss: symmetric cross-entropy (GOLD) or plain CE")
+    final_epochs: int | None = Field(None, gt=0, description="final student's epochs, all run (the code: 50); None = train.epochs with train.patience early stopping")
+    final_lr: float | None = Field(None, gt=0, description="final student's learning rate (the code: 1e-5 for T5-base; None = train.lr)")
     sce_alpha: float = Field(0.1, ge=0, description="SCE weight of CE (code examples: 0.01-0.1)")
     sce_beta: float = Field(1.0, ge=0, description="SCE weight of reverse CE")
     sce_clamp: float = Field(1e-4, gt=0, lt=1, description="clamp of the one-hot label inside reverse CE (log(1e-4) = -9.21)")

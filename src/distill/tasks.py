@@ -120,6 +120,9 @@ def load_task(task_dir: str | Path) -> Task:
     return Task(root, spec)
 
 
+_NOTICED: set[str] = set()
+
+
 def infer_spec(root: Path) -> TaskSpec:
     """A spec for a folder with no task.yaml: kind from the row keys, labels in the order a DATASET.md card lists
     them (`Label names: `a`, `b``) or sorted, the card's first sentence as the task's description."""
@@ -149,8 +152,10 @@ def infer_spec(root: Path) -> TaskSpec:
     words = [n.replace("_", " ") for n in names]
     labels = [LabelSpec(name=n, verbalizer=w if w != n else None, description=f"It must clearly be an example of the label '{w}'.")
               for n, w in zip(names, words)]
-    print(f"{root}: no task.yaml, using an inferred spec ({'text pair' if len(fields) == 2 else 'single text'}, labels "
-          f"{', '.join(names)}); a task.yaml with label descriptions gives the teacher better prompts", file=sys.stderr)
+    if str(root.resolve()) not in _NOTICED:  # once per folder and process (a stage loads its task more than once)
+        _NOTICED.add(str(root.resolve()))
+        print(f"{root}: no task.yaml, using an inferred spec ({'text pair' if len(fields) == 2 else 'single text'}, labels "
+              f"{', '.join(names)}); a task.yaml with label descriptions gives the teacher better prompts", file=sys.stderr)
     return TaskSpec(kind="pair" if len(fields) == 2 else "single", fields=fields, labels=labels, answer_name="Label",
                     instruction=(f"{sentence} " if about else "") + f"Label each text as one of: {', '.join(words)}.")
 

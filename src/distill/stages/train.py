@@ -33,6 +33,10 @@ def loss_for(params: Params):
 def run(params: Params, task_dir: str, data_path: str, model_out: str, metrics_out: str, history_out: str | None = None) -> None:
     task = load_task(task_dir)
     spec, cfg = task.spec, params.train
+    if params.method == "gold" and params.gold.final_epochs:  # the code's fixed final schedule (§2.11): no early stop
+        cfg = cfg.model_copy(update={"epochs": params.gold.final_epochs, "patience": params.gold.final_epochs})
+    if params.method == "gold" and params.gold.final_lr:
+        cfg = cfg.model_copy(update={"lr": params.gold.final_lr})
     rows = read_jsonl(data_path, required=spec.field_names)
     check_labels(rows, spec, data_path)
     train_rows, holdout = split_holdout(rows, cfg.holdout, params.seed)

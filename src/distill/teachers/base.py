@@ -54,7 +54,8 @@ class Backend(Protocol):
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[list[float] | None]: ...  # None: no usable answer
 
-    # Optional: `counters: dict[str, int]`, cumulative backend events (retries, rejections), copied into Stats.extra.
+    # Optional: `counters: dict[str, int]`, cumulative backend events (retries, rejections), copied into Stats.extra;
+    # `score_id: str`, the label-score cache identity when it differs from model_id (an API's scoring route).
 
 
 @dataclass
