@@ -77,10 +77,9 @@ def write_jsonl(path: Path, rows) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-@pytest.fixture
-def toy_task(tmp_path) -> Path:
-    """A small sentiment task folder in the standard format (no code knows its name)."""
-    root = tmp_path / "tasks" / "toy"
+def make_toy_task(parent: Path) -> Path:
+    """A small sentiment task folder in the standard format (no code knows its name): `parent`/tasks/toy."""
+    root = parent / "tasks" / "toy"
     root.mkdir(parents=True)
     shutil.copy(REPO / "data/tasks/sst2/task.yaml", root / "task.yaml")
     rng = random.Random(0)
@@ -102,18 +101,23 @@ def toy_task(tmp_path) -> Path:
     return root
 
 
+@pytest.fixture
+def toy_task(tmp_path) -> Path:
+    return make_toy_task(tmp_path)
+
+
 @pytest.fixture(scope="session")
 def tiny_student(tmp_path_factory) -> Path:
-    """A 2 M-parameter random BERT with the real MiniLM tokenizer: trains in seconds."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    """A 2 M-parameter random BERT encoder with the real MiniLM tokenizer: trains in seconds."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from distill.students.classifier import resolve_student
+    from distill.students.model import resolve_student
 
     path = tmp_path_factory.mktemp("tiny-bert")
     tok = AutoTokenizer.from_pretrained(resolve_student("minilm-l6"))
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=128, max_position_embeddings=128, num_labels=2)
-    BertForSequenceClassification(cfg).save_pretrained(path)
+                     intermediate_size=128, max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(path)
     tok.save_pretrained(path)
     return path
 

@@ -129,3 +129,43 @@ def test_add_task_copies_checked_rows_and_writes_an_editable_task_yaml(toy_task,
     assert load_task(out).spec.label_names == load_task(toy_task).spec.label_names  # the written task.yaml is read back
     with pytest.raises(DistillError, match="already exists"):
         add_task(toy_task, tmp_path / "tasks", "mine")
+
+
+def test_inferred_question_task_asks_for_questions_with_real_examples(tmp_path, capsys):
+    """A 6-class question folder brought in with add-task: the prompts say 'a question', show real examples of the
+    label, and the written task.yaml is read without the inferred-spec notice."""
+    from distill.methods.zerogen import build_requests
+    from distill.tasks import add_task
+
+    src = tmp_path / "questions"
+    src.mkdir()
+    labels = ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
+    rows = [{"text": f"What is question number {i} about {labels[i % 6].lower()} ?", "label": labels[i % 6]} for i in range(48)]
+    for split in ("test", "validation", "fewshot"):
+        write_jsonl(src / f"{split}.jsonl", rows)
+    write_jsonl(src / "unlabeled.jsonl", [{"text": r["text"]} for r in rows])
+    (src / "DATASET.md").write_text("# Q\n\nOpen-domain questions classified by the type of their answer.\n\n"
+                                    f"Label names: {', '.join(f'`{l}`' for l in labels)}\n")
+    out = add_task(src, tmp_path / "tasks")
+    assert "no task.yaml" not in capsys.readouterr().err  # add-task writes the spec: nothing to warn about
+    spec = load_task(out).spec
+    assert "no task.yaml" not in capsys.readouterr().err
+    assert spec.fields[0].form == "question" and spec.fields[0].description.startswith("a question")
+    assert spec.instruction.endswith("Label each question as one of: ABBR, DESC, ENTY, HUM, LOC, NUM.")
+    assert spec.demos_per_prompt == 3
+    fewshot = load_task(out).load("fewshot")
+    req = build_requests(spec, 1, fewshot, [], spec.demos_per_prompt, '"', seed=0)
+    assert len(req) == 6 and all(len(r["demos"]) == 3 for r in req)
+    loc = next(r for r in req if r["label"] == "LOC")
+    prompt = loc["messages"][0][1]
+    assert "Write a question" in prompt and all(d in prompt for d in loc["demos"])
+    assert all(d.endswith("about loc ?") for d in loc["demos"])  # the label's own real examples
+
+
+def test_describe_examples():
+    from distill.tasks import describe_examples
+
+    assert describe_examples(["Who is he?", "Where is it?", "What now?"])[2] == "question"
+    assert describe_examples(["a fine film .", "dull and long ."])[0] == "a single sentence"
+    long = " ".join(["This is a sentence of some words."] * 6)
+    assert describe_examples([long, long])[0] == "a short text of a few sentences"

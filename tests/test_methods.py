@@ -29,7 +29,19 @@ def test_filter_counts_every_reason():
                sample("no end at all"), sample(" ".join(["word"] * 30) + '"')]
     kept, rejected = filter_samples(samples, "text", min_words=3, max_words=20)
     assert [k["text"] for k in kept] == ["a fine film indeed."]
-    assert rejected == {"no_text": 1, "too_short": 1, "too_long": 1, "duplicate": 1, "copies_context": 0}
+    assert rejected == {"no_text": 1, "too_short": 1, "too_long": 1, "not_question": 0, "copies_demo": 0, "duplicate": 1,
+                        "copies_context": 0}
+
+
+def test_filter_drops_copies_of_shown_demos_and_non_questions():
+    demos = ["What is the capital of France?"]
+    samples = [sample('what is the capital of france ?"', demos=demos), sample('Who wrote Hamlet and when?"', demos=demos),
+               sample('Hamlet was written by Shakespeare."', demos=demos)]
+    kept, rejected = filter_samples(samples, "text", 3, 20, question=True)
+    assert [k["text"] for k in kept] == ["Who wrote Hamlet and when?"]
+    assert rejected["copies_demo"] == 1 and rejected["not_question"] == 1
+    kept, _ = filter_samples(samples, "text", 3, 20)  # any form: the statement stays
+    assert len(kept) == 2
 
 
 def test_filter_pairs_drop_copies_of_context():

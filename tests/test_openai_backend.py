@@ -169,6 +169,23 @@ def test_unknown_model_and_missing_key_env(tmp_path, monkeypatch):
         OpenAIBackend(api_params("http://127.0.0.1:9/v1", api_key_env="NO_SUCH_KEY_VAR"))
 
 
+@pytest.mark.parametrize("token", ["hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
+                                   "ghp_0123456789abcdefABCDEF0123456789abcd",
+                                   "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"])
+def test_a_token_that_looks_like_a_variable_name_is_never_echoed(tmp_path, token):
+    """Tokens like hf_..., ghp_..., gsk_... are valid identifiers: refused as api_key_env, and never repeated."""
+    path = write_params(tmp_path / "params.yaml", teacher={"backend": "openai", "api_key_env": token})
+    with pytest.raises(DistillError) as e:
+        load_params(path)
+    assert "teacher.api_key_env" in str(e.value) and token not in str(e.value) and token[4:12] not in str(e.value)
+    from distill.teachers.openai_api import read_key
+
+    with pytest.raises(DistillError) as e:  # even if it reached the backend, the name would not be echoed
+        read_key(token)
+    assert token not in str(e.value)
+    assert load_params(write_params(tmp_path / "ok.yaml", teacher={"api_key_env": "GROQ_API_KEY"})).teacher.api_key_env == "GROQ_API_KEY"
+
+
 def test_scoring_falls_back_when_the_server_lacks_logprobs(tmp_path):
     _, echo, _ = run_teacher(FakeServer(), tmp_path / "a.sqlite")
     _, top, t = run_teacher(FakeServer(echo=False), tmp_path / "b.sqlite")  # like Ollama: no prompt log-probs

@@ -78,6 +78,23 @@ def test_served_errors_are_openai_shaped(served):
     assert e.value.code == 400 and json.load(e.value)["error"]["code"] == "unsupported"
 
 
+@pytest.mark.parametrize("route, field, value, code", [
+    ("/completions", "max_tokens", 100000000, "max_tokens_too_large"),  # would allocate a 76 GB KV cache
+    ("/chat/completions", "max_tokens", 100000000, "max_tokens_too_large"),
+    ("/completions", "max_tokens", -5, "invalid_request"),
+    ("/chat/completions", "max_completion_tokens", -1, "invalid_request"),
+])
+def test_served_max_tokens_is_bounded(served, route, field, value, code):
+    url, _, _ = served
+    payload = {"model": "tiny", field: value, **({"prompt": "hello"} if route == "/completions" else
+                                                 {"messages": [{"role": "user", "content": "hello"}]})}
+    req = urllib.request.Request(url + route, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req)
+    err = json.load(e.value)["error"]
+    assert e.value.code == 400 and err["code"] == code and field in err["message"]
+
+
 def test_distill_serve_command(tiny_llm):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -18,7 +18,7 @@ def params(tmp_path, tiny_student, monkeypatch):
     return load_params(write_params(
         tmp_path / "params.yaml", task="toy",
         generate={"n_per_label": 12, "min_words": 3},
-        train={"model": str(tiny_student), "epochs": 3, "lr": 1e-3, "batch_size": 8, "patience": 3},
+        train={"model": str(tiny_student), "epochs": 3, "lr": 1e-3, "batch_size": 8, "min_steps": 0},
         evaluate={"teacher_max_examples": 10},
     ))
 
@@ -103,19 +103,19 @@ def test_every_command_has_help():
 
 
 def test_gold_two_iterations_on_fake_llm(tmp_path, toy_task, fake_backend, tiny_student, monkeypatch):
-    from distill.stages import assemble, gold
+    from distill.stages import assemble, gold, gold_start
 
     monkeypatch.chdir(tmp_path)
     params = load_params(write_params(
         tmp_path / "params.yaml", task="toy", method="gold",
         generate={"min_words": 3},
-        train={"model": str(tiny_student), "epochs": 2, "lr": 1e-3, "batch_size": 8, "patience": 2},
+        train={"model": str(tiny_student), "epochs": 2, "lr": 1e-3, "batch_size": 8, "min_steps": 0},
         gold={"iterations": [{"i": 1, "prev": 0}, {"i": 2, "prev": 1}], "train_per_iter": 8, "val_per_iter": 8,
               "n_feedback": 2, "feedback_ratio": 1.0, "final_epochs": 1},
         evaluate={"teacher_max_examples": 10},
     ))
     task = str(toy_task)
-    gold.start(params, "g/iter_0")
+    gold_start.run("g/iter_0")
     gold.iterate(params, task, 1, "g/iter_0", "g/iter_1", "m/gold/iter_1.json")
     fb1 = json.loads((tmp_path / "g/iter_1/feedback.json").read_text())
     assert 0 < len(fb1) <= 4 and all("energy" in f for f in fb1)  # up to n_feedback per label
@@ -131,7 +131,7 @@ def test_gold_two_iterations_on_fake_llm(tmp_path, toy_task, fake_backend, tiny_
     assert {"energy_mean", "energy_std", "val_accuracy"} <= set(m2)
     assert all("energy" in r["meta"] for r in read_jsonl("g/iter_2/data.jsonl") if r["source"] == "llm_val")
 
-    assemble.run(params, task, "unused.jsonl", "g", "w/train.jsonl", "m/data.json", "plots/iterations.tsv")
+    assemble.run(params, task, "unused.jsonl", "g", "w/train.jsonl", "m/data.json", "plots/iterations.tsv", "unused", "unused")
     assert len(read_jsonl("w/train.jsonl")) == m2["total"]
     tsv = (tmp_path / "plots/iterations.tsv").read_text().splitlines()
     assert tsv[0].split("\t")[:3] == ["iteration", "val_accuracy", "energy_mean"] and len(tsv) == 3
@@ -168,7 +168,7 @@ def test_llkd_pseudo_labels_and_selects_online(tmp_path, toy_task, fake_backend,
     monkeypatch.chdir(tmp_path)
     params = load_params(write_params(
         tmp_path / "params.yaml", task="toy", method="llkd",
-        train={"model": str(tiny_student), "epochs": 2, "lr": 1e-3, "batch_size": 8, "patience": 2, "holdout": 0.0},
+        train={"model": str(tiny_student), "epochs": 2, "lr": 1e-3, "batch_size": 8, "min_steps": 0},
         llkd={"pool_size": 24, "selection": selection, "fraction": 0.5},
     ))
     task = str(toy_task)
@@ -180,7 +180,7 @@ def test_llkd_pseudo_labels_and_selects_online(tmp_path, toy_task, fake_backend,
         assert r["label"] == max(probs, key=probs.get) and r["meta"]["confidence"] == max(probs.values())
     assert "label" not in (toy_task / "unlabeled.jsonl").read_text()  # the pool really was unlabelled
 
-    assemble.run(params, task, "unused", "unused", "w/train.jsonl", "m/data.json", "plots/iterations.tsv", "w/pseudo.jsonl")
+    assemble.run(params, task, "unused", "unused", "w/train.jsonl", "m/data.json", "plots/iterations.tsv", "w/pseudo.jsonl", "unused")
     train.run(params, task, "w/train.jsonl", "models/student", "m/train.json", "plots/history.json")
     history = json.loads((tmp_path / "plots/history.json").read_text())
     assert len(history) == 2
@@ -207,12 +207,21 @@ def test_s3_seed_and_round_never_touch_test_or_copy_gold(tmp_path, toy_task, fak
     from distill.tasks import Task
 
     monkeypatch.chdir(tmp_path)
-    loaded = []
-    real_load = Task.load
-    monkeypatch.setattr(Task, "load", lambda self, split, labelled=None: loaded.append(split) or real_load(self, split, labelled))
+    loaded, checking = [], []
+    real_load, real_check = Task.load, Task.check
+    def check(self):  # reading test.jsonl to check its rows before any LLM call is fine; using it is not
+        checking.append(1)
+        try:
+            return real_check(self)
+        finally:
+            checking.pop()
+
+    monkeypatch.setattr(Task, "check", check)
+    monkeypatch.setattr(Task, "load", lambda self, split, labelled=None: (loaded.append(split) if not checking else None)
+                        or real_load(self, split, labelled))
     params = load_params(write_params(
         tmp_path / "params.yaml", task="toy", method="s3", generate={"min_words": 3},
-        train={"model": str(tiny_student), "epochs": 1, "batch_size": 8, "holdout": 0.0},
+        train={"model": str(tiny_student), "epochs": 1, "batch_size": 8, "min_steps": 0},
         s3={"seed_per_label": 6, "n_rationales": 3, "max_extrapolations": 5},
     ))
     task = str(toy_task)

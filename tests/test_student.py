@@ -1,46 +1,130 @@
-"""The student's training loop on a tiny random BERT (seconds)."""
+"""The student (encoder + pooling + head), its two recipes and the pure helpers of the training loop."""
+import pytest
 import torch
 
 from conftest import NEGATIVE, POSITIVE
 from distill.config import TrainParams
-from distill.students.classifier import cross_entropy, load_student, predict_proba, train_classifier
+from distill.students import train_student
+from distill.students.finetune import schedule, sharpen, soft_cross_entropy, target_rows
+from distill.students.model import load_student, new_student
+
+LABELS = ["negative", "positive"]
 
 
 def rows(n, seed=0):
     g = torch.Generator().manual_seed(seed)
     out = []
     for i in range(n):
-        label = ["negative", "positive"][i % 2]
+        label = LABELS[i % 2]
         words = NEGATIVE if label == "negative" else POSITIVE
         a, b = (words[int(j)] for j in torch.randint(0, len(words), (2,), generator=g))
         out.append({"text": f"it was {a} and {b}", "label": label})
     return out
 
 
-def test_tiny_student_learns_and_round_trips(tiny_student, tmp_path):
-    labels = ["negative", "positive"]
-    model, tok = load_student(tiny_student, labels)
-    cfg = TrainParams(epochs=6, lr=1e-3, batch_size=16, patience=6)
+def test_finetune_learns_and_round_trips(tiny_student, tmp_path):
+    cfg = TrainParams(model=str(tiny_student), epochs=6, lr=1e-3, batch_size=16, min_steps=0)
     logs = []
-    model, history = train_classifier(model, tok, rows(96), rows(20, seed=1), ["text"], labels, cfg, seed=0, log=logs.append)
+    student, history = train_student(rows(96), LABELS, ["text"], cfg, seed=0, task="toy", log=logs.append)
     assert len(history) == 6 and len(logs) == 6
     assert history[-1]["train_loss"] < history[0]["train_loss"]
-    assert max(h["select_accuracy"] for h in history) == 1.0
-    model.save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)
-    again, tok2 = load_student(tmp_path)
-    assert again.config.id2label == {0: "negative", 1: "positive"}
+    student.save_pretrained(tmp_path)
+    again = load_student(tmp_path)
+    assert again.labels == LABELS and again.fields == ["text"] and again.pooling == "mean"
     test = rows(20, seed=2)
-    probs = predict_proba(again, tok2, test, ["text"])
+    probs = again.proba(test)
     assert probs.shape == (20, 2) and torch.allclose(probs.sum(-1), torch.ones(20))
-    assert [labels[i] for i in probs.argmax(-1)] == [r["label"] for r in test]
+    assert torch.allclose(probs, student.proba(test), atol=1e-5)  # the saved folder is the trained model
+    assert again.predict(test) == [r["label"] for r in test]
 
 
-def test_weighted_cross_entropy():
-    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
-    targets = torch.tensor([0, 0])
-    plain = torch.nn.functional.cross_entropy(logits, targets)
-    assert torch.isclose(cross_entropy(logits, targets, torch.ones(2)), plain)
-    # weight 0 on the second row: only the first row's loss counts
-    only_first = torch.nn.functional.cross_entropy(logits[:1], targets[:1])
-    assert torch.isclose(cross_entropy(logits, targets, torch.tensor([1.0, 0.0])), only_first)
+def test_same_seed_same_student(tiny_student):
+    cfg = TrainParams(model=str(tiny_student), epochs=2, lr=1e-3, batch_size=16, min_steps=0)
+    a, _ = train_student(rows(32), LABELS, ["text"], cfg, seed=3)
+    b, _ = train_student(rows(32), LABELS, ["text"], cfg, seed=3)
+    test = rows(8, seed=5)
+    assert torch.equal(a.logits(test), b.logits(test))
+
+
+def test_select_on_validation_keeps_the_best_epoch(tiny_student):
+    cfg = TrainParams(model=str(tiny_student), epochs=3, lr=1e-3, batch_size=16, min_steps=0, select_on_validation=True)
+    val = rows(20, seed=1)
+    student, history = train_student(rows(64), LABELS, ["text"], cfg, seed=0, select_rows=val)
+    best = max(h["select_accuracy"] for h in history)
+    assert sum(p == r["label"] for p, r in zip(student.predict(val), val)) / len(val) == pytest.approx(best)
+
+
+def test_schedule_gives_small_data_more_epochs():
+    assert schedule(n_rows=3200, batch_size=32, epochs=4, min_steps=200) == (4, 400)  # big: epochs decide
+    assert schedule(n_rows=32, batch_size=32, epochs=4, min_steps=200) == (200, 200)  # tiny: min_steps decide
+    assert schedule(n_rows=100, batch_size=32, epochs=4, min_steps=0) == (4, 16)
+
+
+def test_sharpen_and_targets():
+    assert sharpen([0.25, 0.75], 1.0) == pytest.approx([0.25, 0.75])
+    assert sharpen([0.25, 0.75], 0.5) == pytest.approx([0.1, 0.9])  # 1/16 : 9/16
+    assert sharpen([0.25, 0.75], 2.0)[1] == pytest.approx(3 ** 0.5 / (1 + 3 ** 0.5))
+    data = [{"label": "positive", "meta": {"teacher_probs": {"negative": 0.3, "positive": 0.7}}},
+            {"label": "negative"}]  # a real label: one-hot even when soft targets are asked for
+    soft = target_rows(data, LABELS, "soft", 1.0)
+    assert torch.allclose(soft, torch.tensor([[0.3, 0.7], [1.0, 0.0]]))
+    assert torch.equal(target_rows(data, LABELS, "hard", 1.0), torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
+
+
+def test_soft_cross_entropy_by_hand():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 0.0]])
+    onehot = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    plain = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1]))
+    assert soft_cross_entropy(logits, onehot, torch.ones(2)) == pytest.approx(float(plain))
+    # a uniform target on equal logits costs log 2; weight 0 removes a row
+    half = torch.tensor([[0.5, 0.5], [0.5, 0.5]])
+    assert soft_cross_entropy(logits[1:], half[1:], torch.ones(1)) == pytest.approx(0.693147, rel=1e-5)
+    assert soft_cross_entropy(logits, onehot, torch.tensor([0.0, 1.0])) == pytest.approx(0.693147, rel=1e-5)
+
+
+def test_probe_head_starts_from_a_fitted_classifier(tiny_student):
+    """LP-FT: with zero fine-tuning steps the probed head alone already separates the toy data."""
+    from distill.students.finetune import fit_head
+
+    student = new_student(tiny_student, LABELS, ["text"], seed=0)
+    data = rows(64)
+    fit_head(student, data, target_rows(data, LABELS, "hard", 1.0), torch.ones(64))
+    acc = sum(p == r["label"] for p, r in zip(student.predict(data), data)) / len(data)
+    assert acc >= 0.9
+
+
+@pytest.mark.parametrize("labels", [LABELS, ["negative", "positive", "neutral"]])
+def test_setfit_recipe_converts_exactly(tiny_student, labels):
+    """SetFit (the real package) trains; our student gives the same probabilities as SetFit's own model."""
+    cfg = TrainParams(model=str(tiny_student), recipe="setfit", setfit_iterations=2, setfit_batch_size=8, max_length=32)
+    data = rows(16) + ([{"text": f"it was fine {i}", "label": "neutral"} for i in range(4)] if len(labels) == 3 else [])
+    captured = {}
+    import distill.students.setfit_recipe as recipe
+
+    original = recipe.to_student
+
+    def spy(model, *args, **kwargs):
+        captured["setfit"] = model
+        return original(model, *args, **kwargs)
+
+    recipe.to_student = spy
+    try:
+        student, history = train_student(data, labels, ["text"], cfg, seed=0)
+    finally:
+        recipe.to_student = original
+    assert history == [] and student.pooling == "mean"
+    test = [r["text"] for r in rows(10, seed=4)]
+    theirs = torch.as_tensor(captured["setfit"].predict_proba(test), dtype=torch.float32)
+    ours = student.proba([{"text": t} for t in test])
+    assert torch.allclose(ours, theirs, atol=1e-4)
+
+
+def test_setfit_refuses_pairs_and_online_selection(tiny_student):
+    from distill.io import DistillError
+
+    cfg = TrainParams(model=str(tiny_student), recipe="setfit")
+    pair = [{"text_a": "a", "text_b": "b", "label": "negative"}, {"text_a": "c", "text_b": "d", "label": "positive"}]
+    with pytest.raises(DistillError, match="single texts"):
+        train_student(pair, LABELS, ["text_a", "text_b"], cfg, seed=0)
+    with pytest.raises(DistillError, match="online selection"):
+        train_student(rows(4), LABELS, ["text"], cfg, seed=0, selector=lambda b, l: torch.ones(len(b)))

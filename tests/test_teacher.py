@@ -23,6 +23,21 @@ def test_cache_makes_reruns_free(tmp_path):
     assert backend.calls == 22
 
 
+def test_a_cached_rerun_reports_the_cost_of_its_data(tmp_path):
+    """`dvc repro -f` of a cached stage: no call this run, but the data's first-run cost is still reported."""
+    from distill.teachers.base import Budget
+
+    first = Teacher(FakeBackend(), LLMCache(tmp_path / "c.sqlite"), progress=False, budget=Budget(price_per_1k_completion=1.0))
+    first.generate(REQS, Decoding(), batch_size=4)
+    again = Teacher(FakeBackend(), LLMCache(tmp_path / "c.sqlite"), progress=False, budget=Budget(price_per_1k_completion=1.0))
+    again.generate(REQS, Decoding(), batch_size=4)
+    a, b = first.stats.as_dict(), again.stats.as_dict()
+    assert a["calls"] == 20 and b["calls"] == 0 and b["completion_tokens"] == 0 and b["cache_hits"] == 20
+    for k in ("data_answers", "data_prompt_tokens", "data_completion_tokens", "data_cost"):
+        assert b[k] == a[k] and a[k] > 0, k
+    assert b["data_seconds"] == pytest.approx(a["data_seconds"], rel=1e-6) and "cost" not in b
+
+
 def test_killed_run_resumes_without_repeating_calls(tmp_path):
     killed = FakeBackend(fail_after=8)  # dies inside the third batch of 4
     with pytest.raises(KeyboardInterrupt):

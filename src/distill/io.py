@@ -27,6 +27,38 @@ class DistillError(Exception):
     """
 
 
+def distill_home() -> Path:
+    """Converted model weights (the dequantised teacher, unpacked students): $DISTILL_HOME or ~/.cache/distill."""
+    return Path(os.environ.get("DISTILL_HOME", Path.home() / ".cache" / "distill"))
+
+
+def project_root(cwd: str | Path | None = None) -> Path:
+    """The repository's real root. DVC runs a queued or --temp experiment in a copy under
+    `<root>/.dvc/tmp/exps/<tmp>/`; stages resolve the LLM cache and the MLflow store from the real root, so every
+    experiment shares them (and their results outlive the copy)."""
+    here = Path(cwd or Path.cwd()).resolve()
+    parts = here.parts
+    for i in range(len(parts) - 2):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return here
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """An exclusive lock between processes (experiments run by `dvc queue start -j N`), released on exit."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def read_jsonl(path: str | Path, required: Iterable[str] = ()) -> list[dict[str, Any]]:
     """Read a JSON Lines file; every problem is reported as `file:line: what`."""
     path = Path(path)
@@ -34,8 +66,12 @@ def read_jsonl(path: str | Path, required: Iterable[str] = ()) -> list[dict[str,
         raise DistillError(f"{path}: file not found")
     rows = []
     required = list(required)
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DistillError(f"{path}:{lineno}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
             if not line.strip():
                 continue
             try:
@@ -102,12 +138,23 @@ def write_json(path: str | Path, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file; a bad byte is reported as `file:line: not UTF-8`, not a traceback."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DistillError(f"{path}:{line}: not UTF-8 (byte 0x{data[e.start]:02x})") from None
+
+
 def read_json(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise DistillError(f"{path}: file not found")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise DistillError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
 
@@ -142,7 +189,7 @@ def load_yaml_model(path: str | Path, model: type[M]) -> M:
     if not path.is_file():
         raise DistillError(f"{path}: file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load(read_text(path)) or {}
     except yaml.YAMLError as e:
         raise DistillError(f"{path}: invalid YAML ({' '.join(str(e).split())})") from None
     try:

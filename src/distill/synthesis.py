@@ -40,13 +40,14 @@ def synthesize(
     context_field = spec.fields[0].name if spec.kind == "pair" else None
     samples = []
     for r, a in zip(requests, answers):
-        s = {"id": r["id"], "label": r["label"], "source": source, "round": round_}
+        s = {"id": r["id"], "label": r["label"], "source": source, "round": round_, "demos": r.get("demos", [])}
         if context_field:
             s[context_field] = r["context"]
         s["meta"] = {"raw": a.text, "prompt_id": r["prompt_id"], "template_hash": r["template_hash"],
                      "model": teacher.backend.model_id, "decoding": asdict(decoding), "finish": a.finish}
         samples.append(s)
-    kept, counts = filter_samples(samples, spec.fields[-1].name, g.min_words, g.max_words, context_field, seen)
+    kept, counts = filter_samples(samples, spec.fields[-1].name, g.min_words, g.max_words, context_field, seen,
+                                  question=spec.fields[-1].form == "question")
     counts = {f"rejected.{k}": v for k, v in counts.items()}
     counts["rejected.label_disagree"] = counts["relabelled"] = 0
 
@@ -78,7 +79,3 @@ def seen_keys(spec: TaskSpec, rows: list[dict]) -> set[str]:
 def llm_metrics(teacher: Teacher) -> dict:
     """The teacher's call accounting as stage metrics (`llm.calls`, `llm.cache_hits`, ...)."""
     return {f"llm.{k}": v for k, v in teacher.stats.as_dict().items()}
-
-
-def label_counts(spec: TaskSpec, rows: list[dict]) -> dict[str, int]:
-    return {f"kept.{l}": sum(r["label"] == l for r in rows) for l in spec.label_names}

@@ -26,6 +26,8 @@ class FieldSpec(_Strict):
     name: str = Field(description="JSONL key of this text field, e.g. text, text_a")
     display: str = Field(description="how the field is introduced in prompts, e.g. Review, Premise")
     description: str = Field(description="what the field holds, in words the LLM reads, e.g. 'a movie review sentence'")
+    form: Literal["any", "question"] = Field(
+        "any", description="question: every example is a question; generated texts without a question mark are dropped")
 
 
 class LabelSpec(_Strict):
@@ -45,6 +47,9 @@ class TaskSpec(_Strict):
     answer_name: str = Field("Label", description="what the answer line is called in scoring prompts")
     fields: list[FieldSpec] = Field(description="text fields, in prompt order")
     labels: list[LabelSpec] = Field(min_length=2, description="label set, in id order")
+    demos_per_prompt: int | None = Field(
+        None, ge=0, description="real same-label examples (fewshot.jsonl) in each generation prompt of this task; "
+        "overrides prompts.demos_per_prompt (None = use it). Inferred specs show 3: their label descriptions are generic")
 
     @model_validator(mode="after")
     def _check(self) -> "TaskSpec":
@@ -99,6 +104,22 @@ class Task:
         return rows
 
 
+    def check(self) -> dict[str, int]:
+        """Read and check every split (file:line errors) -> rows per split. Stages call this before any LLM call, so
+        a bad test.jsonl stops the pipeline at its start, not after generation and training."""
+        counts = {}
+        for split in SPLITS:
+            rows = self.load(split)
+            if not rows and split != "unlabeled":
+                raise DistillError(f"{self.path(split)}: no rows (every task needs labelled {split} rows)")
+            counts[split] = len(rows)
+        return counts
+
+
+def label_counts(spec: TaskSpec, rows: list[dict[str, Any]]) -> dict[str, int]:
+    return {f"kept.{l}": sum(r["label"] == l for r in rows) for l in spec.label_names}
+
+
 def check_labels(rows: list[dict[str, Any]], spec: TaskSpec, path: Path | str) -> None:
     known = set(spec.label_names)
     for row in rows:
@@ -109,12 +130,12 @@ def check_labels(rows: list[dict[str, Any]], spec: TaskSpec, path: Path | str) -
             )
 
 
-def load_task(task_dir: str | Path) -> Task:
+def load_task(task_dir: str | Path, quiet: bool = False) -> Task:
     root = Path(task_dir)
     spec_path = root / "task.yaml"
     if not root.is_dir():
         raise DistillError(f"{root}: unknown task (no such folder; a task is a folder with task.yaml and JSONL splits)")
-    spec = load_yaml_model(spec_path, TaskSpec) if spec_path.is_file() else infer_spec(root)
+    spec = load_yaml_model(spec_path, TaskSpec) if spec_path.is_file() else infer_spec(root, quiet)
     if not spec.name:
         spec.name = root.name
     return Task(root, spec)
@@ -123,18 +144,37 @@ def load_task(task_dir: str | Path) -> Task:
 _NOTICED: set[str] = set()
 
 
-def infer_spec(root: Path) -> TaskSpec:
-    """A spec for a folder with no task.yaml: kind from the row keys, labels in the order a DATASET.md card lists
-    them (`Label names: `a`, `b``) or sorted, the card's first sentence as the task's description."""
+def describe_examples(texts: list[str]) -> tuple[str, str, str]:
+    """(what one example is, its display name, its form) from real rows: questions, sentences or passages."""
+    texts = [t.strip().strip('"').strip() for t in texts if t.strip()]
+    if not texts:
+        return "a short text", "Text", "any"
+    if sum(t.endswith("?") for t in texts) >= 0.6 * len(texts):
+        return "a question", "Question", "question"
+    words = sorted(len(t.split()) for t in texts)[len(texts) // 2]
+    sentences = sorted(len(re.findall(r"[.!?](\s|$)", t)) for t in texts)[len(texts) // 2]
+    if words <= 35 and sentences <= 1:
+        return "a single sentence", "Sentence", "any"
+    return ("a short text of a few sentences", "Text", "any") if words <= 80 else ("a passage of several sentences", "Passage", "any")
+
+
+def infer_spec(root: Path, quiet: bool = False) -> TaskSpec:
+    """A spec for a folder with no task.yaml: kind from the row keys, what one example is (a question, a sentence, a
+    passage) from the rows, labels in the order a DATASET.md card lists them (`Label names: `a`, `b``) or sorted,
+    the card's first sentence as the task's description, and real examples in every generation prompt."""
     rows = read_jsonl(root / "fewshot.jsonl") + read_jsonl(root / "validation.jsonl")
     keys = set(rows[0]) if rows else set()
     if {"input", "target"} <= keys:
         raise DistillError(f"{root}: input/target rows are a seq2seq task; distill trains classifiers (rows with text, label)")
     if {"text_a", "text_b"} <= keys:
-        fields = [FieldSpec(name="text_a", display="Text A", description="a first text"),
-                  FieldSpec(name="text_b", display="Text B", description="a second text, about the first")]
+        (a, _, form_a), (b, _, form_b) = (describe_examples([str(r.get(k, "")) for r in rows]) for k in ("text_a", "text_b"))
+        fields = [FieldSpec(name="text_a", display="Text A", description=f"a first text, {a}", form=form_a),
+                  FieldSpec(name="text_b", display="Text B", description=f"a second text about the first, {b}", form=form_b)]
+        unit = "pair of texts"
     elif "text" in keys:
-        fields = [FieldSpec(name="text", display="Text", description="a short text")]
+        what, display, form = describe_examples([str(r.get("text", "")) for r in rows])
+        fields = [FieldSpec(name="text", display=display, description=what, form=form)]
+        unit = what.removeprefix("a ").removeprefix("an ")
     else:
         raise DistillError(f"{root}/task.yaml: file not found, and rows with keys {sorted(keys)} are neither "
                            "text/label nor text_a/text_b/label: write a task.yaml (see data/tasks/sst2/task.yaml)")
@@ -150,14 +190,17 @@ def infer_spec(root: Path) -> TaskSpec:
     if about:
         fields[-1].description += f" (the data: {about[0].lower() + about[1:]})"
     words = [n.replace("_", " ") for n in names]
-    labels = [LabelSpec(name=n, verbalizer=w if w != n else None, description=f"It must clearly be an example of the label '{w}'.")
+    labels = [LabelSpec(name=n, verbalizer=w if w != n else None,
+                        description=f"It must clearly belong to the label '{w}', like the examples of '{w}' above.")
               for n, w in zip(names, words)]
-    if str(root.resolve()) not in _NOTICED:  # once per folder and process (a stage loads its task more than once)
+    if not quiet and str(root.resolve()) not in _NOTICED:  # once per folder and process (a stage loads its task more than once)
         _NOTICED.add(str(root.resolve()))
-        print(f"{root}: no task.yaml, using an inferred spec ({'text pair' if len(fields) == 2 else 'single text'}, labels "
-              f"{', '.join(names)}); a task.yaml with label descriptions gives the teacher better prompts", file=sys.stderr)
+        print(f"{root}: no task.yaml, using an inferred spec ({'text pair' if len(fields) == 2 else fields[0].description}, labels "
+              f"{', '.join(names)}); a task.yaml with label descriptions gives the teacher better prompts "
+              f"(`distill add-task` writes one to edit)", file=sys.stderr)
     return TaskSpec(kind="pair" if len(fields) == 2 else "single", fields=fields, labels=labels, answer_name="Label",
-                    instruction=(f"{sentence} " if about else "") + f"Label each text as one of: {', '.join(words)}.")
+                    instruction=(f"{sentence} " if about else "") + f"Label each {unit} as one of: {', '.join(words)}.",
+                    demos_per_prompt=3)
 
 
 def add_task(src: str | Path, dest_root: str | Path = "data/tasks", name: str | None = None, force: bool = False) -> Path:
@@ -168,7 +211,7 @@ def add_task(src: str | Path, dest_root: str | Path = "data/tasks", name: str | 
     import yaml
 
     src = Path(src)
-    task = load_task(src)
+    task = load_task(src, quiet=True)  # the spec inferred here is written out as task.yaml: no notice
     for split in SPLITS:
         task.load(split)
     dest = Path(dest_root) / (name or src.name)

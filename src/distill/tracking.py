@@ -1,8 +1,10 @@
 """Every MLflow call in one place: the run, its params/metrics/tags, the logged student, registry aliases.
 
-The store is SQLite (`mlflow.db` at the repo root, absolute URI; MLflow 3.17 refuses the plain file
-store) with artifacts in `mlartifacts/`. Telemetry is off. Nothing secret is ever logged: params are the
-validated params.yaml, which holds at most the *name* of an environment variable.
+The store is SQLite (`mlflow.db` at the repository's real root, also from a queued experiment's temporary
+copy; MLflow 3.17 refuses the plain file store) with artifacts in `mlartifacts/`, unless MLFLOW_TRACKING_URI
+names another (an `mlflow server`). Experiments running at once (`dvc queue start -j 2`) take turns through a
+file lock, so SQLite never answers "database is locked". Telemetry is off. Nothing secret is ever logged:
+params are the validated params.yaml, which holds at most the *name* of an environment variable.
 """
 from __future__ import annotations
 
@@ -10,11 +12,18 @@ import os
 from pathlib import Path
 from typing import Any
 
+from distill.io import file_lock, project_root
+
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def tracking_uri(root: Path | None = None) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{((root or Path.cwd()) / 'mlflow.db').resolve()}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{((root or project_root()) / 'mlflow.db').resolve()}"
+
+
+def store_lock(root: Path | None = None):
+    """Held around every write to the tracking store (one writer at a time across processes)."""
+    return file_lock((root or project_root()) / ".cache" / "mlflow.lock")
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -31,7 +40,7 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def setup(experiment: str, root: Path | None = None):
     import mlflow
 
-    root = (root or Path.cwd()).resolve()
+    root = (root or project_root()).resolve()
     mlflow.set_tracking_uri(tracking_uri(root))
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
@@ -47,11 +56,14 @@ def dvc_tags() -> dict[str, str]:
 
 def pip_requirements() -> list[str]:
     """Explicit requirements: inference takes 0.3 s to log instead of 5.5 s, and torch stays the CPU build."""
+    import pandas
+    import safetensors
     import tokenizers
     import torch
     import transformers
 
-    return [f"torch=={torch.__version__.split('+')[0]}", f"transformers=={transformers.__version__}", f"tokenizers=={tokenizers.__version__}"]
+    return [f"torch=={torch.__version__.split('+')[0]}", f"transformers=={transformers.__version__}",
+            f"tokenizers=={tokenizers.__version__}", f"safetensors=={safetensors.__version__}", f"pandas=={pandas.__version__}"]
 
 
 def _log_basics(mlflow, params: dict[str, Any], metrics: dict[str, Any], tags: dict[str, str]) -> None:
@@ -60,6 +72,19 @@ def _log_basics(mlflow, params: dict[str, Any], metrics: dict[str, Any], tags: d
     mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
 
 
+def locked(fn):
+    """Run `fn` holding the store lock."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with store_lock():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@locked
 def log_iteration_run(experiment: str, run_name: str, params: dict[str, Any], metrics: dict[str, Any],
                       tags: dict[str, str], texts: dict[str, str]) -> str:
     """One run per iteration stage (no model): params, the iteration's metrics, small text artifacts."""
@@ -71,6 +96,7 @@ def log_iteration_run(experiment: str, run_name: str, params: dict[str, Any], me
     return run.info.run_id
 
 
+@locked
 def log_student_run(
     experiment: str, run_name: str, params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str],
     model_dir: str, model_name: str, decide_metric: str, curve: list[dict[str, Any]] | None = None,
@@ -81,17 +107,18 @@ def log_student_run(
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from distill.students.classifier import load_student
+    import distill
+    from distill.students.serving import StudentModel
 
-    model, tok = load_student(model_dir)
     with mlflow.start_run(run_name=run_name) as run:
         _log_basics(mlflow, params, metrics, tags)
         for prefix, points in (("iter", curve or []), ("epoch", epochs or [])):  # per-iteration and per-epoch curves
             for step, point in enumerate(points, start=1):
                 mlflow.log_metrics({f"{prefix}.{k}": float(v) for k, v in point.items() if isinstance(v, (int, float))}, step=step)
-        info = mlflow.transformers.log_model(
-            transformers_model={"model": model, "tokenizer": tok}, name="student", task="text-classification",
-            pip_requirements=pip_requirements(), registered_model_name=model_name,
+        info = mlflow.pyfunc.log_model(  # the student folder + this package's code: loads without distill installed
+            name="student", python_model=StudentModel(), artifacts={"student": str(model_dir)},
+            code_paths=[str(Path(distill.__file__).parent)], pip_requirements=pip_requirements(),
+            registered_model_name=model_name,
         )
     client = MlflowClient()
     version = str(info.registered_model_version)

@@ -57,15 +57,15 @@ def select_feedback(energies: list[float], mode: str, n: int, lo: float, hi: flo
 
 def sce_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
              alpha: float = 1.0, beta: float = 1.0, clamp: float = 1e-4) -> torch.Tensor:
-    """alpha * CE + beta * RCE, weighted mean over rows.
+    """alpha * CE + beta * RCE, weighted mean over rows. `targets`: label ids [N] or distributions [N, K].
 
-    RCE = -sum_k p_k log(clamp(onehot_k, clamp, 1)) = -log(clamp) * (1 - p_y): bounded, so a wrong label
-    costs at most -log(clamp) instead of an unbounded CE. p is clamped to [1e-7, 1] as in the code.
+    RCE = -sum_k p_k log(clamp(q_k, clamp, 1)); for a one-hot q this is -log(clamp) * (1 - p_y): bounded, so a
+    wrong label costs at most -log(clamp) instead of an unbounded CE. p is clamped to [1e-7, 1] as in the code.
     """
-    ce = F.cross_entropy(logits, targets, reduction="none")
+    q = targets.float() if targets.is_floating_point() else F.one_hot(targets, logits.shape[-1]).float()
+    ce = -(q * F.log_softmax(logits.float(), -1)).sum(-1)
     p = logits.float().softmax(-1).clamp(min=1e-7, max=1.0)
-    onehot = F.one_hot(targets, logits.shape[-1]).float().clamp(min=clamp, max=1.0)
-    rce = -(p * onehot.log()).sum(-1)
+    rce = -(p * q.clamp(min=clamp, max=1.0).log()).sum(-1)
     per = alpha * ce + beta * rce
     return (per * weights).sum() / weights.sum().clamp(min=1e-8)
 
@@ -100,6 +100,16 @@ def iteration_requests(
             if feedback.get(label) and rng.random() < feedback_ratio:
                 demos = demos + feedback[label]
             messages = generation_messages(spec, label, context, demos, extra if demos else "")
-            row = make_request(thash, f"{thash}-gold{k}-{block}-{j}", label, context, messages, prefix, seed)
+            row = make_request(thash, f"{thash}-gold{k}-{block}-{j}", label, context, messages, prefix, seed, demos)
             rows.append({**row, "block": block})
     return rows
+
+
+def drop_high_energy(rows: list[dict], student_dir, fraction: float, T: float) -> tuple[list[dict], int]:
+    """Optional noise filter: remove the `fraction` of samples the last student finds most out-of-distribution."""
+    from distill.students.model import load_student
+
+    e = energy(load_student(student_dir).logits(rows), T).tolist()
+    n_drop = int(len(rows) * fraction)
+    drop = set(sorted(range(len(rows)), key=lambda i: e[i], reverse=True)[:n_drop])
+    return [r for i, r in enumerate(rows) if i not in drop], n_drop

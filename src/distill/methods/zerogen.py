@@ -55,14 +55,17 @@ def build_requests(
             context = rng.choice(contexts) if spec.kind == "pair" else None
             demos = rng.sample(same, min(demos_per_prompt, len(same))) if demos_per_prompt else []
             rows.append(make_request(thash, f"{thash}-{label}-{k}", label, context,
-                                     generation_messages(spec, label, context, demos), prefix, seed))
+                                     generation_messages(spec, label, context, demos), prefix, seed, demos))
     return rows
 
 
-def make_request(thash: str, rid: str, label: str, context: str | None, messages, prefix: str, seed: int) -> dict[str, Any]:
-    """One generation request row: stable id, prompt hash and a per-call seed independent of batching."""
+def make_request(thash: str, rid: str, label: str, context: str | None, messages, prefix: str, seed: int,
+                 demos: list[str] = ()) -> dict[str, Any]:
+    """One generation request row: stable id, prompt hash, a per-call seed independent of batching, and the
+    examples the prompt shows (a sample that merely copies one of them is dropped)."""
     return {"id": rid, "prompt_id": sha256_text(thash, repr(messages))[:12], "template_hash": thash, "label": label,
-            "context": context, "messages": messages, "prefix": prefix, "seed": int(sha256_text(str(seed), rid)[:8], 16)}
+            "context": context, "messages": messages, "prefix": prefix, "seed": int(sha256_text(str(seed), rid)[:8], 16),
+            "demos": list(demos)}
 
 
 _WS = re.compile(r"\s+")
@@ -93,14 +96,16 @@ def dedup_key(text: str, context: str | None = None) -> str:
 
 def filter_samples(
     samples: list[dict[str, Any]], text_field: str, min_words: int, max_words: int, context_field: str | None = None,
-    seen: set[str] | None = None,
+    seen: set[str] | None = None, question: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Cut raw answers, then drop empty, too short/long, duplicates, and (pairs) copies of the context.
+    """Cut raw answers, then drop empty, too short/long, not a question (when the task's examples are questions),
+    copies of a demonstration the prompt showed (`demos`), duplicates, and (pairs) copies of the context.
 
     Returns the kept samples (with `text_field` filled) and a count per rejection reason. `seen` (dedup keys
     of earlier rounds, see `dedup_key`) is updated in place.
     """
-    rejected = {"no_text": 0, "too_short": 0, "too_long": 0, "duplicate": 0, "copies_context": 0}
+    rejected = {"no_text": 0, "too_short": 0, "too_long": 0, "not_question": 0, "copies_demo": 0, "duplicate": 0,
+                "copies_context": 0}
     seen = set() if seen is None else seen
     kept = []
     for s in samples:
@@ -114,6 +119,12 @@ def filter_samples(
             continue
         if words > max_words:
             rejected["too_long"] += 1
+            continue
+        if question and "?" not in text:
+            rejected["not_question"] += 1
+            continue
+        if normalise(text) in {normalise(d) for d in s.get("demos", ())}:
+            rejected["copies_demo"] += 1
             continue
         if context_field and normalise(text) == normalise(s[context_field]):
             rejected["copies_context"] += 1

@@ -8,3 +8,12 @@ def inactive(params, *methods: str) -> bool:
         return False
     print(f"skipped: this stage belongs to method {'/'.join(methods)}; params.yaml selects method '{params.method}'")
     return True
+
+
+def checked_task(task_dir: str):
+    """The task with every split read and checked: LLM stages start with this, so bad input costs no LLM call."""
+    from distill.tasks import load_task
+
+    task = load_task(task_dir)
+    task.check()
+    return task

@@ -8,22 +8,20 @@ from __future__ import annotations
 from distill.config import Params
 from distill.io import write_json
 from distill.metrics import accuracy, macro_f1
-from distill.students.classifier import load_student, predict_proba
+from distill.students.model import load_student
 from distill.synthesis import classify, llm_metrics
-from distill.tasks import load_task
+from distill.stages import checked_task
 from distill.teachers import make_teacher
 
 
 def run(params: Params, task_dir: str, model_dir: str, metrics_out: str, plot_out: str) -> None:
-    task = load_task(task_dir)
+    task = checked_task(task_dir)
     spec = task.spec
     test = task.load("test")
     gold = [r["label"] for r in test]
     fewshot = task.load("fewshot")  # validate all inputs before any model or LLM call
 
-    model, tok = load_student(model_dir)
-    probs = predict_proba(model, tok, test, spec.field_names, params.evaluate.batch_size, params.train.max_length)
-    student = [spec.label_names[i] for i in probs.argmax(-1).tolist()]
+    student = load_student(model_dir).predict(test, params.evaluate.batch_size)
 
     rows = test[: params.evaluate.teacher_max_examples] if params.evaluate.teacher_max_examples else test
     teacher = make_teacher(params.teacher)

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from distill.config import Params
 from distill.io import read_jsonl, write_json, write_jsonl
-from distill.stages import inactive
-from distill.synthesis import label_counts, llm_metrics, synthesize
-from distill.tasks import load_task
+from distill.stages import checked_task, inactive
+from distill.synthesis import llm_metrics, synthesize
+from distill.tasks import label_counts
 from distill.teachers import make_teacher
 
 
 def run(params: Params, task_dir: str, prompts_path: str, out: str, metrics_out: str) -> None:
-    task = load_task(task_dir)
+    task = checked_task(task_dir)
     if inactive(params, "zerogen"):
         write_jsonl(out, [])
         return write_json(metrics_out, {"skipped": 1})

@@ -1,4 +1,4 @@
-"""GOLD stages: `gold_start` (iteration 0: nothing yet) and `gold_iter@k`, one DVC stage per iteration.
+"""GOLD stage `gold_iter@k`, one DVC stage per iteration (iteration 0 is `gold_start`, stages/gold_start.py).
 
 Iteration k: generate a training block and a 'significantly different' validation block with iteration
 k-1's feedback as extra demonstrations; refresh the student on everything generated so far; score the
@@ -15,20 +15,16 @@ from distill.config import Params
 from distill.io import atomic_dir, read_json, read_jsonl, write_json, write_jsonl
 from distill.methods.zerogen import template_hash
 from distill.metrics import accuracy
-from distill.stages import inactive
-from distill.synthesis import label_counts, llm_metrics, seen_keys, synthesize
-from distill.tasks import load_task
+from distill.stages import checked_task, inactive
+from distill.synthesis import llm_metrics, seen_keys, synthesize
+from distill.tasks import label_counts
 from distill.teachers import make_teacher
 
 
-def start(params: Params, out_dir: str) -> None:
-    with atomic_dir(out_dir) as tmp:
-        write_jsonl(tmp / "data.jsonl", [])
-        write_json(tmp / "feedback.json", [])
-
-
 def _skip(out_dir: str, metrics_out: str) -> None:
-    start(None, out_dir)
+    from distill.stages.gold_start import run as start
+
+    start(out_dir)
     write_json(metrics_out, {"skipped": 1})
 
 
@@ -37,9 +33,10 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
         return _skip(out_dir, metrics_out)
     # torch + transformers load here, not at import: under another method this stage is a ~0.5 s no-op.
     from distill.methods.gold import energy, energy_stats, iteration_requests, select_feedback
-    from distill.students.classifier import load_student, predict_logits, resolve_student, train_classifier
+    from distill.students import train_student
+    from distill.students.model import load_student, new_student, resolve_student
 
-    gp, task = params.gold, load_task(task_dir)
+    gp, task = params.gold, checked_task(task_dir)
     spec = task.spec
     fields, target = spec.field_names, spec.fields[-1].name
     fewshot, validation = task.load("fewshot"), task.load("validation")  # validate inputs before any LLM call
@@ -63,16 +60,19 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
     data = so_far + new_train + new_val  # val blocks become training data too, as in the released code
 
     # 2. refresh the student on everything so far (cumulative: continue from the previous student)
-    cfg = params.train.model_copy(update={"epochs": gp.refresh_epochs, "patience": gp.refresh_epochs})
-    if gp.refresh == "cumulative" and (prev / "student" / "config.json").is_file():
-        model, tok = load_student(prev / "student")
-    else:
-        model, tok = load_student(resolve_student(params.train.model), spec.label_names, params.seed + k)
+    tp = params.train
+    start = None
+    if gp.refresh == "cumulative" and (prev / "student" / "distill.json").is_file():
+        start = load_student(prev / "student")
     if data:
-        model, _ = train_classifier(model, tok, data, [], fields, spec.label_names, cfg, params.seed + k)
+        model, _ = train_student(data, spec.label_names, fields, tp, params.seed + k, task=spec.name, start=start,
+                                 epochs=gp.refresh_epochs)
+    else:  # nothing to train on yet: the energies come from the untrained student
+        model = start or new_student(resolve_student(tp.model), spec.label_names, fields, params.seed + k, tp.pooling,
+                                     max_length=tp.max_length, task=spec.name)
 
     # 3. energy of the validation block under the refreshed student -> next feedback (per label)
-    energies = energy(predict_logits(model, tok, new_val, fields), gp.energy_T).tolist() if new_val else []
+    energies = energy(model.logits(new_val), gp.energy_T).tolist() if new_val else []
     for r, e in zip(new_val, energies):
         r["meta"]["energy"] = round(e, 5)
     next_feedback = []
@@ -82,9 +82,9 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
         next_feedback += [{**{f: new_val[idx[j]][f] for f in fields}, "label": label, "energy": energies[idx[j]], "id": new_val[idx[j]]["id"]}
                           for j in picked]
 
-    val_pred = predict_logits(model, tok, validation, fields).argmax(-1).tolist()
+    val_pred = model.predict(validation)
     metrics = {"iteration": k, "generated": len(new_train) + len(new_val), "total": len(data),
-               "requested": len(requests), "val_accuracy": accuracy([r["label"] for r in validation], [spec.label_names[i] for i in val_pred]),
+               "requested": len(requests), "val_accuracy": accuracy([r["label"] for r in validation], val_pred),
                "feedback": len(next_feedback), **energy_stats(energies),
                **{f"train_block.{n}": v for n, v in c_train.items()}, **{f"val_block.{n}": v for n, v in c_val.items()},
                **label_counts(spec, data), **llm_metrics(teacher)}
@@ -94,7 +94,6 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
         write_json(tmp / "metrics.json", metrics)
         if gp.refresh == "cumulative":
             model.save_pretrained(tmp / "student")
-            tok.save_pretrained(tmp / "student")
     write_json(metrics_out, metrics)
     _track(params, k, metrics, next_feedback)
     print(f"gold iteration {k}: +{metrics['generated']} samples (total {len(data)}), validation accuracy "

@@ -10,14 +10,14 @@ import random
 
 from distill.config import Params
 from distill.io import write_json, write_jsonl
-from distill.stages import inactive
-from distill.synthesis import classify, label_counts, llm_metrics
-from distill.tasks import load_task
+from distill.stages import checked_task, inactive
+from distill.synthesis import classify, llm_metrics
+from distill.tasks import label_counts
 from distill.teachers import make_teacher
 
 
 def run(params: Params, task_dir: str, out: str, metrics_out: str) -> None:
-    task = load_task(task_dir)
+    task = checked_task(task_dir)
     if inactive(params, "llkd"):
         write_jsonl(out, [])
         return write_json(metrics_out, {"skipped": 1})

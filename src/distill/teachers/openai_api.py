@@ -43,8 +43,11 @@ def read_key(env_name: str | None) -> str:
     if not env_name:
         return "none"  # local servers need no key; the client insists on a string
     key = os.environ.get(env_name, "")
-    if not key.strip():
-        raise DistillError(f"teacher.api_key_env: environment variable {env_name} is not set")
+    if not key.strip():  # the name is shown only when it cannot be a pasted key
+        from distill.config import looks_like_key
+
+        named = "" if looks_like_key(env_name) else f" {env_name}"
+        raise DistillError(f"teacher.api_key_env: environment variable{named} is not set")
     return key.strip()
 
 

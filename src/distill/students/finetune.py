@@ -1,0 +1,136 @@
+"""The `finetune` recipe: the student's training loop, readable top to bottom, the same for every method.
+
+A fixed schedule (no early stop on a dozen synthetic rows): `epochs` passes, but at least `min_steps` optimiser
+steps, so 30 rows get as many updates as 3000. Targets are the teacher's label distribution (`targets: soft`,
+knowledge distillation) or one-hot labels (`hard`); rows without teacher probabilities (real labels, S3's
+extrapolations) are one-hot either way. `select_on_validation` optionally keeps the epoch that scores best on
+real labelled rows instead of the last one.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from distill.io import DistillError
+
+Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted mean of -sum_k q_k log p_k; with one-hot q this is plain cross-entropy."""
+    per = -(targets * F.log_softmax(logits.float(), -1)).sum(-1)
+    return (per * weights).sum() / weights.sum().clamp(min=1e-8)
+
+
+def sharpen(probs: Sequence[float], temperature: float) -> list[float]:
+    """q_k ∝ p_k^(1/T): T < 1 sharpens the teacher's distribution, T > 1 softens it, T = 1 keeps it."""
+    q = [max(p, 1e-12) ** (1.0 / temperature) for p in probs]
+    z = sum(q)
+    return [x / z for x in q]
+
+
+def target_rows(rows: Sequence[dict[str, Any]], labels: Sequence[str], mode: str, temperature: float) -> torch.Tensor:
+    """[N, K] training targets: the teacher's distribution (soft, where the row has one) or one-hot labels."""
+    out = torch.zeros(len(rows), len(labels))
+    for i, r in enumerate(rows):
+        probs = r.get("meta", {}).get("teacher_probs") if mode == "soft" else None
+        if probs and set(probs) == set(labels):
+            out[i] = torch.tensor(sharpen([probs[l] for l in labels], temperature))
+        else:
+            out[i, labels.index(r["label"])] = 1.0
+    return out
+
+
+def schedule(n_rows: int, batch_size: int, epochs: int, min_steps: int) -> tuple[int, int]:
+    """(epochs, total steps): `epochs` passes, more when that would be fewer than `min_steps` steps."""
+    per_epoch = math.ceil(n_rows / batch_size)
+    epochs = max(epochs, math.ceil(min_steps / per_epoch))
+    return epochs, epochs * per_epoch
+
+
+def fit_head(student, rows: Sequence[dict[str, Any]], targets: torch.Tensor, weights: torch.Tensor, l2: float = 1e-3) -> None:
+    """Linear probe: fit the head on frozen embeddings first (LP-FT, Kumar et al. 2022), so fine-tuning starts
+    from a sensible classifier instead of a random one that would first scramble the encoder."""
+    x = student.embeddings(rows)
+    head = torch.nn.Linear(x.shape[1], targets.shape[1])
+    torch.nn.init.zeros_(head.weight)
+    torch.nn.init.zeros_(head.bias)
+    opt = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = soft_cross_entropy(head(x), targets, weights) + l2 * head.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    student.head.load_state_dict(head.state_dict())
+
+
+def accuracy_on(student, rows: Sequence[dict[str, Any]]) -> float:
+    pred = student.predict(rows)
+    return sum(p == r["label"] for p, r in zip(pred, rows)) / max(len(rows), 1)
+
+
+def finetune(student, rows: list[dict[str, Any]], cfg, seed: int, loss_fn: Loss = soft_cross_entropy,
+             selector=None, select_rows: Sequence[dict[str, Any]] = (), log: Callable[[str], None] = print,
+             epochs: int | None = None, lr: float | None = None, probe: bool = True) -> list[dict[str, float]]:
+    """Train `student` in place on rows ({fields..., label, optional weight, optional meta.teacher_probs}).
+
+    `selector` (optional, LLKD's online selection) is called on every batch with the rows and the student's
+    detached logits and returns per-row weight multipliers (0 = not selected); its `epoch_stats()` join each
+    epoch's record. `epochs` / `lr` override cfg (GOLD's refresh and final schedules).
+    """
+    from transformers import get_linear_schedule_with_warmup
+
+    if not rows:
+        raise DistillError("no training data: every sample was filtered out (see the data stages' metrics)")
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    targets = target_rows(rows, student.labels, cfg.targets, cfg.kd_temperature)
+    weights = torch.tensor([float(r.get("weight", 1.0)) for r in rows])
+    if probe and cfg.head_init == "probe":
+        fit_head(student, rows, targets, weights)
+    n_epochs, total = schedule(len(rows), cfg.batch_size, epochs or cfg.epochs, cfg.min_steps)
+    body_lr = lr or cfg.lr
+    opt = torch.optim.AdamW([{"params": student.encoder.parameters(), "lr": body_lr},
+                             {"params": student.head.parameters(), "lr": body_lr * cfg.head_lr_scale}],
+                            weight_decay=cfg.weight_decay)
+    sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
+    best, best_state, history = -1.0, None, []
+    for epoch in range(1, n_epochs + 1):
+        student.train()
+        t0, seen_loss = time.perf_counter(), 0.0
+        order = list(range(len(rows)))
+        rng.shuffle(order)
+        for s in range(0, len(order), cfg.batch_size):
+            idx = order[s : s + cfg.batch_size]
+            batch = [rows[i] for i in idx]
+            logits = student(student.encode(batch))
+            w = weights[idx]
+            if selector is not None:
+                w = w * selector(batch, logits.detach())
+            loss = loss_fn(logits, targets[idx], w)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            seen_loss += float(loss.detach()) * len(batch)
+        record = {"epoch": epoch, "train_loss": seen_loss / len(rows), "seconds": time.perf_counter() - t0,
+                  **(selector.epoch_stats() if selector is not None else {})}
+        if select_rows:
+            record["select_accuracy"] = accuracy_on(student, select_rows)
+            if record["select_accuracy"] > best:
+                best, best_state = record["select_accuracy"], copy.deepcopy(student.state_dict())
+        history.append(record)
+        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+    if best_state is not None:
+        student.load_state_dict(best_state)
+    return history

@@ -1,0 +1,182 @@
+"""dvc.yaml says exactly what each stage reads: its params (recorded while every stage runs under every method)
+and its source files (the stage module's import closure). A stage that reads an undeclared param would not
+re-run when it changes; a declared runtime knob (a timeout) would re-run it for nothing."""
+from __future__ import annotations
+
+import ast
+import contextlib
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, write_params
+from distill.config import Params, Section, runtime_keys
+
+STAGES = ["check_task", "prompts", "generate", "gold_start", "gold_iter", "s3_seed", "s3_round", "llkd_label", "assemble",
+          "train", "evaluate", "register"]
+
+
+def dvc_stages() -> dict[str, dict]:
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    return {name: (st["do"] if "foreach" in st else st) for name, st in stages.items()}
+
+
+@contextlib.contextmanager
+def recording(reads: set[str]):
+    """Record every params field read as a dotted key (`train.lr`), through any copy of the objects."""
+    original = Section.__getattribute__
+
+    def get(self, name):
+        value = original(self, name)
+        if not name.startswith("_") and name in type(self).model_fields:
+            path = original(self, "__dict__").get("_path")
+            if path is not None and not isinstance(value, Section):
+                reads.add(path + name)
+        return value
+
+    Section.__getattribute__ = get
+    try:
+        yield
+    finally:
+        Section.__getattribute__ = original
+
+
+def tag(params: Params) -> Params:
+    object.__setattr__(params, "_path", "")
+    for name in type(params).model_fields:
+        sub = getattr(params, name)
+        if isinstance(sub, Section):
+            object.__setattr__(sub, "_path", name + ".")
+    return params
+
+
+def run_all_stages(params: Params, task: str, reads: dict[str, set[str]]) -> None:
+    from distill.stages import assemble, check_task, evaluate, generate, gold, gold_start, llkd, prompts, register, s3, train
+
+    calls = [
+        ("check_task", lambda: check_task.run(params, task, "w/task.yaml", "m/task.json")),
+        ("prompts", lambda: prompts.run(params, task, "w/prompts.jsonl")),
+        ("generate", lambda: generate.run(params, task, "w/prompts.jsonl", "w/generated.jsonl", "m/generate.json")),
+        ("gold_start", lambda: gold_start.run("g/iter_0")),
+        ("gold_iter", lambda: gold.iterate(params, task, 1, "g/iter_0", "g/iter_1", "m/g1.json")),
+        ("s3_seed", lambda: s3.seed(params, task, "s/round_0", "m/s0.json")),
+        ("s3_round", lambda: s3.round_(params, task, 1, "s/round_0", "s/round_1", "m/s1.json")),
+        ("llkd_label", lambda: llkd.run(params, task, "w/pseudo.jsonl", "m/llkd.json")),
+        ("assemble", lambda: assemble.run(params, task, "w/generated.jsonl", "g", "w/train.jsonl", "m/data.json",
+                                          "plots/iterations.tsv", "w/pseudo.jsonl", "s")),
+        ("train", lambda: train.run(params, task, "w/train.jsonl", "models/student", "m/train.json")),
+        ("evaluate", lambda: evaluate.run(params, task, "models/student", "m/metrics.json", "plots/confusion.json")),
+        ("register", lambda: register.run(params, "w/train.jsonl", "models/student", ["m/metrics.json"], "w/registered.json")),
+    ]
+    for stage, call in calls:
+        with recording(reads.setdefault(stage, set())):
+            call()
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory, tiny_student):
+    """Every stage run under every method (fake LLM, tiny student): the params each one read."""
+    import conftest
+
+    tmp = tmp_path_factory.mktemp("contract")
+    task = conftest.make_toy_task(tmp)
+    backend = conftest.FakeBackend()
+    mp = pytest.MonkeyPatch()
+    # The real build_backend reads the teacher's identity (local: backend, model; openai: all six): so does the fake.
+    identity = ("backend", "model", "base_url", "api", "prefix_as", "score_via")
+    mp.setattr("distill.teachers.build_backend", lambda params: [getattr(params, k) for k in identity] and backend)
+    reads: dict[str, set[str]] = {}
+    try:
+        # every method, and the setfit recipe wherever a student is trained (GOLD's and S3's own students too)
+        for method, recipe in [("zerogen", "finetune"), ("gold", "finetune"), ("s3", "finetune"), ("llkd", "finetune"),
+                               ("labelled", "setfit"), ("gold", "setfit"), ("s3", "setfit")]:
+            work = tmp / f"{method}-{recipe}"
+            work.mkdir()
+            mp.chdir(work)
+            params = tag(Params.model_validate(yaml.safe_load(write_params(
+                work / "params.yaml", task="toy", method=method, generate={"n_per_label": 6, "min_words": 3},
+                train={"model": str(tiny_student), "epochs": 1, "batch_size": 8, "min_steps": 0, "recipe": recipe,
+                       "setfit_iterations": 1, "max_length": 32},
+                gold={"iterations": [{"i": 1, "prev": 0}], "train_per_iter": 4, "val_per_iter": 4, "refresh_epochs": 1,
+                      "drop_top_energy": 0.25, "loss": "sce" if recipe == "finetune" else "ce"},  # every branch a stage can take, so every read is seen
+                s3={"rounds": [{"i": 1, "prev": 0}], "seed_per_label": 3, "n_rationales": 2, "max_extrapolations": 3,
+                    "check_extrapolations": True},
+                llkd={"pool_size": 12}, evaluate={"teacher_max_examples": 6}).read_text())))
+            run_all_stages(params, str(task), reads)
+    finally:
+        mp.undo()
+    return reads
+
+
+def declared(stage: dict) -> set[str]:
+    return {p for p in stage.get("params", []) if isinstance(p, str)}
+
+
+def covers(decl: set[str], key: str) -> bool:
+    return key in decl or key.split(".")[0] in decl
+
+
+def test_declared_params_are_exactly_what_each_stage_reads(recorded):
+    runtime = runtime_keys()
+    stages = dvc_stages()
+    assert sorted(recorded) == sorted(STAGES) and set(STAGES) <= set(stages)
+    problems = []
+    for name in STAGES:
+        decl, reads = declared(stages[name]), recorded[name] - runtime
+        problems += [f"{name}: reads {k} but dvc.yaml does not declare it" for k in sorted(reads) if not covers(decl, k)]
+        for d in sorted(decl):
+            if d in runtime or any(k.startswith(d + ".") for k in runtime if "." not in d and k.split(".")[0] == d):
+                problems.append(f"{name}: declares {d}, which holds runtime knobs ({', '.join(sorted(k for k in runtime if k.startswith(d)))})")
+            elif not any(k == d or k.startswith(d + ".") for k in reads):
+                problems.append(f"{name}: declares {d} but never reads it")
+    assert problems == []
+
+
+def imports_of(path: Path) -> set[Path]:
+    """distill source files a module imports (at module level or inside functions)."""
+    src = REPO / "src"
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        for name in names:
+            if not name.startswith("distill"):
+                continue
+            base = src / Path(*name.split("."))
+            for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+                if candidate.is_file():
+                    found.add(candidate)
+    return found
+
+
+# Plumbing every stage uses; what it could change is already a dependency (params.yaml, data/work/task.yaml).
+PLUMBING = {"io.py", "config.py", "cli.py", "tasks.py", "__init__.py", "stages/__init__.py"}
+
+
+def test_declared_source_deps_cover_each_stage_modules_imports():
+    src = REPO / "src" / "distill"
+    cli = (src / "cli.py").read_text()
+    problems = []
+    for name, stage in dvc_stages().items():
+        command = stage["cmd"].split()[1]
+        block = cli[cli.index(f'"{command}"') if f'"{command}"' in cli else cli.index(f"def {command.replace('-', '_')}("):]
+        module = re.search(r"from distill\.stages import (\w+)", block).group(1)
+        todo, closure = [src / "stages" / f"{module}.py"], set()
+        while todo:
+            f = todo.pop()
+            if f not in closure:
+                closure.add(f)
+                todo += imports_of(f)
+        deps = [REPO / d for d in stage.get("deps", []) if d.startswith("src/")]
+        for f in sorted(closure):
+            rel = f.relative_to(src).as_posix()
+            if rel in PLUMBING:
+                continue
+            if not any(f == d or d in f.parents for d in deps):
+                problems.append(f"{name}: runs {rel} but does not depend on it")
+    assert problems == []
