@@ -180,3 +180,26 @@ def test_declared_source_deps_cover_each_stage_modules_imports():
             if not any(f == d or d in f.parents for d in deps):
                 problems.append(f"{name}: runs {rel} but does not depend on it")
     assert problems == []
+
+
+def test_no_stage_needs_a_task_yaml_and_llm_stages_come_after_check_task():
+    """A task folder without task.yaml runs under DVC; every stage that calls the teacher runs after check_task."""
+    stages = dvc_stages()
+    assert not [n for n, st in stages.items() for d in st.get("deps", []) if d.endswith("/task.yaml") and d.startswith("data/tasks")]
+    llm = [n for n, st in stages.items() if any(d == "src/distill/teachers" for d in st.get("deps", []))]
+    assert set(llm) >= {"generate", "gold_iter", "s3_seed", "s3_round", "llkd_label", "evaluate"}
+    assert all("data/work/task.yaml" in stages[n]["deps"] for n in llm)
+
+
+def test_a_bad_test_split_stops_the_first_llm_stage_before_any_call(tmp_path, toy_task, fake_backend, monkeypatch):
+    from distill.config import load_params
+    from distill.io import DistillError
+    from distill.stages import generate, prompts
+
+    monkeypatch.chdir(tmp_path)
+    params = load_params(write_params(tmp_path / "params.yaml", task="toy", generate={"n_per_label": 4}))
+    prompts.run(params, str(toy_task), "w/prompts.jsonl")
+    (toy_task / "test.jsonl").write_text('{"text": "fine", "label": "positive"}\n{"text": "bad", "label": "neutral"}\n')
+    with pytest.raises(DistillError, match=r"test\.jsonl:2: unknown label 'neutral'"):
+        generate.run(params, str(toy_task), "w/prompts.jsonl", "w/generated.jsonl", "m/generate.json")
+    assert fake_backend.calls == 0 and not (tmp_path / "w/generated.jsonl").exists()

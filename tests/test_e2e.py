@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 TINY = {
     "teacher": {"batch_size": 8, "shots_per_label": 1},
     "generate": {"n_per_label": 4, "max_new_tokens": 32, "label_filter": "relabel"},
-    "train": {"epochs": 1, "batch_size": 8},
+    "train": {"epochs": 1, "batch_size": 8, "min_steps": 0},
     "evaluate": {"teacher_max_examples": 8},
     "gold": {"iterations": [{"i": 1, "prev": 0}, {"i": 2, "prev": 1}], "train_per_iter": 4, "val_per_iter": 4,
              "refresh_epochs": 1},
@@ -143,3 +143,32 @@ def test_dvc_repro_exp_and_registry(tmp_path):
     reg = json.loads((repo / "data/work/registered.json").read_text())
     run = mlflow.get_run(reg["run_id"])
     assert run.data.tags["method"] == "llkd" and "epoch.selected_fraction" in run.data.metrics
+
+    # Queued experiments run in temporary copies (.dvc/tmp/exps/...), two at a time: they share the workspace's LLM
+    # cache and MLflow store (real root), and both register without "database is locked".
+    rows, versions = llm_rows(repo), len(mlflow.MlflowClient().search_model_versions("name='distill-sst2'"))
+    for seed in (1, 2):
+        sh("dvc", "exp", "run", "--queue", "-n", f"queued-{seed}", "-S", f"seed={seed}", "-S", "method=zerogen", cwd=repo, env=env)
+    sh("dvc", "queue", "start", "-j", "2", cwd=repo, env=env)
+    status = wait_for_queue(repo, env)
+    assert status.count("Success") == 2, status
+    runs = mlflow.search_runs(experiment_names=["distill"], filter_string="tags.method = 'zerogen'")
+    assert {"queued-1", "queued-2"} <= set(runs["tags.dvc_exp"]), runs["tags.dvc_exp"].tolist()
+    assert len(mlflow.MlflowClient().search_model_versions("name='distill-sst2'")) == versions + 2
+    assert llm_rows(repo) > rows  # the queued runs' answers landed in the workspace's cache
+    assert not list((repo / ".dvc" / "tmp" / "exps").glob("tmp*/mlflow.db"))
+    sh("dvc", "exp", "apply", "queued-1", cwd=repo, env=env)
+    reg = json.loads((repo / "data/work/registered.json").read_text())
+    assert reg["tracking_uri"] == f"sqlite:///{(repo / 'mlflow.db').resolve()}"  # not a deleted temp copy
+
+
+def wait_for_queue(repo: Path, env: dict, timeout_s: float = 1800) -> str:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        out = subprocess.run(["dvc", "queue", "status"], cwd=repo, env=env, capture_output=True, text=True).stdout
+        if "Queued" not in out and "Running" not in out:
+            return out
+        assert time.monotonic() < deadline, out
+        time.sleep(5)

@@ -169,3 +169,31 @@ def test_describe_examples():
     assert describe_examples(["a fine film .", "dull and long ."])[0] == "a single sentence"
     long = " ".join(["This is a sentence of some words."] * 6)
     assert describe_examples([long, long])[0] == "a short text of a few sentences"
+
+
+def test_non_utf8_bytes_are_one_line_errors(tmp_path, toy_task):
+    from distill.tasks import add_task
+
+    bad = tmp_path / "x.jsonl"
+    bad.write_bytes(b'{"text": "fine", "label": "positive"}\n{"text": "caf\xe9", "label": "positive"}\n')
+    with pytest.raises(DistillError, match=r"x\.jsonl:2: not UTF-8 \(byte 0xe9 at column 14\)"):
+        read_jsonl(bad)
+    (toy_task / "test.jsonl").write_bytes((toy_task / "test.jsonl").read_bytes() + b'{"text": "\xff", "label": "negative"}\n')
+    with pytest.raises(DistillError, match=r"test\.jsonl:41: not UTF-8"):
+        add_task(toy_task, tmp_path / "tasks2", "x")
+    assert not (tmp_path / "tasks2" / "x").exists()
+    (toy_task / "task.yaml").write_bytes(b"kind: single\ninstruction: caf\xe9\n")
+    with pytest.raises(DistillError, match=r"task\.yaml:2: not UTF-8"):
+        load_task(toy_task)
+
+
+def test_task_check_finds_bad_splits_before_any_llm_call(toy_task):
+    task = load_task(toy_task)
+    assert task.check() == {"test": 40, "validation": 20, "fewshot": 8, "unlabeled": 30}
+    (toy_task / "fewshot.jsonl").write_text("")
+    with pytest.raises(DistillError, match=r"fewshot\.jsonl: no rows"):
+        task.check()
+    (toy_task / "fewshot.jsonl").write_text('{"text": "ok", "label": "positive"}\n')
+    (toy_task / "test.jsonl").unlink()
+    with pytest.raises(DistillError, match=r"test\.jsonl: file not found"):
+        task.check()

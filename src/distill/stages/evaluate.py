@@ -1,4 +1,6 @@
-"""Stage `evaluate`: accuracy and macro-F1 on test.jsonl of the student and of the teacher itself.
+"""Stage `evaluate`: accuracy and macro-F1 on test.jsonl of the student and of the teacher itself, and both
+accuracies on validation.jsonl (`val_*`: what to compare experiments on when choosing settings; test is for
+reporting).
 
 The teacher is scored as a few-shot classifier (plain prompt, label log-probs) — the bar the student is
 distilled from. Its answers are cached, so re-evaluating a new student costs no LLM call.
@@ -17,11 +19,13 @@ from distill.teachers import make_teacher
 def run(params: Params, task_dir: str, model_dir: str, metrics_out: str, plot_out: str) -> None:
     task = checked_task(task_dir)
     spec = task.spec
-    test = task.load("test")
+    test, validation = task.load("test"), task.load("validation")
     gold = [r["label"] for r in test]
     fewshot = task.load("fewshot")  # validate all inputs before any model or LLM call
 
-    student = load_student(model_dir).predict(test, params.evaluate.batch_size)
+    model = load_student(model_dir)
+    student = model.predict(test, params.evaluate.batch_size)
+    student_val = model.predict(validation, params.evaluate.batch_size)
 
     rows = test[: params.evaluate.teacher_max_examples] if params.evaluate.teacher_max_examples else test
     teacher = make_teacher(params.teacher)
@@ -30,15 +34,19 @@ def run(params: Params, task_dir: str, model_dir: str, metrics_out: str, plot_ou
     argmax = lambda p: spec.label_names[max(range(len(p)), key=p.__getitem__)]  # noqa: E731
     teacher_pred = [argmax(p) for p in probs]
     raw_pred = [argmax(p) for p in raw]
+    val_probs, _ = classify(teacher, spec, validation, fewshot, params.teacher, params.seed, desc="teacher on validation")
+    val_gold = [r["label"] for r in validation]
 
     metrics = {
         "student_accuracy": accuracy(gold, student), "student_macro_f1": macro_f1(gold, student, spec.label_names),
         "teacher_accuracy": accuracy(teacher_gold, teacher_pred), "teacher_macro_f1": macro_f1(teacher_gold, teacher_pred, spec.label_names),
         "teacher_accuracy_uncalibrated": accuracy(teacher_gold, raw_pred),
         "n_test": len(test), "teacher_n_test": len(rows),
+        "val_student_accuracy": accuracy(val_gold, student_val), "val_teacher_accuracy": accuracy(val_gold, [argmax(p) for p in val_probs]),
         **llm_metrics(teacher),
     }
     write_json(metrics_out, metrics)
     write_json(plot_out, [{"actual": g, "predicted": p} for g, p in zip(gold, student)])
     print(f"evaluate: student accuracy {metrics['student_accuracy']:.4f} (macro-F1 {metrics['student_macro_f1']:.4f}); "
-          f"teacher accuracy {metrics['teacher_accuracy']:.4f} on {len(rows)} test rows")
+          f"teacher accuracy {metrics['teacher_accuracy']:.4f} on {len(rows)} test rows; on validation.jsonl: student "
+          f"{metrics['val_student_accuracy']:.4f}, teacher {metrics['val_teacher_accuracy']:.4f}")

@@ -1,0 +1,139 @@
+"""Shared machinery of the accuracy benchmarks (methods.py, student.py): one `dvc exp run` per (task, seed, config).
+
+Each worker has its own repository copy and its own git history; the LLM cache is the repository's own
+(`.cache/llm.sqlite`, shared through a symlink, SQLite WAL), so nothing any benchmark asked the teacher is asked
+twice, and no two workers run the same (task, seed) at once (the teacher's baseline and a pool's pseudo-labels
+are computed once). Every finished run is appended to a JSONL file at once: a stopped benchmark resumes where it
+stopped, and a partial one still renders. With --workers 2 each worker uses one torch thread.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline import REPO, copy_repo  # noqa: E402
+
+CACHE = REPO / ".cache"
+_lock = threading.Lock()
+Job = tuple[str, int, str]  # (task, seed, config name)
+
+
+def n_labels(task: str) -> int:
+    spec = REPO / f"data/tasks/{task}/task.yaml"
+    return len(yaml.safe_load(spec.read_text())["labels"])
+
+
+def exp_run(repo: Path, env: dict, overrides: dict) -> dict:
+    """One experiment; its metrics (metrics.json + data size, training stats, wall time, LLM data cost)."""
+    # `dvc exp run -S` edits params.yaml in the workspace and leaves it edited: restore it so that a run never
+    # inherits the previous run's settings.
+    subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=repo, env=env, check=True, capture_output=True)
+    args = ["dvc", "exp", "run"]
+    for k, v in overrides.items():
+        args += ["-S", f"{k}={v}"]
+    t0 = time.time()
+    r = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{r.stderr[-2000:]}")
+    read = lambda p: json.loads((repo / p).read_text()) if (repo / p).exists() else {}  # noqa: E731
+    out = {**read("metrics/metrics.json"), "wall_s": round(time.time() - t0)}
+    out["n_samples"] = read("metrics/data.json").get("n_samples")
+    train = read("metrics/train.json")
+    out.update({k: v for k, v in train.items() if k in ("selected_fraction", "distinct_selected_fraction", "n_train", "train_seconds")})
+    for stage in ("generate", "llkd_label"):  # what producing the data cost, even when it came from the cache
+        m = read(f"metrics/{stage}.json")
+        if m.get("llm.data_answers"):
+            out["teacher_seconds"] = round(m.get("llm.data_seconds", 0.0), 1)
+            out["teacher_tokens"] = m.get("llm.data_completion_tokens", 0)
+    history = repo / "plots/train_history.json"
+    if overrides.get("method") == "llkd" and history.exists():  # rows trained on per epoch, as a share of the pool
+        fractions = [h["selected_fraction"] for h in json.loads(history.read_text()) if "selected_fraction" in h]
+        out["mean_selected_fraction"] = statistics.mean(fractions) if fractions else None
+    curve = repo / "plots/iterations.tsv"
+    if overrides.get("method") in ("gold", "s3") and curve.exists():
+        import csv
+
+        with curve.open() as f:
+            out["curve"] = list(csv.DictReader(f, delimiter="\t"))
+    return out
+
+
+def load_results(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+class Queue:
+    """Jobs in order; a worker takes the first whose (task, seed) no other worker is running."""
+
+    def __init__(self, jobs: list[Job]):
+        self.jobs, self.busy, self.lock = list(jobs), set(), threading.Lock()
+
+    def take(self, done_unit: tuple | None) -> Job | tuple | None:
+        with self.lock:
+            self.busy.discard(done_unit)
+            job = next((j for j in self.jobs if j[:2] not in self.busy), None)
+            if job is None:  # only busy units left: wait for them to be free (or end when none remain)
+                return ("wait",) if self.jobs else None
+            self.jobs.remove(job)
+            self.busy.add(job[:2])
+            return job
+
+
+def worker(queue: Queue, overrides_of: Callable[[Job], dict], results: Path, threads: int, record: Callable[[Job], dict]) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        repo = Path(d) / "repo"
+        copy_repo(repo)
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "TQDM_DISABLE": "1",
+               "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "DISTILL_LLM_CACHE": str(CACHE / "llm.sqlite"),
+               "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@localhost", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@localhost"}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
+            subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
+        unit = None
+        while (job := queue.take(unit)) is not None:
+            if job == ("wait",):
+                unit = None
+                time.sleep(5)
+                continue
+            task, seed, name = job
+            unit = (task, seed)
+            try:
+                m = exp_run(repo, env, overrides_of(job))
+            except RuntimeError as e:  # one failed run is reported, the rest go on
+                print(f"FAILED {task} seed {seed} {name}: {e}", flush=True)
+                continue
+            with _lock, results.open("a") as f:
+                f.write(json.dumps({"task": task, "seed": seed, "config": name, **record(job), **m}) + "\n")
+            print(f"[{time.strftime('%H:%M:%S')}] {task} seed {seed} {name}: student {m['student_accuracy']:.4f} "
+                  f"teacher {m['teacher_accuracy']:.4f} n {m['n_samples']} ({m['wall_s']} s)", flush=True)
+
+
+def run_jobs(jobs: list[Job], overrides_of, results: Path, workers: int, record=lambda job: {}) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    results.parent.mkdir(parents=True, exist_ok=True)
+    queue = Queue(jobs)
+    threads = max(1, (os.cpu_count() or 2) // workers)
+    with ThreadPoolExecutor(workers) as pool:
+        for f in [pool.submit(worker, queue, overrides_of, results, threads, record) for _ in range(workers)]:
+            f.result()
+
+
+def fmt(values: list[float], digits: int = 3) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"

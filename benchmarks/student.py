@@ -1,0 +1,94 @@
+"""Is the student worth it? The default pipeline against its teacher and against SetFit on the same few labels,
+soft vs hard targets, generation budgets and student backbones (issue 13; not a test, hours on 2 cores).
+
+Every configuration is a `dvc exp run` of the shipped params.yaml with a few overrides, per task and seed
+(runner.py). Validation accuracy (`val_*`, validation.jsonl) is recorded beside test accuracy: defaults are
+chosen on it; test is only reported. Results: benchmarks/results/student.jsonl; tables: the `student` block of
+docs/benchmarks.md.
+
+    .venv/bin/python benchmarks/student.py --tasks sst2 ag_news --seeds 0 1 2 --workers 2
+    .venv/bin/python benchmarks/student.py --render-only
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline import REPO, replace_block  # noqa: E402
+from runner import fmt, load_results, n_labels, run_jobs  # noqa: E402
+
+
+def zerogen(budget: int, **extra):
+    return lambda task: {"method": "zerogen", "generate.n_per_label": budget // n_labels(task), **extra}
+
+
+def llkd(pool: int, **extra):
+    return lambda task: {"method": "llkd", "llkd.pool_size": pool, **extra}
+
+
+SETFIT = {"method": "labelled", "labelled.splits": "[fewshot]", "train.recipe": "setfit"}
+CONFIGS = {  # name -> overrides (or task -> overrides); run order: the acceptance rows first
+    "default": lambda task: {},
+    "SetFit: fewshot": lambda task: SETFIT,
+    "zerogen 1k": zerogen(1024),
+    "llkd 5k": llkd(5000),
+    "zerogen 1k, hard labels": zerogen(1024, **{"train.targets": "hard"}),
+    "llkd 5k, hard labels": llkd(5000, **{"train.targets": "hard"}),
+    "zerogen 256": zerogen(256),
+    "llkd 1k": llkd(1000),
+    "zerogen 4k": zerogen(4096),
+    "default, mpnet-base": lambda task: {"train.model": "mpnet-base"},
+    "SetFit: fewshot, mpnet-base": lambda task: {**SETFIT, "train.model": "mpnet-base"},
+}
+RESULTS = REPO / "benchmarks" / "results" / "student.jsonl"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", nargs="+", default=["sst2", "ag_news"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), help=f"subset of: {', '.join(CONFIGS)}")
+    ap.add_argument("--workers", type=int, default=1, help="parallel (task, seed) units; each gets 2/workers torch threads")
+    ap.add_argument("--results", default=str(RESULTS), help="JSONL of finished runs (appended; runs in it are skipped)")
+    ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
+    ap.add_argument("--render-only", action="store_true", help="only rewrite the tables from --results")
+    args = ap.parse_args()
+    results = Path(args.results)
+    if not args.render_only:
+        done = {(r["task"], r["seed"], r["config"]) for r in load_results(results)}
+        jobs = [(t, s, c) for c in args.configs for s in args.seeds for t in args.tasks if (t, s, c) not in done]
+        run_jobs(jobs, lambda job: {"task": job[0], "seed": job[1], **CONFIGS[job[2]](job[0])}, results, args.workers)
+    replace_block(Path(args.out), "student", render(load_results(results)))
+
+
+def render(rows: list[dict]) -> str:
+    by: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        by.setdefault((r["task"], r["config"]), []).append(r)
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    col = lambda runs, k, d=3: fmt([r.get(k) for r in runs], d)  # noqa: E731
+    minutes = lambda runs, k: fmt([r[k] / 60 for r in runs if r.get(k) is not None], 1)  # noqa: E731
+    lines = ["Embedded teacher (SmolLM2-135M, few-shot, calibrated), student MiniLM-L6 unless said; mean ± std over seeds "
+             "(the seeds column). `val` = validation.jsonl (200 rows; what defaults were chosen on), `test` = test.jsonl "
+             "(reported only). Wall = the whole `dvc exp run` on a shared 2-core machine, two runs at once, with what the LLM "
+             "cache already held; teacher s = the teacher's compute to produce the training data (first run, from the "
+             "cache's records). Raw runs: `benchmarks/results/student.jsonl`.", "",
+             "| task | configuration | seeds | student test acc | teacher test acc | student val acc | teacher val acc | "
+             "student macro-F1 | training rows | wall (min) | teacher s | train s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for task in tasks:
+        for name in CONFIGS:
+            runs = by.get((task, name), [])
+            if runs:
+                lines.append(f"| {task} | {name} | {len(runs)} | {col(runs, 'student_accuracy')} | {col(runs, 'teacher_accuracy')} | "
+                             f"{col(runs, 'val_student_accuracy')} | {col(runs, 'val_teacher_accuracy')} | "
+                             f"{col(runs, 'student_macro_f1')} | {statistics.mean(r.get('n_samples') or 0 for r in runs):.0f} | "
+                             f"{minutes(runs, 'wall_s')} | {col(runs, 'teacher_seconds', 0)} | {col(runs, 'train_seconds', 0)} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
