@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import REPO, replace_block  # noqa: E402
-from runner import fmt, load_results, n_labels, run_jobs  # noqa: E402
+from runner import by_task_config, common_args, fmt, load_results, n_labels, run_jobs  # noqa: E402
 
 CONFIGS = {  # name -> params overrides (on top of the budget settings); table and run order
     "zerogen": {"method": "zerogen"},
@@ -56,16 +56,10 @@ def same_size(results: Path, task: str, seed: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tasks", nargs="+", default=["sst2", "ag_news"])
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    common_args(ap, CONFIGS, RESULTS, ["sst2", "ag_news"])
     ap.add_argument("--budget", type=int, default=1024, help="samples requested from the teacher per run")
     ap.add_argument("--iterations", type=int, default=4, help="GOLD iterations (must match params.yaml)")
-    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), help=f"subset of: {', '.join(CONFIGS)}")
     ap.add_argument("--set", nargs="*", default=[], help="extra params for every run, e.g. evaluate.teacher_max_examples=1000")
-    ap.add_argument("--workers", type=int, default=1, help="parallel (task, seed) units; each gets 2/workers torch threads")
-    ap.add_argument("--results", default=str(RESULTS), help="JSONL of finished runs (appended; runs in it are skipped)")
-    ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
-    ap.add_argument("--render-only", action="store_true", help="only rewrite the table from --results")
     args = ap.parse_args()
     results = Path(args.results)
     if not args.render_only:
@@ -83,10 +77,7 @@ def main() -> None:
 
 
 def render(rows: list[dict]) -> str:
-    by: dict[tuple[str, str], list[dict]] = {}
-    for r in rows:
-        by.setdefault((r["task"], r["config"]), []).append(r)
-    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    by, tasks = by_task_config(rows)
     budgets = sorted({r["budget"] for r in rows})
     lines = [f"Budget {'/'.join(map(str, budgets))} requested samples (LLKD: pool rows) per run, embedded teacher (SmolLM2-135M), "
              "student MiniLM-L6 with the default recipe (params.yaml `train`); mean ± std over the runs counted in the seeds "

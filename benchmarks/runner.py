@@ -73,6 +73,14 @@ def load_results(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
+def by_task_config(rows: list[dict]) -> tuple[dict[tuple[str, str], list[dict]], list[str]]:
+    """Finished runs grouped by (task, config), and the tasks in the order they first appear."""
+    by: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        by.setdefault((r["task"], r["config"]), []).append(r)
+    return by, list(dict.fromkeys(r["task"] for r in rows))
+
+
 class Queue:
     """Jobs in order; a worker takes the first whose (task, seed) no other worker is running."""
 
@@ -128,6 +136,17 @@ def run_jobs(jobs: list[Job], overrides_of, results: Path, workers: int, record=
     with ThreadPoolExecutor(workers) as pool:
         for f in [pool.submit(worker, queue, overrides_of, results, threads, record) for _ in range(workers)]:
             f.result()
+
+
+def common_args(ap, configs: dict, results: Path, tasks: list[str]) -> None:
+    """The options every accuracy benchmark takes."""
+    ap.add_argument("--tasks", nargs="+", default=tasks)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--configs", nargs="+", default=list(configs), help=f"subset of: {', '.join(configs)}")
+    ap.add_argument("--workers", type=int, default=1, help="parallel (task, seed) units; each gets 2/workers torch threads")
+    ap.add_argument("--results", default=str(results), help="JSONL of finished runs (appended; runs in it are skipped)")
+    ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
+    ap.add_argument("--render-only", action="store_true", help="only rewrite the table(s) from --results")
 
 
 def fmt(values: list[float], digits: int = 3) -> str:

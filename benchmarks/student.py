@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import REPO, replace_block  # noqa: E402
-from runner import fmt, load_results, n_labels, run_jobs  # noqa: E402
+from runner import by_task_config, common_args, fmt, load_results, n_labels, run_jobs  # noqa: E402
 
 
 def zerogen(budget: int, **extra):
@@ -39,6 +39,7 @@ CONFIGS = {  # name -> overrides (or task -> overrides); run order: the acceptan
     "llkd 5k, hard labels": llkd(5000, **{"train.targets": "hard"}),
     "zerogen 256": zerogen(256),
     "llkd 1k": llkd(1000),
+    "llkd 1k, all pseudo-labels": llkd(1000, **{"llkd.selection": "all"}),
     "zerogen 4k": zerogen(4096),
     "default, mpnet-base": lambda task: {"train.model": "mpnet-base"},
     "SetFit: fewshot, mpnet-base": lambda task: {**SETFIT, "train.model": "mpnet-base"},
@@ -48,13 +49,7 @@ RESULTS = REPO / "benchmarks" / "results" / "student.jsonl"
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tasks", nargs="+", default=["sst2", "ag_news"])
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), help=f"subset of: {', '.join(CONFIGS)}")
-    ap.add_argument("--workers", type=int, default=1, help="parallel (task, seed) units; each gets 2/workers torch threads")
-    ap.add_argument("--results", default=str(RESULTS), help="JSONL of finished runs (appended; runs in it are skipped)")
-    ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
-    ap.add_argument("--render-only", action="store_true", help="only rewrite the tables from --results")
+    common_args(ap, CONFIGS, RESULTS, ["sst2", "ag_news"])
     args = ap.parse_args()
     results = Path(args.results)
     if not args.render_only:
@@ -65,10 +60,7 @@ def main() -> None:
 
 
 def render(rows: list[dict]) -> str:
-    by: dict[tuple[str, str], list[dict]] = {}
-    for r in rows:
-        by.setdefault((r["task"], r["config"]), []).append(r)
-    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    by, tasks = by_task_config(rows)
     col = lambda runs, k, d=3: fmt([r.get(k) for r in runs], d)  # noqa: E731
     minutes = lambda runs, k: fmt([r[k] / 60 for r in runs if r.get(k) is not None], 1)  # noqa: E731
     lines = ["Embedded teacher (SmolLM2-135M, few-shot, calibrated), student MiniLM-L6 unless said; mean ± std over seeds "

@@ -203,3 +203,10 @@ def test_a_bad_test_split_stops_the_first_llm_stage_before_any_call(tmp_path, to
     with pytest.raises(DistillError, match=r"test\.jsonl:2: unknown label 'neutral'"):
         generate.run(params, str(toy_task), "w/prompts.jsonl", "w/generated.jsonl", "m/generate.json")
     assert fake_backend.calls == 0 and not (tmp_path / "w/generated.jsonl").exists()
+
+
+@pytest.mark.parametrize("path", ["dvc_plots/index.html", ".cache/llm.sqlite", "mlflow.db", "mlartifacts/1/x"])
+def test_what_the_tools_write_in_the_workspace_is_git_ignored(path):
+    import subprocess
+
+    assert subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO).returncode == 0, f"{path} is not git-ignored"

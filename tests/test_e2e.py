@@ -137,7 +137,8 @@ def test_dvc_repro_exp_and_registry(tmp_path):
     out = sh("dvc", "exp", "run", "-S", "method=llkd", cwd=repo, env=env)
     for stage in ("llkd_label", "assemble", "train", "evaluate", "register"):
         assert f"Running stage '{stage}'" in out
-    assert json.loads((repo / "metrics/data.json").read_text())["n_samples"] == 12
+    data = json.loads((repo / "metrics/data.json").read_text())
+    assert data["n_fewshot"] > 0 and data["n_samples"] == 12 + data["n_fewshot"]  # the pool + the real fewshot rows
     history = json.loads((repo / "plots/train_history.json").read_text())
     assert all(0 <= h["selected_fraction"] <= 1 for h in history)
     reg = json.loads((repo / "data/work/registered.json").read_text())
@@ -157,6 +158,15 @@ def test_dvc_repro_exp_and_registry(tmp_path):
     assert len(mlflow.MlflowClient().search_model_versions("name='distill-sst2'")) == versions + 2
     assert llm_rows(repo) > rows  # the queued runs' answers landed in the workspace's cache
     assert not list((repo / ".dvc" / "tmp" / "exps").glob("tmp*/mlflow.db"))
+    # A queued experiment that changes only the student asks the teacher nothing again: its evaluate stage re-runs
+    # (a new student) and the teacher's baseline for seed 1 is answered from the shared cache, 0 model calls.
+    sh("dvc", "exp", "run", "--queue", "-n", "queued-1-epochs", "-S", "seed=1", "-S", "method=zerogen", "-S", "train.epochs=2",
+       cwd=repo, env=env)
+    sh("dvc", "queue", "start", "-j", "1", cwd=repo, env=env)
+    wait_for_queue(repo, env)
+    sh("dvc", "exp", "apply", "queued-1-epochs", cwd=repo, env=env)
+    again = json.loads((repo / "metrics/metrics.json").read_text())
+    assert again["llm.calls"] == 0 and again["llm.cache_hits"] > 0, again
     sh("dvc", "exp", "apply", "queued-1", cwd=repo, env=env)
     reg = json.loads((repo / "data/work/registered.json").read_text())
     assert reg["tracking_uri"] == f"sqlite:///{(repo / 'mlflow.db').resolve()}"  # not a deleted temp copy

@@ -57,6 +57,16 @@ def test_generation_prefix_reuse_gives_the_same_tokens(tiny_llm, decoding):
     assert [reused.generate([r], decoding)[0] for r in reqs] == want  # batch 1: the whole prompt but its last token is reused
 
 
+def test_no_deprecation_warning_reaches_the_user(tiny_llm):
+    import warnings
+
+    from distill.teachers.local import LocalBackend
+
+    with warnings.catch_warnings(record=True) as seen:  # the default filters, plus the module's own
+        LocalBackend(str(tiny_llm)).generate(_requests()[:2], Decoding(max_new_tokens=4))
+    assert not [w for w in seen if issubclass(w.category, FutureWarning)], [str(w.message) for w in seen]
+
+
 def test_finished_rows_are_dropped_without_changing_samples(tiny_llm, monkeypatch):
     from distill.teachers.local import LocalBackend
 

