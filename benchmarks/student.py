@@ -67,7 +67,7 @@ def render(rows: list[dict]) -> str:
              "(the seeds column). `val` = validation.jsonl (200 rows; what defaults were chosen on), `test` = test.jsonl "
              "(reported only). Wall = the whole `dvc exp run` on a shared 2-core machine, two runs at once, with what the LLM "
              "cache already held; teacher s = the teacher's compute to produce the training data (first run, from the "
-             "cache's records). Raw runs: `benchmarks/results/student.jsonl`.", "",
+             "cache's records; – where the answers predate those records). Raw runs: `benchmarks/results/student.jsonl`.", "",
              "| task | configuration | seeds | student test acc | teacher test acc | student val acc | teacher val acc | "
              "student macro-F1 | training rows | wall (min) | teacher s | train s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -78,7 +78,7 @@ def render(rows: list[dict]) -> str:
                 lines.append(f"| {task} | {name} | {len(runs)} | {col(runs, 'student_accuracy')} | {col(runs, 'teacher_accuracy')} | "
                              f"{col(runs, 'val_student_accuracy')} | {col(runs, 'val_teacher_accuracy')} | "
                              f"{col(runs, 'student_macro_f1')} | {statistics.mean(r.get('n_samples') or 0 for r in runs):.0f} | "
-                             f"{minutes(runs, 'wall_s')} | {col(runs, 'teacher_seconds', 0)} | {col(runs, 'train_seconds', 0)} |")
+                             f"{minutes(runs, 'wall_s')} | {fmt([r.get('teacher_seconds') or None for r in runs], 0)} | {col(runs, 'train_seconds', 0)} |")
     return "\n".join(lines)
 
 

@@ -159,8 +159,9 @@ def test_dvc_repro_exp_and_registry(tmp_path):
     assert llm_rows(repo) > rows  # the queued runs' answers landed in the workspace's cache
     assert not list((repo / ".dvc" / "tmp" / "exps").glob("tmp*/mlflow.db"))
     # A queued experiment that changes only the student asks the teacher nothing again: its evaluate stage re-runs
-    # (a new student) and the teacher's baseline for seed 1 is answered from the shared cache, 0 model calls.
-    sh("dvc", "exp", "run", "--queue", "-n", "queued-1-epochs", "-S", "seed=1", "-S", "method=zerogen", "-S", "train.epochs=2",
+    # (a new student) and the teacher's baseline for seed 1 is answered from the shared cache, 0 model calls. (The
+    # workspace already has train.epochs=2 from above: an exp with 2 would be queued-1 again, restored by DVC.)
+    sh("dvc", "exp", "run", "--queue", "-n", "queued-1-epochs", "-S", "seed=1", "-S", "method=zerogen", "-S", "train.epochs=3",
        cwd=repo, env=env)
     sh("dvc", "queue", "start", "-j", "1", cwd=repo, env=env)
     wait_for_queue(repo, env)
