@@ -98,6 +98,16 @@ def test_dvc_repro_exp_and_registry(tmp_path):
 
     sh("git", "add", "-A", cwd=repo, env=env)
     sh("git", "commit", "-qm", "baseline results", cwd=repo, env=env)
+    # A DVC remote shares data and models (README "Bigger runs"): push, lose the local cache and outputs, pull back.
+    sh("dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote"), cwd=repo, env=env)
+    sh("dvc", "push", "--run-cache", cwd=repo, env=env)
+    student_bytes = (repo / "models/student/head.safetensors").read_bytes()
+    for path in (".dvc/cache", "models/student", "data/work/generated.jsonl"):
+        shutil.rmtree(repo / path) if (repo / path).is_dir() else (repo / path).unlink()
+    sh("dvc", "pull", "--run-cache", cwd=repo, env=env)
+    assert (repo / "models/student/head.safetensors").read_bytes() == student_bytes
+    assert "up to date" in sh("dvc", "status", cwd=repo, env=env)
+    sh("git", "commit", "-qam", "a DVC remote", cwd=repo, env=env)
     out = sh("dvc", "exp", "run", "-S", "train.epochs=2", cwd=repo, env=env)
     assert "Running stage 'train'" in out and "Running stage 'generate'" not in out  # upstream reused
     shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, env=env, capture_output=True, text=True, check=True).stdout)
@@ -145,41 +155,65 @@ def test_dvc_repro_exp_and_registry(tmp_path):
     run = mlflow.get_run(reg["run_id"])
     assert run.data.tags["method"] == "llkd" and "epoch.selected_fraction" in run.data.metrics
 
-    # Queued experiments run in temporary copies (.dvc/tmp/exps/...), two at a time: they share the workspace's LLM
-    # cache and MLflow store (real root), and both register without "database is locked".
-    rows, versions = llm_rows(repo), len(mlflow.MlflowClient().search_model_versions("name='distill-sst2'"))
-    for seed in (1, 2):
-        sh("dvc", "exp", "run", "--queue", "-n", f"queued-{seed}", "-S", f"seed={seed}", "-S", "method=zerogen", cwd=repo, env=env)
-    sh("dvc", "queue", "start", "-j", "2", cwd=repo, env=env)
-    status = wait_for_queue(repo, env)
-    assert status.count("Success") == 2, status
-    runs = mlflow.search_runs(experiment_names=["distill"], filter_string="tags.method = 'zerogen'")
-    assert {"queued-1", "queued-2"} <= set(runs["tags.dvc_exp"]), runs["tags.dvc_exp"].tolist()
-    assert len(mlflow.MlflowClient().search_model_versions("name='distill-sst2'")) == versions + 2
+    # `distill compare` on a task folder this test writes (never seen by the project) and a broken copy of it: one
+    # named queued experiment per combination, two at a time, in temporary copies (.dvc/tmp/exps/...) that share
+    # the workspace's LLM cache and MLflow store. The broken task fails in check_task and stops nothing else.
+    write_support_task(repo / "data" / "tasks")
+    sh("git", "add", "data/tasks", cwd=repo, env=env)
+    sh("git", "commit", "-qm", "a new task", cwd=repo, env=env)
+    rows, versions = llm_rows(repo), len(mlflow.MlflowClient().search_model_versions("name='distill-support'"))
+    r = subprocess.run(["distill", "compare", "--tasks", "support,broken", "--methods", "zerogen,llkd", "--seeds", "1",
+                        "--jobs", "2", "--name", "e2e", "--poll", "5"], cwd=repo, env=env, capture_output=True, text=True)
+    assert r.returncode == 1 and "2 of 4 runs failed" in r.stderr, r.stdout + r.stderr
+    report = json.loads((repo / "reports" / "compare.json").read_text())
+    ok = {x["method"]: x for x in report["runs"] if x["state"] == "success"}
+    assert set(ok) == {"zerogen", "llkd"} and all(x["task"] == "support" and 0 <= x["student_accuracy"] <= 1 for x in ok.values())
+    failed = [x for x in report["runs"] if x["state"] == "failed"]
+    assert len(failed) == 2 and all(x["error"].startswith("check_task: ") and "data/tasks/broken/test.jsonl:2" in x["error"]
+                                    for x in failed), failed
+    md = (repo / "reports" / "compare.md").read_text()
+    assert "| support | zerogen | 1/1 |" in md and "| broken | llkd | 0/1 |" in md and (repo / "reports" / "compare.png").is_file()
+    runs = mlflow.search_runs(experiment_names=["distill"], filter_string="tags.comparison = 'e2e'")
+    assert set(runs["tags.dvc_exp"]) == {"e2e-support-zerogen-s0", "e2e-support-llkd-s0"}, runs["tags.dvc_exp"].tolist()
+    assert len(mlflow.MlflowClient().search_model_versions("name='distill-support'")) == versions + 2
+    champion = mlflow.MlflowClient().get_model_version_by_alias("distill-support", "champion")  # chosen on validation
+    best = max(x["val_student_accuracy"] for x in ok.values())
+    assert float(champion.tags["val_student_accuracy"]) == pytest.approx(best), report["champions"]
     assert llm_rows(repo) > rows  # the queued runs' answers landed in the workspace's cache
     assert not list((repo / ".dvc" / "tmp" / "exps").glob("tmp*/mlflow.db"))
-    # A queued experiment that changes only the student asks the teacher nothing again: its evaluate stage re-runs
-    # (a new student) and the teacher's baseline for seed 1 is answered from the shared cache, 0 model calls. (The
-    # workspace already has train.epochs=2 from above: an exp with 2 would be queued-1 again, restored by DVC.)
-    sh("dvc", "exp", "run", "--queue", "-n", "queued-1-epochs", "-S", "seed=1", "-S", "method=zerogen", "-S", "train.epochs=3",
-       cwd=repo, env=env)
-    sh("dvc", "queue", "start", "-j", "1", cwd=repo, env=env)
-    wait_for_queue(repo, env)
-    sh("dvc", "exp", "apply", "queued-1-epochs", cwd=repo, env=env)
-    again = json.loads((repo / "metrics/metrics.json").read_text())
-    assert again["llm.calls"] == 0 and again["llm.cache_hits"] > 0, again
-    sh("dvc", "exp", "apply", "queued-1", cwd=repo, env=env)
+    # A comparison that changes only the student asks the teacher nothing again: the data and the teacher's baseline
+    # come from the shared cache (0 model calls), only train/evaluate/register re-run. (The workspace has
+    # train.epochs=2 from above.)
+    r = subprocess.run(["distill", "compare", "--tasks", "support", "--methods", "zerogen", "--seeds", "1", "--name", "e2e-epochs",
+                        "--poll", "5", "-S", "train.epochs=3"], cwd=repo, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    again = json.loads((repo / "reports" / "compare.json").read_text())["runs"][0]
+    assert again["state"] == "success" and again["llm.calls"] == 0, again
+    sh("dvc", "exp", "apply", "e2e-support-zerogen-s0", cwd=repo, env=env)
     reg = json.loads((repo / "data/work/registered.json").read_text())
     assert reg["tracking_uri"] == f"sqlite:///{(repo / 'mlflow.db').resolve()}"  # not a deleted temp copy
 
 
-def wait_for_queue(repo: Path, env: dict, timeout_s: float = 1800) -> str:
-    import time
+SUPPORT = {  # a customer-support intent task: two labels no shipped task has
+    "billing": ["I was charged twice for my order this month.", "Why is there an extra fee on my credit card statement?",
+                "Please refund the payment you took by mistake.", "My invoice shows the wrong amount.",
+                "How do I update the card you bill every month?", "I cancelled but you still charged me.",
+                "Can I get a receipt for my last payment?", "The discount code was not applied to my bill."],
+    "shipping": ["My package has not arrived after two weeks.", "Can you tell me where my parcel is right now?",
+                 "The courier left the box at the wrong address.", "When will my order be delivered?",
+                 "The tracking number you sent does not work.", "Can I change the delivery address of my order?",
+                 "My parcel arrived damaged and wet.", "Do you ship to Canada, and how long does it take?"],
+}
 
-    deadline = time.monotonic() + timeout_s
-    while True:
-        out = subprocess.run(["dvc", "queue", "status"], cwd=repo, env=env, capture_output=True, text=True).stdout
-        if "Queued" not in out and "Running" not in out:
-            return out
-        assert time.monotonic() < deadline, out
-        time.sleep(5)
+
+def write_support_task(tasks: Path) -> None:
+    """data/tasks/support (no task.yaml: the spec is inferred) and data/tasks/broken (test.jsonl line 2 is not JSON)."""
+    rows = [{"text": t, "label": label} for label, texts in SUPPORT.items() for t in texts]
+    splits = {"fewshot": rows[0:2] + rows[8:10], "validation": rows[2:5] + rows[10:13], "test": rows[5:8] + rows[13:16],
+              "unlabeled": [{"text": r["text"]} for r in rows]}
+    for name in ("support", "broken"):
+        (tasks / name).mkdir()
+        for split, items in splits.items():
+            (tasks / name / f"{split}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in items))
+    lines = (tasks / "broken" / "test.jsonl").read_text().splitlines()
+    (tasks / "broken" / "test.jsonl").write_text("\n".join([lines[0], "{not json"] + lines[2:]) + "\n")

@@ -191,6 +191,35 @@ def summary(metrics_path, registered):
 
 
 
+@cli.command(help="Compare methods across tasks and seeds: one named `dvc exp run --queue` per combination, run by "
+             "`dvc queue start -j N`, watched, then reports/compare.md (table), compare.png (bars) and compare.json.")
+@PARAMS
+@click.option("--tasks", required=True, help="comma-separated task folders under data/tasks/, e.g. sst2,ag_news")
+@click.option("--methods", default="zerogen,gold,s3,llkd", show_default=True, help="comma-separated methods")
+@click.option("--seeds", default="3", show_default=True, help="a count (3 = seeds 0,1,2) or a list (0,7,42)")
+@click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(1), help="experiments run at once (dvc queue start -j)")
+@click.option("--set-param", "-S", "overrides", multiple=True, help="key=value applied to every run, as in dvc exp run -S")
+@click.option("--name", default=None, help="comparison name: experiment-name prefix and MLflow tag [default: cmp-<time>]; "
+              "the same name again resumes")
+@click.option("--out", default="reports", show_default=True, help="folder for compare.md / .png / .json")
+@click.option("--poll", default=15.0, show_default=True, help="seconds between progress checks")
+@click.option("--no-wait", is_flag=True, help="queue and start, then return (run again with the same --name to report)")
+def compare(params_path, tasks, methods, seeds, jobs, overrides, name, out, poll, no_wait):
+    import time
+    from pathlib import Path
+
+    from distill import compare as cmp
+
+    comparison = cmp.Comparison(
+        root=Path.cwd(), name=name or time.strftime("cmp-%Y%m%d-%H%M%S"), tasks=cmp.parse_list(tasks, "--tasks"),
+        methods=cmp.parse_list(methods, "--methods"), seeds=cmp.parse_seeds(seeds), overrides=cmp.parse_overrides(overrides),
+        jobs=jobs, out=Path(out), command=" ".join(["distill", *sys.argv[1:]]), log=click.echo)
+    runs = cmp.run(comparison, Path(params_path), poll, wait=not no_wait)
+    failed = [r for r in runs or [] if r["state"] != "success"]
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(runs)} runs failed (listed in {Path(out) / 'compare.md'})")
+
+
 @cli.command("add-task", help="Copy a task folder (test/validation/fewshot/unlabeled JSONL) into data/tasks/<name>/, "
              "checked row by row, with a task.yaml to edit (inferred when the folder has none). Then: dvc exp run -S task=<name>")
 @click.argument("src")
@@ -212,10 +241,12 @@ def add_task(src, name, dest, force):
 @click.option("--batch-window-ms", default=5.0, show_default=True, help="how long concurrent requests are collected into one forward pass")
 @click.option("--max-batch", default=32, show_default=True, type=int, help="rows per forward pass at most")
 @click.option("--max-tokens", default=4096, show_default=True, type=click.IntRange(1), help="largest max_tokens a request may ask (400 above it)")
-def serve(model, name, host, port, batch_window_ms, max_batch, max_tokens):
+@click.option("--device", default="auto", show_default=True, help="auto (the GPU when torch sees one) | cpu | cuda[:N]")
+@click.option("--dtype", default="auto", show_default=True, type=click.Choice(["auto", "float32", "bfloat16", "float16"]))
+def serve(model, name, host, port, batch_window_ms, max_batch, max_tokens, device, dtype):
     from distill.teachers.serve import serve as run
 
-    run(model, name, host, port, batch_window_ms, max_batch, max_tokens)
+    run(model, name, host, port, batch_window_ms, max_batch, max_tokens, device, dtype)
 
 def main() -> None:
     from distill.io import DistillError

@@ -43,7 +43,7 @@ class Section(BaseModel):
 
 class TeacherParams(Section):
     backend: Literal["local", "openai"] = Field(
-        "local", description="local: the embedded model, in-process, on CPU; openai: any OpenAI-compatible server "
+        "local", description="local: the embedded model, in-process (on teacher.device); openai: any OpenAI-compatible server "
         "(OpenAI, vLLM, Ollama, llama.cpp, `distill serve`) at base_url"
     )
     model: str = Field(
@@ -51,6 +51,11 @@ class TeacherParams(Section):
         description="local: embedded model name (smollm2-135m-instruct), a .gguf file, or a local Hugging Face model "
         "folder; openai: the server's model name",
     )
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", json_schema_extra=RUNTIME,
+                        description="local: where the model runs: auto (the GPU when torch sees one, else the CPU) | cpu | cuda[:N]")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", json_schema_extra=RUNTIME, description="local: the model's precision; auto = float32 on the CPU, bfloat16 "
+        "(or float16) on a GPU. Part of the LLM cache key, so answers of different precisions never mix")
     base_url: str = Field("http://127.0.0.1:8000/v1", pattern=r"^https?://", description="openai: the server's API root (ends in /v1)")
     api_key_env: str | None = Field(
         None, json_schema_extra=RUNTIME, description="openai: NAME of the environment variable holding the API key (never the key itself); null: no key"
@@ -138,6 +143,11 @@ class TrainParams(Section):
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="fraction of steps with linear warm-up")
     max_length: int = Field(128, gt=8, description="token limit per example")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", json_schema_extra=RUNTIME,
+                        description="where the student trains and predicts: auto (the GPU when torch sees one) | cpu | cuda[:N]")
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", json_schema_extra=RUNTIME, description="training autocast: auto = float32 on the CPU, bfloat16 on GPUs "
+        "that support it (else float32); weights and optimiser state stay float32")
     select_on_validation: bool = Field(
         False, description="keep the epoch that scores best on the real validation.jsonl instead of the last one")
     setfit_iterations: int = Field(20, gt=0, description="setfit: contrastive pairs drawn per training row (SetFit's num_iterations)")
@@ -162,7 +172,8 @@ class EvaluateParams(Section):
 class RegisterParams(Section):
     experiment: str = Field("distill", description="MLflow experiment name")
     model_name: str = Field("distill-{task}", description="MLflow registered model name; {task} is filled in")
-    metric: str = Field("student_accuracy", description="metric that decides whether the new model becomes @champion")
+    metric: str = Field("val_student_accuracy", description="metric that decides whether the new model becomes @champion "
+                        "(validation accuracy: the registry must not pick models on test)")
 
 
 class Step(Section):
@@ -253,6 +264,7 @@ class Params(Section):
     method: Literal["zerogen", "gold", "s3", "llkd", "labelled"] = Field(
         "zerogen", description="distillation method: zerogen | gold | s3 | llkd; labelled = real labels only (a reference, no teacher)")
     seed: int = Field(0, description="global random seed (sampling, splits, initialisation)")
+    comparison: str | None = Field(None, description="set by `distill compare`: the MLflow tag shared by one comparison's runs")
     teacher: TeacherParams = TeacherParams()
     prompts: PromptsParams = PromptsParams()
     generate: GenerateParams = GenerateParams()

@@ -19,8 +19,9 @@ def run(params: Params, data_path: str, model_dir: str, metrics_paths: list[str]
     name = params.register.model_name.format(task=params.task)
     result = log_student_run(
         experiment=params.register.experiment, run_name=f"{params.method}-{params.task}", params=params.model_dump(),
-        metrics=metrics, tags={"pipeline": "distill", "method": params.method, "task": params.task,
-                               "generated_sha256": sha256_file(data_path)},
+        metrics=metrics, tags={"pipeline": "distill", "method": params.method, "task": params.task, "seed": str(params.seed),
+                               "generated_sha256": sha256_file(data_path),
+                               **({"comparison": params.comparison} if params.comparison else {})},
         model_dir=model_dir, model_name=name, decide_metric=params.register.metric, curve=read_curve(curve_path),
         epochs=read_json(history_path) if history_path else None,
     )

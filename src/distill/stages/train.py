@@ -10,6 +10,7 @@ import time
 from distill.config import Params
 from distill.io import atomic_dir, read_jsonl, write_json
 from distill.methods.registry import method_of
+from distill.students import distributed
 from distill.tasks import check_labels, load_task
 
 
@@ -26,10 +27,12 @@ def run(params: Params, task_dir: str, data_path: str, model_out: str, metrics_o
     student, history = train_student(rows, spec.label_names, spec.field_names, cfg, params.seed, task=spec.name,
                                      loss_fn=method.loss(params), selector=method.selector(params, rows, spec),
                                      select_rows=select)
+    if not distributed.is_main():  # under `accelerate launch` with N processes: rank 0 writes
+        return
     with atomic_dir(model_out) as tmp:
         student.save_pretrained(tmp)
     last = {k: v for k, v in (history[-1] if history else {}).items() if k.startswith(("selected_", "distinct_", "tau_"))}
-    write_json(metrics_out, {"n_train": len(rows), "epochs_run": len(history),
+    write_json(metrics_out, {"n_train": len(rows), "epochs_run": len(history), "processes": distributed.world()[1],
                              **({"select_accuracy": max(h["select_accuracy"] for h in history)} if select and history else {}),
                              "train_seconds": round(time.perf_counter() - t0, 2), **last})
     if history_out:  # per-epoch curve: loss, selection fractions and thresholds (LLKD)

@@ -25,7 +25,11 @@ def train_student(rows: list[dict[str, Any]], labels: Sequence[str], fields: Seq
         if selector is not None or loss_fn is not None:
             raise DistillError("train.recipe: setfit has no per-batch loss or online selection (GOLD's SCE, LLKD): "
                                "use train.recipe: finetune with this method")
+        from distill.students.distributed import world
         from distill.students.setfit_recipe import train_setfit
+
+        if world()[1] > 1:
+            raise DistillError("train.recipe: setfit runs in one process; launch the train stage without accelerate")
 
         return train_setfit(rows, labels, fields, resolve_student(cfg.model), cfg, seed, task, log), []
     from distill.students.finetune import finetune, soft_cross_entropy

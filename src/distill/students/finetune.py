@@ -17,7 +17,9 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from distill.devices import autocast, resolve_device, resolve_dtype
 from distill.io import DistillError
+from distill.students import distributed
 
 Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -93,10 +95,15 @@ def finetune(student, rows: list[dict[str, Any]], cfg, seed: int, loss_fn: Loss 
         raise DistillError("no training data: every sample was filtered out (see the data stages' metrics)")
     torch.manual_seed(seed)
     rng = random.Random(seed)
+    device = distributed.launcher_device(resolve_device(cfg.device, "train.device"))
+    amp = resolve_dtype(distributed.launcher_precision(cfg.precision), device, training=True)
+    student.to(device)
     targets = target_rows(rows, student.labels, cfg.targets, cfg.kd_temperature)
     weights = torch.tensor([float(r.get("weight", 1.0)) for r in rows])
     if probe and cfg.head_init == "probe":
-        fit_head(student, rows, targets, weights)
+        fit_head(student, rows, targets, weights)  # on the CPU: one L-BFGS fit of a [K, H] matrix
+    targets, weights = targets.to(device), weights.to(device)
+    scaler = torch.amp.GradScaler(device.split(":")[0], enabled=amp == torch.float16)  # float16 needs loss scaling
     n_epochs, total = schedule(len(rows), cfg.batch_size, epochs or cfg.epochs, cfg.min_steps)
     body_lr = lr or cfg.lr
     opt = torch.optim.AdamW([{"params": student.encoder.parameters(), "lr": body_lr},
@@ -104,33 +111,41 @@ def finetune(student, rows: list[dict[str, Any]], cfg, seed: int, loss_fn: Loss 
                             weight_decay=cfg.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
     best, best_state, history = -1.0, None, []
-    for epoch in range(1, n_epochs + 1):
-        student.train()
-        t0, seen_loss = time.perf_counter(), 0.0
-        order = list(range(len(rows)))
-        rng.shuffle(order)
-        for s in range(0, len(order), cfg.batch_size):
-            idx = order[s : s + cfg.batch_size]
-            batch = [rows[i] for i in idx]
-            logits = student(student.encode(batch))
-            w = weights[idx]
-            if selector is not None:
-                w = w * selector(batch, logits.detach())
-            loss = loss_fn(logits, targets[idx], w)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            seen_loss += float(loss.detach()) * len(batch)
-        record = {"epoch": epoch, "train_loss": seen_loss / len(rows), "seconds": time.perf_counter() - t0,
-                  **(selector.epoch_stats() if selector is not None else {})}
-        if select_rows:
-            record["select_accuracy"] = accuracy_on(student, select_rows)
-            if record["select_accuracy"] > best:
-                best, best_state = record["select_accuracy"], copy.deepcopy(student.state_dict())
-        history.append(record)
-        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+    with distributed.data_parallel(student, device) as model:  # `student` itself unless launched with N processes
+        for epoch in range(1, n_epochs + 1):
+            student.train()
+            t0, seen_loss, seen = time.perf_counter(), 0.0, 0
+            order = list(range(len(rows)))
+            rng.shuffle(order)  # the same order in every process (same seed): each takes its share of each batch
+            for s in range(0, len(order), cfg.batch_size):
+                idx = distributed.shard(order[s : s + cfg.batch_size])
+                if not idx:  # a last batch smaller than the process count: skipped by every process alike
+                    break
+                batch = [rows[i] for i in idx]
+                with autocast(device, amp):
+                    logits = model(student.encode(batch)).float()
+                w = weights[idx]
+                if selector is not None:  # selection rules are pure CPU functions of the batch's logits
+                    w = w * selector(batch, logits.detach().cpu()).to(device)
+                loss = loss_fn(logits, targets[idx], w)
+                opt.zero_grad()
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                seen_loss, seen = seen_loss + float(loss.detach()) * len(batch), seen + len(batch)
+            seen_loss, seen = distributed.all_sum([seen_loss, seen], device)
+            record = {"epoch": epoch, "train_loss": seen_loss / max(seen, 1), "seconds": time.perf_counter() - t0,
+                      **(selector.epoch_stats() if selector is not None else {})}
+            if select_rows:
+                record["select_accuracy"] = accuracy_on(student, select_rows)
+                if record["select_accuracy"] > best:
+                    best, best_state = record["select_accuracy"], copy.deepcopy(student.state_dict())
+            history.append(record)
+            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        del model  # the data-parallel wrapper is freed inside its block (distributed.data_parallel)
     if best_state is not None:
         student.load_state_dict(best_state)
     return history

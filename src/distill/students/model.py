@@ -55,7 +55,8 @@ class Student(nn.Module):
     def encode(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """Tokenise a batch, padded to its own longest row (dynamic padding: ~4x faster than fixed on CPU)."""
         columns = [[r[f] for r in rows] for f in self.fields]
-        return self.tokenizer(*columns, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        batch = self.tokenizer(*columns, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        return batch.to(self.head.weight.device)  # wherever the student lives (train.device)
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         hidden = self.encoder(**batch).last_hidden_state
@@ -78,7 +79,7 @@ class Student(nn.Module):
         out = torch.empty(len(rows), width)
         for s in range(0, len(rows), batch_size):
             idx = order[s : s + batch_size]
-            out[idx] = fn(self.encode([rows[i] for i in idx])).float()
+            out[idx] = fn(self.encode([rows[i] for i in idx])).float().cpu()
         self.train(was_training)
         return out
 
@@ -101,7 +102,7 @@ class Student(nn.Module):
         path = Path(path)
         self.encoder.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
-        save_file({"weight": self.head.weight.detach().contiguous(), "bias": self.head.bias.detach().contiguous()}, path / HEAD)
+        save_file({"weight": self.head.weight.detach().cpu().contiguous(), "bias": self.head.bias.detach().cpu().contiguous()}, path / HEAD)
         (path / META).write_text(json.dumps({"task": self.task, "fields": self.fields, "labels": self.labels, "pooling": self.pooling,
                                              "normalize": self.normalize, "max_length": self.max_length}, indent=1))
 
@@ -123,8 +124,8 @@ def new_student(path: str | Path, labels: Sequence[str], fields: Sequence[str], 
     return Student(encoder, tok, labels, fields, pooling, normalize, max_length, task)
 
 
-def load_student(path: str | Path) -> Student:
-    """A trained student folder (written by Student.save_pretrained)."""
+def load_student(path: str | Path, device: str = "cpu") -> Student:
+    """A trained student folder (written by Student.save_pretrained), on `device`."""
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -135,4 +136,4 @@ def load_student(path: str | Path) -> Student:
     student = Student(encoder, tok, meta["labels"], meta["fields"], meta["pooling"], meta["normalize"], meta["max_length"], meta["task"])
     student.head.load_state_dict(load_file(path / HEAD))
     student.eval()
-    return student
+    return student.to(device)

@@ -30,7 +30,9 @@ def train_setfit(rows: Sequence[dict[str, Any]], labels: Sequence[str], fields: 
 
     hf_logging.set_verbosity_error()
     torch.manual_seed(seed)
-    model = SetFitModel.from_pretrained(str(model_path))
+    from distill.devices import resolve_device
+
+    model = SetFitModel.from_pretrained(str(model_path), device=resolve_device(cfg.device, "train.device"))
     data = Dataset.from_list([{"text": r[fields[0]], "label": labels.index(r["label"])} for r in rows])
     with tempfile.TemporaryDirectory() as scratch:  # SetFit's Trainer wants an output folder; nothing is kept
         args = TrainingArguments(output_dir=scratch, batch_size=cfg.setfit_batch_size, num_epochs=1,
@@ -71,4 +73,4 @@ def to_student(model, labels: Sequence[str], fields: Sequence[str], max_length: 
         student.head.weight.copy_(weight)
         student.head.bias.copy_(b)
     student.eval()
-    return student
+    return student.to(next(transformer.auto_model.parameters()).device)  # the head joins the body

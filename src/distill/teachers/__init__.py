@@ -23,7 +23,7 @@ def build_backend(params):
         return OpenAIBackend(params)
     from distill.teachers.local import LocalBackend
 
-    return LocalBackend(params.model)
+    return LocalBackend(params.model, device=params.device, dtype=params.dtype)
 
 
 def make_teacher(params, cache: str | Path | None = None, progress: bool = True) -> Teacher:

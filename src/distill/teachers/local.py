@@ -1,4 +1,4 @@
-"""The embedded teacher: a small causal LM run in-process with transformers on CPU.
+"""The embedded teacher: a small causal LM run in-process with transformers (on CPU by default; `teacher.device`).
 
 What makes it usable on 2 cores (measured in docs/teacher_speed.md):
 - the GGUF file is dequantised once to a safetensors folder under DISTILL_HOME (14 s -> 0.2 s loads);
@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 from transformers.cache_utils import Cache
 
+from distill.devices import resolve_device, resolve_dtype
 from distill.io import DistillError, atomic_dir, distill_home, sha256_file, sha256_text
 from distill.teachers.base import Decoding, GenRequest, GenResult, ScoreRequest
 from distill.teachers.fast import GrowingLayer, SharedPrefixLayer, sample_next, shared_prefix_len
@@ -65,7 +66,7 @@ def model_identity(path: Path) -> str:
     return f"{path.name}@{sha256_text(*parts)[:16]}"
 
 
-def load_causal_lm(path: Path, identity: str):
+def load_causal_lm(path: Path, identity: str, device: str = "cpu", dtype: torch.dtype = torch.float32):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -84,15 +85,19 @@ def load_causal_lm(path: Path, identity: str):
                 tok.save_pretrained(tmp)
         path = cached
     tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
     model.eval()
     return model, tok
 
 
 class LocalBackend:
-    def __init__(self, model: str, reuse_prefix: bool = True):
+    def __init__(self, model: str, reuse_prefix: bool = True, device: str = "auto", dtype: str = "auto"):
         self.path = resolve_model(model)
-        self.model_id = model_identity(self.path)
+        self.device = resolve_device(device, "teacher.device")
+        self.dtype = resolve_dtype(dtype, self.device, training=False)
+        # the precision is part of the cache key: bfloat16 answers never stand in for float32 ones (the device is not:
+        # the same weights at the same precision give the same answers up to kernel rounding)
+        self.model_id = model_identity(self.path) + ("" if self.dtype == torch.float32 else f"+{str(self.dtype).removeprefix('torch.')}")
         self.reuse_prefix = reuse_prefix  # False: every generation prompt runs in full (the reference path in tests)
         self._model = self._tok = None
         self._prefix_cache: dict[tuple[int, ...], object] = {}
@@ -101,8 +106,17 @@ class LocalBackend:
     # -- loading ---------------------------------------------------------------------------------------
     def _load(self):
         if self._model is None:
-            self._model, self._tok = load_causal_lm(self.path, self.model_id)
+            self._model, self._tok = load_causal_lm(self.path, self.model_id, self.device, self.dtype)
         return self._model, self._tok
+
+    def _forward(self, **kwargs):
+        """One forward pass on the model's device. Inputs are built on the CPU and moved here; logits come back to
+        the CPU as float32, where sampling draws from per-row CPU generators: a seed gives the same random stream
+        whichever device ran the model."""
+        model = self._load()[0]
+        out = model(**{k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()})
+        out.logits = out.logits.float().cpu()
+        return out
 
     def encode(self, text: str) -> list[int]:
         return self._load()[1](text, add_special_tokens=False)["input_ids"]
@@ -129,12 +143,12 @@ class LocalBackend:
         return self.results(prompts, self.sample_ids(prompts, [r.seed for r in requests], decoding))
 
     @torch.inference_mode()
+    @_quiet
     def sample_ids(self, prompts: list[list[int]], seeds: list[int], decoding: Decoding) -> list[list[int]]:
         """New token ids per prompt (a final stop token included when the row stopped). `distill serve` calls
         this directly with raw prompts, so served and in-process samples come from the same loop."""
         if decoding.max_new_tokens <= 0:
             return [[] for _ in prompts]
-        model = self._load()[0]
         gens = [torch.Generator().manual_seed(s) for s in seeds]
         stops = torch.tensor(sorted(self.stop_ids()))
         cache, logits, mask, positions = self._prefill(prompts, decoding.max_new_tokens)
@@ -153,8 +167,8 @@ class LocalBackend:
                 rows, done, nxt, mask, positions = rows[keep], done[keep], nxt[keep], mask[keep], positions[keep]
             mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype)], dim=1)
             positions = positions + 1
-            logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=positions, past_key_values=cache,
-                           use_cache=True, logits_to_keep=1).logits[:, -1].float()
+            logits = self._forward(input_ids=nxt[:, None], attention_mask=mask, position_ids=positions, past_key_values=cache,
+                                   use_cache=True, logits_to_keep=1).logits[:, -1]
         return [[t for t in row if t >= 0] for row in toks.tolist()]
 
     def _prefill(self, prompts: list[list[int]], max_new_tokens: int):
@@ -181,8 +195,8 @@ class LocalBackend:
         positions = (n_prefix + rest_mask.cumsum(-1) - 1).clamp(min=0)
         mask = torch.cat([torch.ones(len(rests), n_prefix, dtype=rest_mask.dtype), rest_mask], dim=1)
         cache = Cache(layers=[GrowingLayer(n_prefix + width + max_new_tokens, layer) for layer in layers])
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                       use_cache=True, logits_to_keep=1).logits[:, -1].float()
+        logits = self._forward(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                               use_cache=True, logits_to_keep=1).logits[:, -1]
         if len(rests) < len(prompts):
             sel = torch.tensor(inverse)
             cache.batch_select_indices(sel)
@@ -212,15 +226,15 @@ class LocalBackend:
             return [e for chunk in self._chunks(seqs) for e in self._plain_logprobs(chunk, top_k)]
         head, last_alts, last = self._echo_head_entries(tuple(seqs[0][:p]), top_k)
         state = self._prefix_state(tuple(seqs[0][:p]))
-        model, out = self._load()[0], []
+        out = []
         for chunk in self._chunks([s[p:] for s in seqs]):
             L = max(map(len, chunk))
             ids = torch.tensor([s + [0] * (L - len(s)) for s in chunk])  # right padding: real tokens never see pads
             real = torch.tensor([[1] * len(s) + [0] * (L - len(s)) for s in chunk], dtype=torch.bool)
             own = torch.ones(L, L, dtype=torch.bool).tril()[None] & real[:, None, :]
             mask = torch.cat([torch.ones(len(chunk), L, p, dtype=torch.bool), own], dim=-1)[:, None]
-            logits = model(input_ids=ids, attention_mask=mask, position_ids=(p + torch.arange(L)).expand(len(chunk), L),
-                           past_key_values=Cache(layers=[SharedPrefixLayer(layer) for layer in state.layers]), use_cache=True).logits
+            logits = self._forward(input_ids=ids, attention_mask=mask, position_ids=(p + torch.arange(L)).expand(len(chunk), L),
+                                   past_key_values=Cache(layers=[SharedPrefixLayer(layer) for layer in state.layers]), use_cache=True).logits
             for r, tail in enumerate(chunk):
                 logp = torch.log_softmax(logits[r, : len(tail)].float(), dim=-1)
                 alts = self._top(logp, top_k)
@@ -248,7 +262,7 @@ class LocalBackend:
         L = max(map(len, chunk))
         ids = torch.tensor([s + [0] * (L - len(s)) for s in chunk])
         mask = torch.tensor([[1] * len(s) + [0] * (L - len(s)) for s in chunk])
-        logits = self._load()[0](input_ids=ids, attention_mask=mask, use_cache=False).logits
+        logits = self._forward(input_ids=ids, attention_mask=mask, use_cache=False).logits
         out = []
         for r, seq in enumerate(chunk):
             logp = torch.log_softmax(logits[r, : len(seq)].float(), dim=-1)
@@ -271,7 +285,7 @@ class LocalBackend:
         """Entries 0..p-1 of a head (shared by every sequence that starts with it) and the log-probs at its last
         position (they score each sequence's first own token); computed once per (head, top_k), with its KV."""
         if not self._echo_head or self._echo_head[:2] != (prefix, top_k):
-            res = self._load()[0](input_ids=torch.tensor([prefix]), use_cache=True)
+            res = self._forward(input_ids=torch.tensor([prefix]), use_cache=True)
             self._prefix_cache = {prefix: res.past_key_values}
             logp = torch.log_softmax(res.logits[0].float(), dim=-1)
             alts = self._top(logp, top_k)
@@ -284,8 +298,7 @@ class LocalBackend:
         """KV state of a shared prefix (scoring's demonstrations, generation's common prompt head), computed once
         per distinct prefix at batch 1 and only read afterwards (only the latest is kept)."""
         if prefix_ids not in self._prefix_cache:
-            model = self._load()[0]
-            res = model(input_ids=torch.tensor([prefix_ids]), use_cache=True, logits_to_keep=1)
+            res = self._forward(input_ids=torch.tensor([prefix_ids]), use_cache=True, logits_to_keep=1)
             self._prefix_cache = {prefix_ids: res.past_key_values}
         return self._prefix_cache[prefix_ids]
 
@@ -345,7 +358,6 @@ class LocalBackend:
         return out
 
     def _score_packed(self, prefix_ids: tuple[int, ...], rows: list[list[int]], packs: list[list[int]], targets: list[tuple]) -> list[float]:
-        model = self._load()[0]
         n_prefix, width = len(prefix_ids), max(sum(len(rows[r]) for r in pack) for pack in packs)
         ids = torch.zeros(len(packs), width, dtype=torch.long)
         owner = torch.full((len(packs), width), -1)  # the row each token belongs to (-1: padding)
@@ -372,6 +384,6 @@ class LocalBackend:
             kwargs.update(past_key_values=Cache(layers=[SharedPrefixLayer(layer) for layer in prefix.layers]), use_cache=True)
         else:
             kwargs.update(use_cache=False)
-        logits = model(**kwargs).logits
-        picked = logits[[s for s, _, _ in at], [column[col] for _, col, _ in at]].float()  # one row per target
+        logits = self._forward(**kwargs).logits
+        picked = logits[[s for s, _, _ in at], [column[col] for _, col, _ in at]]  # one row per target
         return torch.log_softmax(picked, dim=-1)[torch.arange(len(at)), [tok for _, _, tok in at]].tolist()

@@ -234,9 +234,10 @@ def create_app(backend: LocalBackend, name: str, window_s: float = 0.005, max_ba
     return app
 
 
-def serve(model: str, name: str | None, host: str, port: int, window_ms: float, max_batch: int, max_tokens: int = 4096) -> None:
+def serve(model: str, name: str | None, host: str, port: int, window_ms: float, max_batch: int, max_tokens: int = 4096,
+          device: str = "auto", dtype: str = "auto") -> None:
     import uvicorn
 
-    app = create_app(LocalBackend(model), name or model, window_ms / 1000, max_batch, max_tokens)
+    app = create_app(LocalBackend(model, device=device, dtype=dtype), name or model, window_ms / 1000, max_batch, max_tokens)
     print(f"distill serve: '{name or model}' at http://{host}:{port}/v1 (teacher.backend: openai, teacher.base_url: http://{host}:{port}/v1)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,171 @@
+"""`distill compare`: the pure parts (names, parsing, DVC's JSON, failure lines, the table, the plot) and the
+orchestration on a real DVC queue with a one-stage stand-in pipeline (seconds, no model). The real pipeline under
+`distill compare` is in the e2e test."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from distill import compare as cmp
+from distill import report
+from distill.io import DistillError
+
+
+def test_names_seeds_and_overrides():
+    assert cmp.Combo("c1", "my task.v2", "gold", 3).name == "c1-my-task-v2-gold-s3"
+    assert cmp.parse_seeds("3") == [0, 1, 2] and cmp.parse_seeds("0,7,42") == [0, 7, 42]
+    for bad in ("0", "x", "1,y"):
+        with pytest.raises(DistillError, match="--seeds"):
+            cmp.parse_seeds(bad)
+    assert cmp.parse_overrides(["train.epochs=2", "teacher.api_key_env=", "llkd.selection=all"]) == {
+        "train.epochs": 2, "teacher.api_key_env": None, "llkd.selection": "all"}
+    with pytest.raises(DistillError, match="key=value"):
+        cmp.parse_overrides(["train.epochs"])
+    with pytest.raises(DistillError, match="set by compare"):
+        cmp.parse_overrides(["seed=4"])
+    assert cmp.parse_list("sst2, ag_news,sst2", "--tasks") == ["sst2", "ag_news"]
+
+
+def test_bad_override_is_refused_before_anything_is_queued():
+    combos = cmp.plan("c", ["sst2"], ["zerogen", "llkd"], [0])
+    cmp.check_params(REPO / "params.yaml", {"train.epochs": 2}, combos)
+    with pytest.raises(DistillError, match=r"train\.epochs"):
+        cmp.check_params(REPO / "params.yaml", {"train.epochs": 0}, combos)
+    with pytest.raises(DistillError, match="no section 'trian'"):
+        cmp.check_params(REPO / "params.yaml", {"trian.epochs": 2}, combos)
+    with pytest.raises(DistillError, match="trian"):
+        cmp.check_params(REPO / "params.yaml", {"trian": 2}, combos)
+
+
+def test_experiments_from_dvc_exp_show_json():
+    shown = [{"rev": "workspace", "experiments": None},
+             {"rev": "abc", "experiments": [
+                 {"revs": [{"name": "c-a-zerogen-s0", "data": {"params": {"params.yaml": {"data": {"seed": 0}}},
+                                                               "metrics": {"metrics/metrics.json": {"data": {"student_accuracy": 0.8}},
+                                                                           "metrics/x.json": {"error": {"type": "FileNotFoundError"}}}}}],
+                  "name": "c-a-zerogen-s0", "executor": {"state": "success", "local": {"log": "/l/1.out"}}},
+                 {"revs": [{"name": "c-b-zerogen-s0", "data": {}, "error": {"msg": "Experiment run failed"}}],
+                  "name": "c-b-zerogen-s0", "executor": None},
+                 {"revs": [{"name": "c-a-gold-s0", "data": None}], "name": "c-a-gold-s0", "executor": {"state": "queued"}}]}]
+    got = cmp.experiments(shown)
+    assert got["c-a-zerogen-s0"] == {"state": "success", "params": {"seed": 0}, "log": "/l/1.out",
+                                     "metrics": {"metrics/metrics.json": {"student_accuracy": 0.8}}}
+    assert got["c-b-zerogen-s0"]["state"] == "failed" and got["c-a-gold-s0"]["state"] == "queued"
+
+
+def test_failure_reason_names_the_stage_and_the_error():
+    log = textwrap.dedent("""\
+        Reproducing experiment 'c-bad-zerogen-s0'
+        Running stage 'check_task':
+        > distill check-task --task-dir data/tasks/bad
+        error: data/tasks/bad/test.jsonl:2: not valid JSON (Expecting value)
+        ERROR: failed to reproduce 'check_task': failed to run: distill check-task, exited with 2
+        """)
+    assert cmp.failure_reason(log) == "check_task: data/tasks/bad/test.jsonl:2: not valid JSON (Expecting value)"
+    assert cmp.failure_reason("ERROR: failed to reproduce 'train': exited with -9\n") == "failed to reproduce 'train': exited with -9"
+    assert cmp.failure_reason("") == "no log"
+
+
+def test_table_plot_and_progress(tmp_path):
+    runs = [{"name": f"c-t-{m}-s{s}", "task": "t", "method": m, "seed": s, "state": "success",
+             "student_accuracy": 0.7 + 0.1 * s, "student_macro_f1": 0.6, "val_student_accuracy": 0.65,
+             "teacher_accuracy": 0.75, "n_samples": 100, "llm_tokens": 5000, "wall_min": 2.0} for m in ("zerogen", "gold") for s in (0, 1)]
+    runs.append({"name": "c-u-zerogen-s0", "task": "u", "method": "zerogen", "seed": 0, "state": "failed", "error": "check_task: boom"})
+    md = report.markdown("c", "distill compare --tasks t,u", runs, ["t", "u"], ["zerogen", "gold"], {"t": "models:/distill-t@champion = version 3"},
+                         cmp.SHOW_CMD)
+    assert "| t | zerogen | 2/2 | 0.750 ± 0.071 | 0.600 ± 0.000 |" in md
+    assert "| u | zerogen | 0/1 | – |" in md and "| u | gold | 0/0 |" in md
+    assert "`c-u-zerogen-s0` (u, zerogen, seed 0): check_task: boom" in md and "@champion = version 3" in md
+    report.plot(tmp_path / "c.png", runs, ["t", "u"], ["zerogen", "gold"])
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    states = {"a": "success", "b": "failed", "c": "running", "d": "queued", "e": "queued"}
+    assert report.progress(states, [], 2) == "2/5 done (1 failed), 1 running, 2 queued, ETA after the first run ends"
+    assert report.progress(states, [600.0], 2).endswith("ETA ~12 min")
+    assert report.progress({"a": "success"}, [60.0], 1) == "1/1 done (0 failed), 0 running, 0 queued"
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+STAND_IN = """\
+import json, os, sys, yaml
+p = yaml.safe_load(open("params.yaml"))
+rows = open(f"data/tasks/{p['task']}/test.jsonl").read().splitlines()
+if not rows[0].startswith("{"):
+    sys.exit(f"error: data/tasks/{p['task']}/test.jsonl:1: not valid JSON")
+os.makedirs("metrics", exist_ok=True)
+acc = 0.5 + 0.1 * p["seed"] + (0.05 if p["method"] == "llkd" else 0) + 0.01 * p["train"]["epochs"]
+json.dump({"student_accuracy": acc, "student_macro_f1": acc, "val_student_accuracy": acc, "teacher_accuracy": 0.7}, open("metrics/metrics.json", "w"))
+json.dump({"n_samples": 10 * (p["seed"] + 1)}, open("metrics/data.json", "w"))
+json.dump({"llm.data_prompt_tokens": 7, "llm.data_completion_tokens": 100}, open("metrics/generate.json", "w"))
+"""
+
+
+@pytest.fixture
+def stand_in_project(tmp_path):
+    """A git + DVC project with the real params.yaml and a one-stage dvc.yaml that writes the metrics files the
+    real pipeline writes (and fails, as check_task would, on a task whose test.jsonl is not JSON)."""
+    repo = tmp_path / "proj"
+    (repo / "data" / "tasks").mkdir(parents=True)
+    shutil.copy(REPO / "params.yaml", repo / "params.yaml")
+    (repo / "stage.py").write_text(STAND_IN)
+    (repo / "dvc.yaml").write_text(textwrap.dedent("""\
+        stages:
+          all:
+            cmd: python stage.py
+            deps:
+              - stage.py
+              - data/tasks/${task}
+            params: [task, method, seed, comparison, train.epochs]
+            metrics: [metrics/metrics.json, metrics/data.json, metrics/generate.json]
+        """))
+    for task, first in (("good", '{"text": "fine", "label": "a"}'), ("broken", "oops")):
+        (repo / "data" / "tasks" / task).mkdir()
+        (repo / "data" / "tasks" / task / "test.jsonl").write_text(first + "\n")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@localhost"}
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+        subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
+    return repo, env
+
+
+def distill(repo: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).parent / "distill"), *args], cwd=repo, env=env, capture_output=True, text=True)
+
+
+def test_compare_on_a_real_dvc_queue(stand_in_project):
+    repo, env = stand_in_project
+    (repo / "data" / "tasks" / "good" / "extra.jsonl").write_text("{}\n")  # untracked: queued copies would miss it
+    r = distill(repo, env, "compare", "--tasks", "good,broken", "--methods", "zerogen,llkd", "--seeds", "2", "--name", "t1")
+    assert r.returncode != 0 and "data/tasks/good: 1 file(s) git does not track (data/tasks/good/extra.jsonl" in r.stderr
+    assert not (repo / "reports").exists()  # nothing queued, nothing written
+    (repo / "data" / "tasks" / "good" / "extra.jsonl").unlink()
+
+    args = ["compare", "--tasks", "good,broken", "--methods", "zerogen,llkd", "--seeds", "2", "--jobs", "2", "--name", "t1",
+            "--poll", "1", "-S", "train.epochs=2"]
+    r = distill(repo, env, *args)
+    assert r.returncode == 1 and "4 of 8 runs failed" in r.stderr, r.stdout + r.stderr
+    assert "8 runs (8 newly queued)" in r.stdout and "8/8 done (4 failed)" in r.stdout
+    out = json.loads((repo / "reports" / "compare.json").read_text())
+    ok = {(x["task"], x["method"], x["seed"]): x for x in out["runs"] if x["state"] == "success"}
+    assert set(ok) == {("good", m, s) for m in ("zerogen", "llkd") for s in (0, 1)}
+    assert ok[("good", "llkd", 1)]["student_accuracy"] == pytest.approx(0.67)  # seed, method and -S all reached the run
+    assert ok[("good", "zerogen", 0)]["llm_tokens"] == 107 and ok[("good", "zerogen", 1)]["n_samples"] == 20
+    failed = [x for x in out["runs"] if x["state"] == "failed"]
+    assert len(failed) == 4 and all(x["error"] == "all: data/tasks/broken/test.jsonl:1: not valid JSON" for x in failed)
+    md = (repo / "reports" / "compare.md").read_text()
+    assert "| good | llkd | 2/2 | 0.620 ± 0.071 |" in md and "| broken | zerogen | 0/2 | – |" in md
+    assert (repo / "reports" / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    shown = subprocess.run(cmd := ["bash", "-c", cmp.SHOW_CMD], cwd=repo, env=env, capture_output=True, text=True, check=True).stdout
+    assert "t1-good-llkd-s1" in shown and "student_accuracy" in shown, cmd
+
+    # Same name again: finished runs are kept, only the failed ones are queued again (and fail again).
+    r = distill(repo, env, *args)
+    assert "8 runs (4 newly queued)" in r.stdout and r.returncode == 1, r.stdout + r.stderr
