@@ -95,8 +95,9 @@ def git(repo: Path, *args: str) -> None:
 
 
 STAND_IN = """\
-import json, os, sys, yaml
+import json, os, sys, time, yaml
 p = yaml.safe_load(open("params.yaml"))
+time.sleep(2)  # long enough for compare to see it running
 rows = open(f"data/tasks/{p['task']}/test.jsonl").read().splitlines()
 if not rows[0].startswith("{"):
     sys.exit(f"error: data/tasks/{p['task']}/test.jsonl:1: not valid JSON")
@@ -153,6 +154,7 @@ def test_compare_on_a_real_dvc_queue(stand_in_project):
     r = distill(repo, env, *args)
     assert r.returncode == 1 and "4 of 8 runs failed" in r.stderr, r.stdout + r.stderr
     assert "8 runs (8 newly queued)" in r.stdout and "8/8 done (4 failed)" in r.stdout
+    assert " running, " in r.stdout, r.stdout  # watched while the queue ran, not only after
     out = json.loads((repo / "reports" / "compare.json").read_text())
     ok = {(x["task"], x["method"], x["seed"]): x for x in out["runs"] if x["state"] == "success"}
     assert set(ok) == {("good", m, s) for m in ("zerogen", "llkd") for s in (0, 1)}

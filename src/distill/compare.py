@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +69,7 @@ def parse_seeds(text: str) -> list[int]:
             return list(range(n))
         return [int(s) for s in parse_list(text, "--seeds")]
     except ValueError:
-        raise DistillError(f"--seeds: '{text}' is neither a count (3) nor a list of seeds (0,1,2)") from None
+        raise DistillError(f"--seeds: '{text}' is neither a count (3 = seeds 0,1,2; 1 = seed 0) nor a list of seeds (0,7,42)") from None
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -124,12 +125,24 @@ def check_tasks(root: Path, tasks: Sequence[str]) -> None:
 
 
 def dvc(root: Path, *args: str) -> str:
-    r = subprocess.run(["dvc", *args], cwd=root, capture_output=True, text=True)
-    if r.returncode != 0:
-        lines = [line.strip() for line in (r.stderr + r.stdout).splitlines() if line.strip()]
-        why = next((line for line in lines if line.startswith("ERROR:")), lines[0] if lines else f"exit {r.returncode}")
+    # Output goes to temporary files, not pipes: `dvc queue start` leaves workers running that inherit its output
+    # handles, and reading a pipe would wait for them to finish.
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        code = subprocess.run(["dvc", *args], cwd=root, stdout=out, stderr=err, stdin=subprocess.DEVNULL).returncode
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if code != 0:
+        lines = [line.strip() for line in (stderr + stdout).splitlines() if line.strip()]
+        why = next((line for line in lines if line.startswith("ERROR:")), lines[0] if lines else f"exit {code}")
         raise DistillError(f"dvc {' '.join(args[:3])} ...: {why}")
-    return r.stdout
+    return stdout
+
+
+def workers(root: Path) -> int:
+    """Queue workers alive now (active + idle), from `dvc queue status`."""
+    m = re.search(r"Worker status: (\d+) active, (\d+) idle", dvc(root, "queue", "status"))
+    return int(m.group(1)) + int(m.group(2)) if m else 0
 
 
 def experiments(shown: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -341,7 +354,7 @@ def run(comparison: Comparison, params_path: Path, poll_s: float, wait: bool) ->
     queued = c.queue(manifest)
     c.save(manifest)
     c.log(f"compare {c.name}: {len(c.combos)} runs ({queued} newly queued); follow with `dvc queue status`")
-    if queued:
+    if queued or not workers(c.root):  # a resumed comparison whose workers are gone (a reboot) starts them again
         dvc(c.root, "queue", "start", "-j", str(c.jobs))
     if not wait:
         c.log(f"not waiting: `distill compare --name {c.name} ...` again (same options) watches and writes the report")
