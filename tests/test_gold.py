@@ -52,3 +52,19 @@ def test_energy_stats():
     s = energy_stats([1.0, 2.0, 3.0])
     assert s["energy_mean"] == pytest.approx(2.0) and s["energy_q50"] == pytest.approx(2.0)
     assert energy_stats([]) == {}
+
+
+def test_sequence_energy_by_hand():
+    """Token-level energy (SVAMP-style seq2seq): mean of -logsumexp over target positions, pads in or out."""
+    from distill.methods.gold import sequence_energy
+
+    logits = torch.zeros(2, 3, 4)  # logsumexp of 4 zeros = log 4 at every position
+    logits[1, 2] = torch.tensor([10.0, 0.0, 0.0, 0.0])  # the second sequence's last position is a pad
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    lse_pad = math.log(math.exp(10) + 3)
+    with_pad = sequence_energy(logits, mask)
+    assert with_pad[0].item() == pytest.approx(-math.log(4))
+    assert with_pad[1].item() == pytest.approx(-(2 * math.log(4) + lse_pad) / 3)  # the code: pads count
+    without = sequence_energy(logits, mask, include_pad=False)
+    assert without[1].item() == pytest.approx(-math.log(4))  # real tokens only
+    assert sequence_energy(logits * 2, mask, T=2.0)[0].item() == pytest.approx(-2 * math.log(4))

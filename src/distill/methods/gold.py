@@ -25,6 +25,20 @@ def energy(logits: torch.Tensor, T: float = 1.0) -> torch.Tensor:
     return -T * torch.logsumexp(logits / T, dim=-1)
 
 
+def sequence_energy(logits: torch.Tensor, target_mask: torch.Tensor, include_pad: bool = True, T: float = 1.0) -> torch.Tensor:
+    """Token-level energy of a generated target under teacher forcing (methods.md §2.6), one value per sequence.
+
+    logits [N, L, V] at the L target positions, target_mask [N, L] (1 = a real target token, 0 = padding).
+    E = -(1/L) sum_t T*logsumexp(f_t / T): the released code averages over every position, pads included
+    (`include_pad=True`, the default, as in the code); `include_pad=False` averages over real tokens only.
+    """
+    per = energy(logits.float(), T)  # [N, L]
+    if include_pad:
+        return per.mean(-1)
+    mask = target_mask.to(per.dtype)
+    return (per * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+
+
 def band(energies: list[float], lo: float, hi: float) -> list[int]:
     """Indices of the samples whose energy rank lies in [lo, hi) of the ascending order.
 
