@@ -150,7 +150,7 @@ def test_compare_on_a_real_dvc_queue(stand_in_project):
     (repo / "data" / "tasks" / "good" / "extra.jsonl").unlink()
 
     args = ["compare", "--tasks", "good,broken", "--methods", "zerogen,llkd", "--seeds", "2", "--jobs", "2", "--name", "t1",
-            "--poll", "1", "-S", "train.epochs=2"]
+            "--poll", "1", "-S", "train.epochs=2", "-S", "teacher.api_key_env=", "-S", "llkd.selection=all"]
     r = distill(repo, env, *args)
     assert r.returncode == 1 and "4 of 8 runs failed" in r.stderr, r.stdout + r.stderr
     assert "8 runs (8 newly queued)" in r.stdout and "8/8 done (4 failed)" in r.stdout
@@ -159,6 +159,10 @@ def test_compare_on_a_real_dvc_queue(stand_in_project):
     ok = {(x["task"], x["method"], x["seed"]): x for x in out["runs"] if x["state"] == "success"}
     assert set(ok) == {("good", m, s) for m in ("zerogen", "llkd") for s in (0, 1)}
     assert ok[("good", "llkd", 1)]["student_accuracy"] == pytest.approx(0.67)  # seed, method and -S all reached the run
+    shown = cmp.experiments(json.loads(subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, env=env, capture_output=True,
+                                                      text=True, check=True).stdout))
+    params = shown["t1-good-llkd-s1"]["params"]
+    assert params["teacher"]["api_key_env"] is None and params["llkd"]["selection"] == "all" and params["comparison"] == "t1"
     assert ok[("good", "zerogen", 0)]["llm_tokens"] == 107 and ok[("good", "zerogen", 1)]["n_samples"] == 20
     failed = [x for x in out["runs"] if x["state"] == "failed"]
     assert len(failed) == 4 and all(x["error"] == "all: data/tasks/broken/test.jsonl:1: not valid JSON" for x in failed)

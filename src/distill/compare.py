@@ -281,7 +281,9 @@ class Comparison:
                 subprocess.run(["dvc", "queue", "remove", c.name], cwd=self.root, capture_output=True)
                 subprocess.run(["dvc", "exp", "remove", c.name], cwd=self.root, capture_output=True)
                 manifest["timing"].pop(c.name, None)
-            sets = [a for kv in c.overrides() + [f"{k}={v}" for k, v in self.overrides.items()] for a in ("-S", kv)]
+            # values go back as JSON (a subset of YAML, which `-S` parses): None stays null, lists stay lists
+            extra = [f"{k}={json.dumps(v)}" for k, v in self.overrides.items()]
+            sets = [a for kv in c.overrides() + extra for a in ("-S", kv)]
             dvc(self.root, "exp", "run", "--queue", "-n", c.name, *sets)
             queued += 1
         return queued
