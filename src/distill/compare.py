@@ -190,8 +190,9 @@ def run_row(combo: Combo, exp: dict[str, Any], timing: dict[str, float]) -> dict
         row[key] = final.get(key)
     row["n_samples"] = metrics.get("metrics/data.json", {}).get("n_samples")
     # what the training data cost the teacher: every data stage's metrics, not the evaluation's teacher baseline
-    row["llm_tokens"] = sum(m.get("llm.data_prompt_tokens", 0) + m.get("llm.data_completion_tokens", 0)
-                            for f, m in metrics.items() if f != "metrics/metrics.json")
+    data = [m for f, m in metrics.items() if f != "metrics/metrics.json"]
+    row["llm_tokens"] = sum(m.get("llm.data_prompt_tokens", 0) + m.get("llm.data_completion_tokens", 0) for m in data)
+    row["teacher_data_s"] = sum(m.get("llm.data_seconds", 0.0) for m in data)  # scoring has no token counts locally
     if exp["state"] == "failed":
         log = Path(exp["log"]) if exp.get("log") else None
         row["error"] = failure_reason(log.read_text(errors="replace")) if log and log.is_file() else None

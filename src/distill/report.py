@@ -18,6 +18,7 @@ COLUMNS = [
     ("teacher acc (test)", "teacher_accuracy", 3),
     ("samples", "n_samples", 0),
     ("LLM tokens", "llm_tokens", 0),
+    ("teacher s (data)", "teacher_data_s", 0),
     ("wall min/run", "wall_min", 1),
 ]
 
@@ -47,8 +48,9 @@ def markdown(name: str, command: str, runs: Sequence[dict[str, Any]], tasks: Seq
              champions: dict[str, str], show_cmd: str) -> str:
     lines = [f"# Comparison `{name}`", "", f"Made by: `{command}`", "",
              "Mean ± std over seeds (one value: one seed). Choose on validation accuracy; test accuracy is for "
-             "reporting. LLM tokens: what the training data cost the teacher (prompt + completion, counted when "
-             "first generated, also when served from the cache); wall time as `distill compare` saw it.", ""]
+             "reporting. LLM tokens and teacher seconds: what producing the training data cost the teacher (counted "
+             "when first computed, also when served from the cache; the embedded teacher reports no tokens for "
+             "scoring, so LLKD's pseudo-labels show as seconds only); wall time as `distill compare` saw it.", ""]
     lines.append("| task | method | runs | " + " | ".join(c[0] for c in COLUMNS) + " |")
     lines.append("|" + "---|" * (3 + len(COLUMNS)))
     for g in group(runs, tasks, methods):
