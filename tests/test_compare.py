@@ -175,3 +175,21 @@ def test_compare_on_a_real_dvc_queue(stand_in_project):
     # Same name again: finished runs are kept, only the failed ones are queued again (and fail again).
     r = distill(repo, env, *args)
     assert "8 runs (4 newly queued)" in r.stdout and r.returncode == 1, r.stdout + r.stderr
+
+
+def test_a_hung_exp_show_is_asked_again(monkeypatch, tmp_path):
+    """`dvc exp show` once hung on a lock as a queue worker finished: each call is bounded and retried."""
+    calls = []
+
+    def fake_dvc(root, *args, timeout=None):
+        calls.append(timeout)
+        if len(calls) == 1:
+            raise DistillError("dvc exp show gave no answer in 180 s")
+        return json.dumps([{"experiments": [{"name": "c-t-zerogen-s0", "revs": [{"name": "c-t-zerogen-s0", "data": {}}],
+                                             "executor": {"state": "running"}}]}])
+
+    monkeypatch.setattr(cmp, "dvc", fake_dvc)
+    logged = []
+    c = cmp.Comparison(tmp_path, "c", ["t"], ["zerogen"], [0], {}, 1, tmp_path / "r", "distill compare", log=logged.append)
+    assert c.show({"base": "HEAD"})["c-t-zerogen-s0"]["state"] == "running"
+    assert calls == [180, 180] and "asking again" in logged[0]

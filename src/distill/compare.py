@@ -124,11 +124,15 @@ def check_tasks(root: Path, tasks: Sequence[str]) -> None:
                                f"experiments would not see them: git add data/tasks/{task} && git commit")
 
 
-def dvc(root: Path, *args: str) -> str:
+def dvc(root: Path, *args: str, timeout: float | None = None) -> str:
     # Output goes to temporary files, not pipes: `dvc queue start` leaves workers running that inherit its output
     # handles, and reading a pipe would wait for them to finish.
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        code = subprocess.run(["dvc", *args], cwd=root, stdout=out, stderr=err, stdin=subprocess.DEVNULL).returncode
+        try:
+            code = subprocess.run(["dvc", *args], cwd=root, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                  timeout=timeout).returncode
+        except subprocess.TimeoutExpired:  # the child is killed; the caller may ask again
+            raise DistillError(f"dvc {' '.join(args[:2])} gave no answer in {timeout:.0f} s") from None
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
@@ -268,8 +272,18 @@ class Comparison:
         with atomic_path(self.manifest_path) as tmp:
             tmp.write_text(json.dumps(manifest, indent=1))
 
-    def show(self, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        return experiments(json.loads(dvc(self.root, "exp", "show", "--json", "--rev", manifest["base"], "-n", "1") or "[]"))
+    def show(self, manifest: dict[str, Any], tries: int = 3) -> dict[str, dict[str, Any]]:
+        """Every experiment's state and results. `dvc exp show` has been seen to hang (a lock wait, once, as a queue
+        worker finished): each call is bounded and retried."""
+        for attempt in range(tries):
+            try:
+                out = dvc(self.root, "exp", "show", "--json", "--rev", manifest["base"], "-n", "1", timeout=180)
+                return experiments(json.loads(out or "[]"))
+            except DistillError as e:
+                if attempt == tries - 1:
+                    raise
+                self.log(f"compare: {e}; asking again")
+        raise AssertionError("unreachable")
 
     def queue(self, manifest: dict[str, Any]) -> int:
         """Queue every combination not already finished, queued or running; failed ones are queued again."""
