@@ -21,6 +21,8 @@ from typing import Callable
 
 import yaml
 
+from distill.report import mean_std as fmt  # noqa: F401 - '0.812 ± 0.004', shared with `distill compare`
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import REPO, copy_repo  # noqa: E402
 
@@ -147,12 +149,3 @@ def common_args(ap, configs: dict, results: Path, tasks: list[str]) -> None:
     ap.add_argument("--results", default=str(results), help="JSONL of finished runs (appended; runs in it are skipped)")
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
     ap.add_argument("--render-only", action="store_true", help="only rewrite the table(s) from --results")
-
-
-def fmt(values: list[float], digits: int = 3) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"

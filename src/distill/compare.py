@@ -26,7 +26,6 @@ from distill import report
 from distill.io import DistillError, atomic_path
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")
-SET_BY_COMPARE = ("task", "method", "seed", "comparison")
 SHOW_CMD = ("dvc exp show --md --drop '.*' --keep "
             "'Experiment|^task$|^method$|^seed$|student_accuracy|student_macro_f1|teacher_accuracy|n_samples'")
 
@@ -44,8 +43,12 @@ class Combo:
         safe = lambda s: re.sub(r"[^A-Za-z0-9_-]+", "-", s)  # noqa: E731
         return f"{self.comparison}-{safe(self.task)}-{self.method}-s{self.seed}"
 
-    def overrides(self) -> list[str]:
-        return [f"task={self.task}", f"method={self.method}", f"seed={self.seed}", f"comparison={self.comparison}"]
+    def params(self) -> dict[str, Any]:
+        """The params.yaml keys compare sets for this run (-S may not set them)."""
+        return {"task": self.task, "method": self.method, "seed": self.seed, "comparison": self.comparison}
+
+
+SET_BY_COMPARE = tuple(Combo("", "", "", 0).params())
 
 
 def plan(comparison: str, tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int]) -> list[Combo]:
@@ -92,9 +95,9 @@ def check_params(params_path: Path, overrides: dict[str, Any], combos: Sequence[
     from pydantic import ValidationError
 
     base = yaml.safe_load(read_text(params_path)) or {}
-    for c in combos[:1] + [c for c in combos if c.method != combos[0].method][:3]:
+    for c in {c.method: c for c in combos}.values():  # one run per method: the rest differ only in task name and seed
         params = json.loads(json.dumps(base))
-        for key, value in {**overrides, "task": c.task, "method": c.method, "seed": c.seed, "comparison": c.comparison}.items():
+        for key, value in {**overrides, **c.params()}.items():
             node = params
             *parents, leaf = key.split(".")
             for p in parents:
@@ -288,6 +291,8 @@ class Comparison:
     def queue(self, manifest: dict[str, Any]) -> int:
         """Queue every combination not already finished, queued or running; failed ones are queued again."""
         known, queued = self.show(manifest), 0
+        # values go back as JSON (a subset of YAML, which `-S` parses): None stays null, lists stay lists
+        extra = [f"{k}={json.dumps(v)}" for k, v in self.overrides.items()]
         for c in self.combos:
             state = known.get(c.name, {}).get("state")
             if state in ("success", "queued", "running"):
@@ -296,9 +301,7 @@ class Comparison:
                 subprocess.run(["dvc", "queue", "remove", c.name], cwd=self.root, capture_output=True)
                 subprocess.run(["dvc", "exp", "remove", c.name], cwd=self.root, capture_output=True)
                 manifest["timing"].pop(c.name, None)
-            # values go back as JSON (a subset of YAML, which `-S` parses): None stays null, lists stay lists
-            extra = [f"{k}={json.dumps(v)}" for k, v in self.overrides.items()]
-            sets = [a for kv in c.overrides() + extra for a in ("-S", kv)]
+            sets = [a for kv in [f"{k}={v}" for k, v in c.params().items()] + extra for a in ("-S", kv)]
             dvc(self.root, "exp", "run", "--queue", "-n", c.name, *sets)
             queued += 1
         return queued

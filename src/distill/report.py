@@ -23,7 +23,7 @@ COLUMNS = [
 ]
 
 
-def mean_std(values: Sequence[float | None], digits: int) -> str:
+def mean_std(values: Sequence[float | None], digits: int = 3) -> str:
     """'0.812 ± 0.004' over seeds; one value alone; '–' when there is none."""
     vals = [float(v) for v in values if v is not None]
     if not vals:

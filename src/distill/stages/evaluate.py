@@ -23,9 +23,9 @@ def run(params: Params, task_dir: str, model_dir: str, metrics_out: str, plot_ou
     gold = [r["label"] for r in test]
     fewshot = task.load("fewshot")  # validate all inputs before any model or LLM call
 
-    from distill.devices import resolve_device
+    from distill.students.distributed import train_device
 
-    model = load_student(model_dir, resolve_device(params.train.device, "train.device"))
+    model = load_student(model_dir, train_device(params.train.device))
     student = model.predict(test, params.evaluate.batch_size)
     student_val = model.predict(validation, params.evaluate.batch_size)
 

@@ -34,6 +34,13 @@ def launcher_device(device: str) -> str:
     return f"cuda:{local}" if size > 1 and device.startswith("cuda") else device
 
 
+def train_device(choice: str) -> str:
+    """Where the student trains and predicts: train.device resolved, then the launcher's choice applied."""
+    from distill.devices import resolve_device
+
+    return launcher_device(resolve_device(choice, "train.device"))
+
+
 def launcher_precision(choice: str) -> str:
     """train.precision `auto` follows `accelerate launch --mixed_precision bf16|fp16`."""
     mp = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()

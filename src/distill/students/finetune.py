@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from distill.devices import autocast, resolve_device, resolve_dtype
+from distill.devices import autocast, resolve_dtype
 from distill.io import DistillError
 from distill.students import distributed
 
@@ -95,7 +95,7 @@ def finetune(student, rows: list[dict[str, Any]], cfg, seed: int, loss_fn: Loss 
         raise DistillError("no training data: every sample was filtered out (see the data stages' metrics)")
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    device = distributed.launcher_device(resolve_device(cfg.device, "train.device"))
+    device = distributed.train_device(cfg.device)
     amp = resolve_dtype(distributed.launcher_precision(cfg.precision), device, training=True)
     student.to(device)
     targets = target_rows(rows, student.labels, cfg.targets, cfg.kd_temperature)

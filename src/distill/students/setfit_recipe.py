@@ -30,9 +30,9 @@ def train_setfit(rows: Sequence[dict[str, Any]], labels: Sequence[str], fields: 
 
     hf_logging.set_verbosity_error()
     torch.manual_seed(seed)
-    from distill.devices import resolve_device
+    from distill.students.distributed import train_device
 
-    model = SetFitModel.from_pretrained(str(model_path), device=resolve_device(cfg.device, "train.device"))
+    model = SetFitModel.from_pretrained(str(model_path), device=train_device(cfg.device))
     data = Dataset.from_list([{"text": r[fields[0]], "label": labels.index(r["label"])} for r in rows])
     with tempfile.TemporaryDirectory() as scratch:  # SetFit's Trainer wants an output folder; nothing is kept
         args = TrainingArguments(output_dir=scratch, batch_size=cfg.setfit_batch_size, num_epochs=1,
