@@ -50,6 +50,9 @@ class FakeBackend:
         for r in requests:
             prompt = " ".join(c for _, c in r.messages)
             rng = random.Random(r.seed)
+            if "Equation:" in prompt:  # a seq2seq (arithmetic) task: write or solve a word problem
+                out.append(GenResult(arithmetic(prompt, r.prefix, rng), len(prompt.split()), 16, "stop"))
+                continue
             words = NEGATIVE if "negative" in prompt else POSITIVE
             text = f"the film is {rng.choice(words)} and {rng.choice(words)} , truly {rng.choice(words)} number {rng.randint(0, 10**6)}"
             out.append(GenResult(text + '" and more', prompt_tokens=len(prompt.split()), completion_tokens=12, finish="stop"))
@@ -64,6 +67,19 @@ class FakeBackend:
             neg = sum(w in text for w in NEGATIVE) + 0.1
             out.append([-1.0 / neg if "neg" in o else -1.0 / pos for o in r.options])
         return out
+
+
+def arithmetic(prompt: str, prefix: str, rng: random.Random) -> str:
+    """The fake LLM on a word-problem prompt: solves the last problem (adds its numbers) when the answer starts at the
+    equation, else writes a new problem (one in five with an answer that disagrees with its equation)."""
+    import re
+
+    if prefix.startswith("Equation"):
+        a, b = (int(x) for x in re.findall(r"\d+", prompt.rsplit("Problem:", 1)[-1])[:2])
+        return f" ( {a} + {b} )\nAnswer: {a + b}\n\nProblem: more"
+    a, b = rng.randint(2, 60), rng.randint(2, 60)
+    answer = a + b + (1 if rng.random() < 0.2 else 0)
+    return f" Tom has {a} apples and finds {b} more . How many apples does he have now ?\nEquation: ( {a} + {b} )\nAnswer: {answer}"
 
 
 @pytest.fixture
@@ -98,6 +114,29 @@ def make_toy_task(parent: Path) -> Path:
     for split, n in [("test", 40), ("validation", 20), ("fewshot", 8)]:
         write_jsonl(root / f"{split}.jsonl", rows(n))
     write_jsonl(root / "unlabeled.jsonl", rows(30, labelled=False))
+    return root
+
+
+def make_toy_seq2seq(parent: Path) -> Path:
+    """A small word-problem task (seq2seq, numeric answers, worked equations) with SVAMP's task.yaml: `parent`/tasks/sums."""
+    root = parent / "tasks" / "sums"
+    root.mkdir(parents=True)
+    shutil.copy(REPO / "data/tasks/svamp/task.yaml", root / "task.yaml")
+    rng = random.Random(1)
+
+    def rows(n, labelled=True):
+        out = []
+        for i in range(n):
+            a, b = rng.randint(2, 99), rng.randint(2, 99)
+            row = {"input": f"Ann has {a} pens and buys {b} more . How many pens does she have ?"}
+            if labelled:
+                row.update(target=str(a + b), equation=f"( {a} + {b} )")
+            out.append(row)
+        return out
+
+    for split, n in [("test", 12), ("validation", 8), ("fewshot", 4)]:
+        write_jsonl(root / f"{split}.jsonl", rows(n))
+    write_jsonl(root / "unlabeled.jsonl", rows(10, labelled=False))
     return root
 
 

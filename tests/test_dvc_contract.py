@@ -76,12 +76,13 @@ def run_all_stages(params: Params, task: str, reads: dict[str, set[str]]) -> Non
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory, tiny_student):
+def recorded(tmp_path_factory, tiny_student, tiny_llm):
     """Every stage run under every method (fake LLM, tiny student): the params each one read."""
     import conftest
 
     tmp = tmp_path_factory.mktemp("contract")
     task = conftest.make_toy_task(tmp)
+    sums = conftest.make_toy_seq2seq(tmp)  # a seq2seq task: the causal-LM student's keys are read there
     backend = conftest.FakeBackend()
     mp = pytest.MonkeyPatch()
     # The real build_backend reads the teacher's identity (local: backend, model; openai: all six): so does the fake.
@@ -90,21 +91,22 @@ def recorded(tmp_path_factory, tiny_student):
     reads: dict[str, set[str]] = {}
     try:
         # every method, and the setfit recipe wherever a student is trained (GOLD's and S3's own students too)
-        for method, recipe in [("zerogen", "finetune"), ("gold", "finetune"), ("s3", "finetune"), ("llkd", "finetune"),
-                               ("labelled", "setfit"), ("gold", "setfit"), ("s3", "setfit")]:
-            work = tmp / f"{method}-{recipe}"
+        for method, recipe, name in [("zerogen", "finetune", "toy"), ("gold", "finetune", "toy"), ("s3", "finetune", "toy"),
+                                     ("llkd", "finetune", "toy"), ("labelled", "setfit", "toy"), ("gold", "setfit", "toy"),
+                                     ("s3", "setfit", "toy"), ("zerogen", "finetune", "sums"), ("gold", "finetune", "sums")]:
+            work = tmp / f"{method}-{recipe}-{name}"
             work.mkdir()
             mp.chdir(work)
             params = tag(Params.model_validate(yaml.safe_load(write_params(
-                work / "params.yaml", task="toy", method=method, generate={"n_per_label": 6, "min_words": 3},
+                work / "params.yaml", task=name, method=method, generate={"n_per_label": 6, "min_words": 3},
                 train={"model": str(tiny_student), "epochs": 1, "batch_size": 8, "min_steps": 0, "recipe": recipe,
-                       "setfit_iterations": 1, "max_length": 32},
+                       "setfit_iterations": 1, "max_length": 32, "lm_model": str(tiny_llm), "lm_max_length": 64},
                 gold={"iterations": [{"i": 1, "prev": 0}], "train_per_iter": 4, "val_per_iter": 4, "refresh_epochs": 1,
                       "drop_top_energy": 0.25, "loss": "sce" if recipe == "finetune" else "ce"},  # every branch a stage can take, so every read is seen
                 s3={"rounds": [{"i": 1, "prev": 0}], "seed_per_label": 3, "n_rationales": 2, "max_extrapolations": 3,
                     "check_extrapolations": True},
                 llkd={"pool_size": 12}, evaluate={"teacher_max_examples": 6}).read_text())))
-            run_all_stages(params, str(task), reads)
+            run_all_stages(params, str(sums if name == "sums" else task), reads)
     finally:
         mp.undo()
     return reads

@@ -76,7 +76,11 @@ def test_unknown_label_and_task(toy_task, tmp_path):
 
 def test_task_yaml_is_validated(toy_task):
     (toy_task / "task.yaml").write_text("kind: single\ninstruction: x\nfields: []\nlabels: [{name: a, description: b}]\n")
-    with pytest.raises(DistillError, match=r"task\.yaml: labels: .*at least 2"):
+    with pytest.raises(DistillError, match=r"task\.yaml: \(root\): .*needs 1 field"):
+        load_task(toy_task)
+    (toy_task / "task.yaml").write_text("kind: single\ninstruction: x\nfields: [{name: text, display: T, description: d}]\n"
+                                        "labels: [{name: a, description: b}]\n")
+    with pytest.raises(DistillError, match=r"task\.yaml: \(root\): .*at least 2 labels"):
         load_task(toy_task)
 
 
@@ -108,8 +112,8 @@ def test_task_without_task_yaml_is_inferred(toy_task, tmp_path, capsys):
     seq.mkdir()
     for split in ("fewshot", "validation"):
         write_jsonl(seq / f"{split}.jsonl", [{"input": "1 + 1 ?", "target": "2"}])
-    with pytest.raises(DistillError, match="seq2seq"):
-        load_task(seq)
+    spec = load_task(seq).spec  # input/target rows: a seq2seq task, numeric answers, no worked equations
+    assert spec.kind == "seq2seq" and spec.target.check == "numeric" and spec.target.equation is None
 
 
 def test_add_task_copies_checked_rows_and_writes_an_editable_task_yaml(toy_task, tmp_path):

@@ -154,6 +154,14 @@ class TrainParams(Section):
     setfit_batch_size: int = Field(16, gt=0, description="setfit: pairs per batch")
     setfit_lr: float = Field(2e-5, gt=0, description="setfit: the encoder's learning rate in the contrastive phase")
     setfit_max_steps: int | None = Field(None, gt=0, description="setfit: cap on contrastive steps (None = one pass over the pairs)")
+    # seq2seq tasks (kind: seq2seq): the student is a causal LM trained by the same loop, with these in place of
+    # model / batch_size / lr / min_steps / max_length (epochs, warm-up, weight decay and devices are shared)
+    lm_model: str = Field("smollm2-135m", description="seq2seq student: smollm2-135m (the embedded teacher's own weights, "
+                          "dequantised, 135 M parameters) or a local causal-LM folder")
+    lm_batch_size: int = Field(8, gt=0, description="seq2seq student: training batch size")
+    lm_lr: float = Field(3e-5, gt=0, description="seq2seq student: AdamW peak learning rate")
+    lm_min_steps: int = Field(0, ge=0, description="seq2seq student: at least this many optimiser steps")
+    lm_max_length: int = Field(256, gt=16, description="seq2seq student: token limit of problem + written answer")
 
 
 class AssembleParams(Section):
@@ -204,6 +212,8 @@ class GoldParams(Section):
     ood_lo: float = Field(0.5, ge=0, le=1, description="lower energy percentile of the feedback band")
     ood_hi: float = Field(0.8, ge=0, le=1, description="upper energy percentile of the feedback band")
     energy_T: float = Field(1.0, gt=0, description="energy temperature T in E(x) = -T logsumexp(logits / T)")
+    include_pad: bool = Field(True, description="seq2seq tasks: token-level energy averages over the batch's padding after "
+                              "a row's answer too, as the released code does; false: over the written tokens only")
     refresh: Literal["cumulative", "reinit"] = Field(
         "cumulative", description="cumulative: keep training the previous iteration's student (the code); reinit: a fresh student each iteration"
     )

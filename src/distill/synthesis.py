@@ -6,7 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 from distill.methods.fewshot import label_probs, pick_demos, score_requests, scoring_prefix, teacher_probs
-from distill.methods.zerogen import dedup_key, filter_samples
+from distill.methods.zerogen import dedup_key, filter_samples, normalise
 from distill.tasks import TaskSpec
 from distill.teachers import Decoding, GenRequest, Teacher
 
@@ -70,8 +70,62 @@ def synthesize(
     return rows, counts
 
 
+def synthesize_examples(
+    teacher: Teacher, spec: TaskSpec, params, requests: list[dict[str, Any]], source: str = "llm_gen", round_: int = 0,
+    seen: set[str] | None = None, desc: str = "generate",
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """seq2seq tasks: sample one (input, [equation,] answer) example per request and keep those that parse and check
+    (methods/seq2seq.parse_generated: the equation evaluates safely and the answer is its value), are questions where
+    the task's inputs are, repeat no demo and no earlier example. Returns rows and counts per rejection reason."""
+    from distill.methods.seq2seq import parse_generated
+
+    g = params.generate
+    decoding = decoding_of(g)
+    answers = teacher.generate([GenRequest(messages=tuple(map(tuple, r["messages"])), prefix=r["prefix"], seed=r["seed"])
+                                for r in requests], decoding, params.teacher.batch_size, desc=desc)
+    field = spec.fields[0]
+    seen = set() if seen is None else seen
+    counts: dict[str, int] = {}
+    rows = []
+    for r, a in zip(requests, answers):
+        example, why = parse_generated(spec, a.text)
+        if example is not None:
+            words = len(example[field.name].split())
+            key = normalise(example[field.name])
+            why = ("too_short" if words < g.min_words else "too_long" if words > g.max_words
+                   else "not_question" if field.form == "question" and "?" not in example[field.name]
+                   else "copies_demo" if key in {normalise(d) for d in r.get("demos", ())}
+                   else "duplicate" if key in seen else "ok")
+        if why != "ok":
+            counts[f"rejected.{why}"] = counts.get(f"rejected.{why}", 0) + 1
+            continue
+        seen.add(key)
+        rows.append({"id": r["id"], **example, "source": source, "round": round_,
+                     "meta": {"raw": a.text, "prompt_id": r["prompt_id"], "template_hash": r["template_hash"],
+                              "model": teacher.backend.model_id, "decoding": asdict(decoding), "finish": a.finish}})
+    return rows, counts
+
+
+def solve(teacher: Teacher, spec: TaskSpec, rows: list[dict], fewshot: list[dict], tp, seed: int, desc: str = "solve") -> list[str]:
+    """seq2seq tasks: the teacher's answer to each row, few-shot (`shots_per_label` worked demos), greedy, read and
+    checked like the student's (methods/seq2seq.answer_of)."""
+    import random
+
+    from distill.methods.seq2seq import answer_of, solve_messages
+
+    demos = random.Random(seed).sample(fewshot, min(max(tp.shots_per_label, 1), len(fewshot)))
+    requests = []
+    for r in rows:
+        messages, prefix = solve_messages(spec, demos, r)
+        requests.append(GenRequest(messages=tuple(messages), prefix=prefix, seed=0))
+    out = teacher.generate(requests, Decoding(max_new_tokens=48, temperature=0.0, top_p=1.0), tp.batch_size, desc=desc)
+    return [answer_of(spec, q.prefix + a.text) for q, a in zip(requests, out)]
+
+
 def seen_keys(spec: TaskSpec, rows: list[dict]) -> set[str]:
     """Dedup keys of rows already held, so new samples that repeat them are rejected as duplicates."""
+    if spec.seq2seq:
+        return {normalise(r[spec.fields[0].name]) for r in rows}
     context = spec.fields[0].name if spec.kind == "pair" else None
     return {dedup_key(r[spec.fields[-1].name], r[context] if context else None) for r in rows}
 

@@ -40,22 +40,39 @@ class LabelSpec(_Strict):
         return self.verbalizer or self.name
 
 
+class TargetSpec(_Strict):
+    """seq2seq tasks: what the student writes for each input."""
+    name: str = Field("target", description="JSONL key of the answer, e.g. target")
+    display: str = Field("Answer", description="how the answer line is introduced in prompts")
+    equation: str | None = Field(None, description="JSONL key of a worked arithmetic equation (SVAMP: equation), shown "
+                                 "in prompts, written by the student before its answer, checked by the safe evaluator")
+    check: Literal["numeric", "exact"] = Field("exact", description="answer check: numeric (5 == 5.0) or exact text match")
+
+
 class TaskSpec(_Strict):
     name: str = Field("", description="task name (default: the folder name)")
-    kind: Literal["single", "pair"] = Field(description="single: one text field; pair: two (premise, hypothesis)")
+    kind: Literal["single", "pair", "seq2seq"] = Field(
+        description="single: one text field; pair: two (premise, hypothesis); seq2seq: an input and a written target")
     instruction: str = Field(description="one line that opens every classification (scoring) prompt")
     answer_name: str = Field("Label", description="what the answer line is called in scoring prompts")
     fields: list[FieldSpec] = Field(description="text fields, in prompt order")
-    labels: list[LabelSpec] = Field(min_length=2, description="label set, in id order")
+    labels: list[LabelSpec] = Field(default_factory=list, description="label set, in id order (classification kinds)")
+    target: TargetSpec | None = Field(None, description="seq2seq: the answer field and its check")
     demos_per_prompt: int | None = Field(
         None, ge=0, description="real same-label examples (fewshot.jsonl) in each generation prompt of this task; "
         "overrides prompts.demos_per_prompt (None = use it). Inferred specs show 3: their label descriptions are generic")
 
     @model_validator(mode="after")
     def _check(self) -> "TaskSpec":
-        want = 1 if self.kind == "single" else 2
+        want = 2 if self.kind == "pair" else 1
         if len(self.fields) != want:
             raise ValueError(f"kind '{self.kind}' needs {want} field(s), got {len(self.fields)}")
+        if self.kind == "seq2seq":
+            if self.target is None or self.labels:
+                raise ValueError("kind 'seq2seq' needs a target (and no labels)")
+            return self
+        if len(self.labels) < 2 or self.target is not None:
+            raise ValueError(f"kind '{self.kind}' needs at least 2 labels (and no target)")
         names = [l.name for l in self.labels]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate label names in {names}")
@@ -72,6 +89,10 @@ class TaskSpec(_Strict):
     @property
     def field_names(self) -> list[str]:
         return [f.name for f in self.fields]
+
+    @property
+    def seq2seq(self) -> bool:
+        return self.kind == "seq2seq"
 
     def label_id(self, name: str) -> int:
         return self.label_names.index(name)
@@ -117,10 +138,16 @@ class Task:
 
 
 def label_counts(spec: TaskSpec, rows: list[dict[str, Any]]) -> dict[str, int]:
-    return {f"kept.{l}": sum(r["label"] == l for r in rows) for l in spec.label_names}
+    return {f"kept.{l}": sum(r["label"] == l for r in rows) for l in spec.label_names}  # seq2seq: none
 
 
 def check_labels(rows: list[dict[str, Any]], spec: TaskSpec, path: Path | str) -> None:
+    """Every row has a known label (classification) or a non-empty target (seq2seq): file:line errors."""
+    if spec.target:
+        for row in rows:
+            if not isinstance(row.get(spec.target.name), str) or not row[spec.target.name].strip():
+                raise DistillError(f"{path}:{row.get('_line', '?')}: missing or empty field '{spec.target.name}'")
+        return
     known = set(spec.label_names)
     for row in rows:
         label = row.get("label")
@@ -165,7 +192,7 @@ def infer_spec(root: Path, quiet: bool = False) -> TaskSpec:
     rows = read_jsonl(root / "fewshot.jsonl") + read_jsonl(root / "validation.jsonl")
     keys = set(rows[0]) if rows else set()
     if {"input", "target"} <= keys:
-        raise DistillError(f"{root}: input/target rows are a seq2seq task; distill trains classifiers (rows with text, label)")
+        return infer_seq2seq(root, rows, quiet)
     if {"text_a", "text_b"} <= keys:
         (a, _, form_a), (b, _, form_b) = (describe_examples([str(r.get(k, "")) for r in rows]) for k in ("text_a", "text_b"))
         fields = [FieldSpec(name="text_a", display="Text A", description=f"a first text, {a}", form=form_a),
@@ -201,6 +228,19 @@ def infer_spec(root: Path, quiet: bool = False) -> TaskSpec:
     return TaskSpec(kind="pair" if len(fields) == 2 else "single", fields=fields, labels=labels, answer_name="Label",
                     instruction=(f"{sentence} " if about else "") + f"Label each {unit} as one of: {', '.join(words)}.",
                     demos_per_prompt=3)
+
+
+def infer_seq2seq(root: Path, rows: list[dict], quiet: bool) -> TaskSpec:
+    """input/target rows: numeric answers are checked numerically; an `equation` key is shown and trained on."""
+    numeric = all(re.fullmatch(r"-?\d[\d,]*(\.\d+)?|-?\.\d+", str(r.get("target", "")).strip()) for r in rows)
+    equation = "equation" if all("equation" in r for r in rows) else None
+    what, _, form = describe_examples([str(r.get("input", "")) for r in rows])
+    if not quiet:
+        print(f"{root}: no task.yaml, using an inferred seq2seq spec (input -> target, {'numeric' if numeric else 'exact'} "
+              "answer check); `distill add-task` writes one to edit", file=sys.stderr)
+    return TaskSpec(kind="seq2seq", instruction="Answer each input.", fields=[
+        FieldSpec(name="input", display="Problem" if equation else "Input", description=what, form=form)],
+        target=TargetSpec(equation=equation, check="numeric" if numeric else "exact"), demos_per_prompt=3)
 
 
 def add_task(src: str | Path, dest_root: str | Path = "data/tasks", name: str | None = None, force: bool = False) -> Path:

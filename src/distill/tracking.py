@@ -84,6 +84,33 @@ def locked(fn):
     return wrapper
 
 
+def is_generator(model_dir) -> bool:
+    import json
+
+    meta = Path(model_dir) / "distill.json"
+    return meta.is_file() and json.loads(meta.read_text()).get("kind") == "generator"
+
+
+def _log_generator(mlflow, model_dir, model_name: str):
+    """A seq2seq student with the transformers flavor, as a text-generation pipeline: the logged prompt template turns
+    a bare problem into what the student was trained to read, and greedy decoding is its inference config, so
+    `mlflow.pyfunc.load_model("models:/distill-svamp@champion").predict(["<problem>"])` gives the written equation
+    and answer. (Logging the folder as a checkpoint path fails under transformers 5 in MLflow 3.17: a pipeline it is.)"""
+    import json
+
+    import transformers
+
+    meta = json.loads((Path(model_dir) / "distill.json").read_text())
+    display = meta["spec"]["fields"][0]["display"]
+    pipe = transformers.pipeline("text-generation", model=transformers.AutoModelForCausalLM.from_pretrained(model_dir),
+                                 tokenizer=transformers.AutoTokenizer.from_pretrained(model_dir))
+    return mlflow.transformers.log_model(
+        transformers_model=pipe, name="student", prompt_template=f"{display}: {{prompt}}\n",
+        model_config={"max_new_tokens": meta["max_new_tokens"], "do_sample": False}, pip_requirements=pip_requirements(),
+        registered_model_name=model_name,
+    )
+
+
 @locked
 def log_iteration_run(experiment: str, run_name: str, params: dict[str, Any], metrics: dict[str, Any],
                       tags: dict[str, str], texts: dict[str, str]) -> str:
@@ -115,7 +142,8 @@ def log_student_run(
         for prefix, points in (("iter", curve or []), ("epoch", epochs or [])):  # per-iteration and per-epoch curves
             for step, point in enumerate(points, start=1):
                 mlflow.log_metrics({f"{prefix}.{k}": float(v) for k, v in point.items() if isinstance(v, (int, float))}, step=step)
-        info = mlflow.pyfunc.log_model(  # the student folder + this package's code: loads without distill installed
+        info = _log_generator(mlflow, model_dir, model_name) if is_generator(model_dir) else mlflow.pyfunc.log_model(
+            # the student folder + this package's code: loads without distill installed
             name="student", python_model=StudentModel(), artifacts={"student": str(model_dir)},
             code_paths=[str(Path(distill.__file__).parent)], pip_requirements=pip_requirements(),
             registered_model_name=model_name,

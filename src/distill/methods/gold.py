@@ -123,7 +123,7 @@ def drop_high_energy(rows: list[dict], student_dir, fraction: float, T: float) -
     """Optional noise filter: remove the `fraction` of samples the last student finds most out-of-distribution."""
     from distill.students.model import load_student
 
-    e = energy(load_student(student_dir).logits(rows), T).tolist()
+    e = load_student(student_dir).energies(rows, T)
     n_drop = int(len(rows) * fraction)
     drop = set(sorted(range(len(rows)), key=lambda i: e[i], reverse=True)[:n_drop])
     return [r for i, r in enumerate(rows) if i not in drop], n_drop

@@ -17,3 +17,12 @@ def checked_task(task_dir: str):
     task = load_task(task_dir)
     task.check()
     return task
+
+
+def classification_only(task, method: str) -> None:
+    """Methods not (yet) built for seq2seq tasks refuse them in one line, before any LLM call."""
+    if task.spec.seq2seq:
+        from distill.io import DistillError
+
+        raise DistillError(f"method: {method} supports classification tasks only; task '{task.name}' is seq2seq "
+                           "(use method zerogen, gold or labelled)")

@@ -20,12 +20,14 @@ def run(params: Params, task_dir: str, model_dir: str, metrics_out: str, plot_ou
     task = checked_task(task_dir)
     spec = task.spec
     test, validation = task.load("test"), task.load("validation")
-    gold = [r["label"] for r in test]
     fewshot = task.load("fewshot")  # validate all inputs before any model or LLM call
 
     from distill.students.distributed import train_device
 
     model = load_student(model_dir, train_device(params.train.device))
+    if spec.seq2seq:
+        return evaluate_seq2seq(params, spec, model, test, validation, fewshot, metrics_out, plot_out)
+    gold = [r["label"] for r in test]
     student = model.predict(test, params.evaluate.batch_size)
     student_val = model.predict(validation, params.evaluate.batch_size)
 
@@ -52,3 +54,26 @@ def run(params: Params, task_dir: str, model_dir: str, metrics_out: str, plot_ou
     print(f"evaluate: student accuracy {metrics['student_accuracy']:.4f} (macro-F1 {metrics['student_macro_f1']:.4f}); "
           f"teacher accuracy {metrics['teacher_accuracy']:.4f} on {len(rows)} test rows; on validation.jsonl: student "
           f"{metrics['val_student_accuracy']:.4f}, teacher {metrics['val_teacher_accuracy']:.4f}")
+
+
+def evaluate_seq2seq(params: Params, spec, model, test: list[dict], validation: list[dict], fewshot: list[dict],
+                     metrics_out: str, plot_out: str) -> None:
+    """seq2seq tasks: accuracy = the answer checker (numeric for SVAMP) on greedy answers, the student's and the
+    teacher's (few-shot worked examples, greedy; cached), on test and validation."""
+    from distill.methods.seq2seq import accuracy as checked
+    from distill.synthesis import solve
+
+    target = spec.target.name
+    student, student_val = model.predict(test, params.evaluate.batch_size), model.predict(validation, params.evaluate.batch_size)
+    rows = test[: params.evaluate.teacher_max_examples] if params.evaluate.teacher_max_examples else test
+    teacher = make_teacher(params.teacher)
+    answers = solve(teacher, spec, rows, fewshot, params.teacher, params.seed, desc="teacher on test")
+    val_answers = solve(teacher, spec, validation, fewshot, params.teacher, params.seed, desc="teacher on validation")
+    metrics = {"student_accuracy": checked(spec, student, test), "teacher_accuracy": checked(spec, answers, rows),
+               "n_test": len(test), "teacher_n_test": len(rows), "val_student_accuracy": checked(spec, student_val, validation),
+               "val_teacher_accuracy": checked(spec, val_answers, validation), **llm_metrics(teacher)}
+    write_json(metrics_out, metrics)
+    write_json(plot_out, [{"actual": r[target], "predicted": a} for r, a in zip(test, student)])
+    print(f"evaluate: student accuracy {metrics['student_accuracy']:.4f}, teacher accuracy {metrics['teacher_accuracy']:.4f} "
+          f"on {len(rows)} test rows; on validation.jsonl: student {metrics['val_student_accuracy']:.4f}, teacher "
+          f"{metrics['val_teacher_accuracy']:.4f}")

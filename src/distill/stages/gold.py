@@ -14,9 +14,8 @@ from pathlib import Path
 from distill.config import Params
 from distill.io import atomic_dir, read_json, read_jsonl, write_json, write_jsonl
 from distill.methods.zerogen import template_hash
-from distill.metrics import accuracy
 from distill.stages import checked_task, inactive
-from distill.synthesis import llm_metrics, seen_keys, synthesize
+from distill.synthesis import llm_metrics, seen_keys, synthesize, synthesize_examples
 from distill.tasks import label_counts
 from distill.teachers import make_teacher
 
@@ -32,9 +31,9 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
     if inactive(params, "gold"):
         return _skip(out_dir, metrics_out)
     # torch + transformers load here, not at import: under another method this stage is a ~0.5 s no-op.
-    from distill.methods.gold import energy, energy_stats, iteration_requests, select_feedback
-    from distill.students import train_student
-    from distill.students.model import load_student, new_student, resolve_student
+    from distill.methods.gold import energy_stats, iteration_requests, select_feedback
+    from distill.students import fresh_student, train_student
+    from distill.students.model import load_student
 
     gp, task = params.gold, checked_task(task_dir)
     spec = task.spec
@@ -46,17 +45,27 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
     feedback = read_json(prev / "feedback.json")
 
     # 1. generate this iteration's blocks, with last iteration's feedback as extra demonstrations
-    real = {l: [r[target] for r in fewshot if r["label"] == l] for l in spec.label_names}
-    fb = {l: [f[target] for f in feedback if f["label"] == l] for l in spec.label_names}
-    requests = iteration_requests(spec, k, gp.train_per_iter, gp.val_per_iter, real, contexts, fb, gp.real_demos,
-                                  gp.feedback_ratio, params.prompts.assistant_prefix, params.seed,
-                                  template_hash(spec, params.prompts.assistant_prefix) + "g")
     teacher = make_teacher(params.teacher)
     seen = seen_keys(spec, so_far)
-    new_train, c_train = synthesize(teacher, spec, params, [r for r in requests if r["block"] == "train"], fewshot,
-                                    "llm_gen", k, seen, desc=f"gold {k}: train block")
-    new_val, c_val = synthesize(teacher, spec, params, [r for r in requests if r["block"] == "val"], fewshot,
-                                "llm_val", k, seen, desc=f"gold {k}: val block")
+    if spec.seq2seq:  # worked examples; the feedback examples join the real ones as further demos
+        from distill.methods import seq2seq
+
+        blocks = {b: seq2seq.build_requests(spec, n, fewshot, gp.real_demos, params.seed, f"gold{k}", feedback, gp.feedback_ratio,
+                                            extra, b)
+                  for b, n, extra in (("train", gp.train_per_iter, ""), ("val", gp.val_per_iter, seq2seq.VAL_INSTRUCTION))}
+        new_train, c_train = synthesize_examples(teacher, spec, params, blocks["train"], "llm_gen", k, seen, f"gold {k}: train block")
+        new_val, c_val = synthesize_examples(teacher, spec, params, blocks["val"], "llm_val", k, seen, f"gold {k}: val block")
+        requests = blocks["train"] + blocks["val"]
+    else:
+        real = {l: [r[target] for r in fewshot if r["label"] == l] for l in spec.label_names}
+        fb = {l: [f[target] for f in feedback if f["label"] == l] for l in spec.label_names}
+        requests = iteration_requests(spec, k, gp.train_per_iter, gp.val_per_iter, real, contexts, fb, gp.real_demos,
+                                      gp.feedback_ratio, params.prompts.assistant_prefix, params.seed,
+                                      template_hash(spec, params.prompts.assistant_prefix) + "g")
+        new_train, c_train = synthesize(teacher, spec, params, [r for r in requests if r["block"] == "train"], fewshot,
+                                        "llm_gen", k, seen, desc=f"gold {k}: train block")
+        new_val, c_val = synthesize(teacher, spec, params, [r for r in requests if r["block"] == "val"], fewshot,
+                                    "llm_val", k, seen, desc=f"gold {k}: val block")
     data = so_far + new_train + new_val  # val blocks become training data too, as in the released code
 
     # 2. refresh the student on everything so far (cumulative: continue from the previous student)
@@ -66,25 +75,24 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
         start = load_student(prev / "student")
     if data:
         model, _ = train_student(data, spec.label_names, fields, tp, params.seed + k, task=spec.name, start=start,
-                                 epochs=gp.refresh_epochs)
+                                 epochs=gp.refresh_epochs, spec=spec)
     else:  # nothing to train on yet: the energies come from the untrained student
-        model = start or new_student(resolve_student(tp.model), spec.label_names, fields, params.seed + k, tp.pooling,
-                                     max_length=tp.max_length, task=spec.name)
+        model = start or fresh_student(spec, tp, params.seed + k)
 
-    # 3. energy of the validation block under the refreshed student -> next feedback (per label)
-    energies = energy(model.logits(new_val), gp.energy_T).tolist() if new_val else []
+    # 3. energy of the validation block under the refreshed student (token-level for seq2seq) -> next feedback
+    energies = model.energies(new_val, gp.energy_T, gp.include_pad) if new_val else []
     for r, e in zip(new_val, energies):
         r["meta"]["energy"] = round(e, 5)
     next_feedback = []
-    for label in spec.label_names:
-        idx = [i for i, r in enumerate(new_val) if r["label"] == label]
+    for label in spec.label_names or [None]:  # per label; seq2seq: one group
+        idx = [i for i, r in enumerate(new_val) if r.get("label") == label]
         picked = select_feedback([energies[i] for i in idx], gp.feedback, gp.n_feedback, gp.ood_lo, gp.ood_hi, params.seed + k)
-        next_feedback += [{**{f: new_val[idx[j]][f] for f in fields}, "label": label, "energy": energies[idx[j]], "id": new_val[idx[j]]["id"]}
+        keep = fields + ([spec.target.name] + ([spec.target.equation] if spec.target.equation else []) if spec.seq2seq else ["label"])
+        next_feedback += [{**{f: new_val[idx[j]][f] for f in keep}, "energy": energies[idx[j]], "id": new_val[idx[j]]["id"]}
                           for j in picked]
 
-    val_pred = model.predict(validation)
     metrics = {"iteration": k, "generated": len(new_train) + len(new_val), "total": len(data),
-               "requested": len(requests), "val_accuracy": accuracy([r["label"] for r in validation], val_pred),
+               "requested": len(requests), "val_accuracy": model.accuracy(validation),
                "feedback": len(next_feedback), **energy_stats(energies),
                **{f"train_block.{n}": v for n, v in c_train.items()}, **{f"val_block.{n}": v for n, v in c_val.items()},
                **label_counts(spec, data), **llm_metrics(teacher)}

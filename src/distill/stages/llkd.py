@@ -10,7 +10,7 @@ import random
 
 from distill.config import Params
 from distill.io import write_json, write_jsonl
-from distill.stages import checked_task, inactive
+from distill.stages import checked_task, classification_only, inactive
 from distill.synthesis import classify, llm_metrics
 from distill.tasks import label_counts
 from distill.teachers import make_teacher
@@ -21,6 +21,7 @@ def run(params: Params, task_dir: str, out: str, metrics_out: str) -> None:
     if inactive(params, "llkd"):
         write_jsonl(out, [])
         return write_json(metrics_out, {"skipped": 1})
+    classification_only(task, "llkd")
     spec = task.spec
     pool, fewshot = task.load("unlabeled"), task.load("fewshot")  # validate inputs before any LLM call
     random.Random(params.seed).shuffle(pool)

@@ -15,6 +15,11 @@ def run(params: Params, task_dir: str, out: str) -> None:
     spec = task.spec
     demos = params.prompts.demos_per_prompt if spec.demos_per_prompt is None else spec.demos_per_prompt  # task.yaml wins
     fewshot = task.load("fewshot") if demos else []
+    if spec.seq2seq:  # input + worked answer examples: n_per_label requests in all (there are no labels)
+        from distill.methods import seq2seq
+
+        n = write_jsonl(out, seq2seq.build_requests(spec, params.generate.n_per_label, fewshot, demos, params.seed, "zerogen"))
+        return print(f"prompts: wrote {n} requests ({demos} real examples in each) to {out}")
     contexts = []
     if spec.kind == "pair":  # condition on real first texts (premises), as ZeroGen does for NLI
         contexts = [r[spec.fields[0].name] for r in task.load("unlabeled")]

@@ -14,7 +14,7 @@ from distill.io import atomic_dir, read_jsonl, write_json, write_jsonl
 from distill.methods.s3 import extrapolation_requests, parse_rationales, rationale_messages, seed_requests
 from distill.methods.zerogen import make_request, template_hash
 from distill.metrics import accuracy
-from distill.stages import checked_task, inactive
+from distill.stages import checked_task, classification_only, inactive
 from distill.synthesis import llm_metrics, seen_keys, synthesize
 from distill.tasks import label_counts
 from distill.teachers import Decoding, GenRequest, make_teacher
@@ -33,6 +33,7 @@ def seed(params: Params, task_dir: str, out_dir: str, metrics_out: str) -> None:
     if inactive(params, "s3"):
         return _write(out_dir, metrics_out, [], {"skipped": 1})
     task, sp = checked_task(task_dir), params.s3
+    classification_only(task, "s3")
     spec = task.spec
     fewshot = task.load("fewshot")  # validate inputs before any LLM call (used by the label check)
     contexts = [r[spec.fields[0].name] for r in task.load("unlabeled")] if spec.kind == "pair" else []

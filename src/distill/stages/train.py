@@ -26,7 +26,7 @@ def run(params: Params, task_dir: str, data_path: str, model_out: str, metrics_o
     t0 = time.perf_counter()
     student, history = train_student(rows, spec.label_names, spec.field_names, cfg, params.seed, task=spec.name,
                                      loss_fn=method.loss(params), selector=method.selector(params, rows, spec),
-                                     select_rows=select)
+                                     select_rows=select, spec=spec)
     if not distributed.is_main():  # under `accelerate launch` with N processes: rank 0 writes
         return
     with atomic_dir(model_out) as tmp:

@@ -11,16 +11,28 @@ from distill.io import DistillError
 
 def train_student(rows: list[dict[str, Any]], labels: Sequence[str], fields: Sequence[str], cfg, seed: int, *, task: str = "",
                   start=None, loss_fn=None, selector=None, select_rows: Sequence[dict] = (), epochs: int | None = None,
-                  lr: float | None = None, log: Callable[[str], None] = print):
+                  lr: float | None = None, log: Callable[[str], None] = print, spec=None):
     """Train a student on `rows` with the recipe cfg.recipe -> (Student, per-epoch history).
 
     start: a Student to continue from (GOLD's cumulative refresh) instead of a fresh head on cfg.model.
     loss_fn / selector / epochs / lr: a method's hooks (GOLD's SCE and schedules, LLKD's online selection).
+    spec: the task spec; a seq2seq task's student is a causal LM (students/generator.py, cfg.lm_model) trained by the
+    same loop on its own token loss (its loss is the token cross-entropy: a classifier's loss such as GOLD's SCE does not apply; an online selector is refused).
     """
     from distill.students.model import new_student, resolve_student
 
     if not rows:
         raise DistillError("no training data: every sample was filtered out (see the data stages' metrics)")
+    if spec is not None and spec.seq2seq:
+        if selector is not None or cfg.recipe != "finetune":
+            raise DistillError(f"task {spec.name} is seq2seq: its causal-LM student trains with train.recipe: finetune and "
+                               "no online selection (LLKD)")
+        from distill.students.finetune import finetune, sequence_loss
+        from distill.students.generator import new_generator, resolve_lm
+
+        cfg = cfg.model_copy(update={"batch_size": cfg.lm_batch_size, "lr": cfg.lm_lr, "min_steps": cfg.lm_min_steps})
+        student = start or new_generator(resolve_lm(cfg.lm_model), spec, seed, cfg.lm_max_length)
+        return student, finetune(student, rows, cfg, seed, sequence_loss, None, select_rows, log, epochs, lr, probe=False)
     if cfg.recipe == "setfit":
         if selector is not None or loss_fn is not None:
             raise DistillError("train.recipe: setfit has no per-batch loss or online selection (GOLD's SCE, LLKD): "
@@ -38,3 +50,15 @@ def train_student(rows: list[dict[str, Any]], labels: Sequence[str], fields: Seq
     history = finetune(student, rows, cfg, seed, loss_fn or soft_cross_entropy, selector, select_rows, log, epochs, lr,
                        probe=start is None)  # a continued student keeps its head
     return student, history
+
+
+def fresh_student(spec, cfg, seed: int):
+    """An untrained student for the task (GOLD's iteration 1 scores energies before any data exists)."""
+    if spec.seq2seq:
+        from distill.students.generator import new_generator, resolve_lm
+
+        return new_generator(resolve_lm(cfg.lm_model), spec, seed, cfg.lm_max_length)
+    from distill.students.model import new_student, resolve_student
+
+    return new_student(resolve_student(cfg.model), spec.label_names, spec.field_names, seed, cfg.pooling,
+                       max_length=cfg.max_length, task=spec.name)

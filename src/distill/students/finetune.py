@@ -75,9 +75,9 @@ def fit_head(student, rows: Sequence[dict[str, Any]], targets: torch.Tensor, wei
     student.head.load_state_dict(head.state_dict())
 
 
-def accuracy_on(student, rows: Sequence[dict[str, Any]]) -> float:
-    pred = student.predict(rows)
-    return sum(p == r["label"] for p, r in zip(pred, rows)) / max(len(rows), 1)
+def sequence_loss(per_row: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The generative student's loss: its forward pass gives each row's mean token NLL; weighted mean over rows."""
+    return (per_row * weights).sum() / weights.sum().clamp(min=1e-8)
 
 
 def finetune(student, rows: list[dict[str, Any]], cfg, seed: int, loss_fn: Loss = soft_cross_entropy,
@@ -98,17 +98,16 @@ def finetune(student, rows: list[dict[str, Any]], cfg, seed: int, loss_fn: Loss 
     device = distributed.train_device(cfg.device)
     amp = resolve_dtype(distributed.launcher_precision(cfg.precision), device, training=True)
     student.to(device)
-    targets = target_rows(rows, student.labels, cfg.targets, cfg.kd_temperature)
+    generative = getattr(student, "generative", False)  # seq2seq: a causal LM whose forward gives per-row losses
+    targets = torch.zeros(len(rows), 1) if generative else target_rows(rows, student.labels, cfg.targets, cfg.kd_temperature)
     weights = torch.tensor([float(r.get("weight", 1.0)) for r in rows])
-    if probe and cfg.head_init == "probe":
+    if probe and cfg.head_init == "probe" and not generative:
         fit_head(student, rows, targets, weights)  # on the CPU: one L-BFGS fit of a [K, H] matrix
     targets, weights = targets.to(device), weights.to(device)
     scaler = torch.amp.GradScaler(device.split(":")[0], enabled=amp == torch.float16)  # float16 needs loss scaling
     n_epochs, total = schedule(len(rows), cfg.batch_size, epochs or cfg.epochs, cfg.min_steps)
     body_lr = lr or cfg.lr
-    opt = torch.optim.AdamW([{"params": student.encoder.parameters(), "lr": body_lr},
-                             {"params": student.head.parameters(), "lr": body_lr * cfg.head_lr_scale}],
-                            weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(student.param_groups(body_lr, cfg.head_lr_scale), weight_decay=cfg.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
     best, best_state, history = -1.0, None, []
     with distributed.data_parallel(student, device) as model:  # `student` itself unless launched with N processes
@@ -140,7 +139,7 @@ def finetune(student, rows: list[dict[str, Any]], cfg, seed: int, loss_fn: Loss 
             record = {"epoch": epoch, "train_loss": seen_loss / max(seen, 1), "seconds": time.perf_counter() - t0,
                       **(selector.epoch_stats() if selector is not None else {})}
             if select_rows:
-                record["select_accuracy"] = accuracy_on(student, select_rows)
+                record["select_accuracy"] = student.accuracy(select_rows)
                 if record["select_accuracy"] > best:
                     best, best_state = record["select_accuracy"], copy.deepcopy(student.state_dict())
             history.append(record)

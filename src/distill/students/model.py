@@ -70,6 +70,9 @@ class Student(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.head(self.embed(batch))
 
+    def param_groups(self, lr: float, head_lr_scale: float) -> list[dict]:
+        return [{"params": self.encoder.parameters(), "lr": lr}, {"params": self.head.parameters(), "lr": lr * head_lr_scale}]
+
     # -- inference -----------------------------------------------------------------------------------
     @torch.no_grad()
     def _map(self, fn, rows: Sequence[dict[str, Any]], width: int, batch_size: int) -> torch.Tensor:
@@ -94,6 +97,15 @@ class Student(nn.Module):
 
     def predict(self, rows: Sequence[dict[str, Any]], batch_size: int = 64) -> list[str]:
         return [self.labels[i] for i in self.logits(rows, batch_size).argmax(-1).tolist()]
+
+    def energies(self, rows: Sequence[dict[str, Any]], T: float = 1.0, include_pad: bool = True) -> list[float]:
+        """GOLD's energy of each row under this classifier (methods/gold.energy; include_pad: seq2seq only)."""
+        from distill.methods.gold import energy
+
+        return energy(self.logits(rows), T).tolist()
+
+    def accuracy(self, rows: Sequence[dict[str, Any]]) -> float:
+        return sum(p == r["label"] for p, r in zip(self.predict(rows), rows)) / max(len(rows), 1)
 
     # -- persistence ---------------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> None:
@@ -129,6 +141,10 @@ def load_student(path: str | Path, device: str = "cpu") -> Student:
     from safetensors.torch import load_file
 
     path = Path(path)
+    if (path / META).is_file() and (meta := json.loads((path / META).read_text())).get("kind") == "generator":
+        from distill.students.generator import load_generator  # a seq2seq task's causal-LM student
+
+        return load_generator(path, meta, device)
     if not (path / META).is_file() or not (path / HEAD).is_file():
         raise DistillError(f"{path}: not a distill student folder (no {META} / {HEAD})")
     meta = json.loads((path / META).read_text())

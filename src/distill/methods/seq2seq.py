@@ -1,0 +1,145 @@
+"""seq2seq tasks (SVAMP): how an example is written in prompts and for the student, what the teacher is asked, and
+how an answer is read back and checked. Pure functions of the task spec; no model.
+
+One example is written as blocks, the same everywhere (generation demos, teacher solving, the student's text):
+
+    Problem: <input>
+    Equation: <equation>        (tasks with an equation field: the worked step, evaluated safely, never `eval`)
+    Answer: <target>
+
+The student reads `Problem: <input>` and writes the rest; its answer is the value of the equation it wrote when that
+equation evaluates, else the number (or text) after `Answer:`. The teacher is read the same way, so both are held
+to one checker (task.yaml `target.check`: numeric or exact).
+"""
+from __future__ import annotations
+
+import random
+import re
+from typing import Any
+
+from distill.methods.arith import ArithError, format_number, normalize_equation, numeric_match, parse_number, parse_sample, safe_eval
+from distill.methods.zerogen import make_request, normalise, template_hash
+from distill.tasks import TaskSpec
+
+VAL_INSTRUCTION = "The new problem must be significantly different from the examples above: a new situation, new numbers."
+
+
+def source_text(spec: TaskSpec, row: dict[str, Any]) -> str:
+    """What the student and the teacher read: the input line, ending where the answer starts."""
+    field = spec.fields[0]
+    return f"{field.display}: {' '.join(str(row[field.name]).split())}\n"
+
+
+def completion_text(spec: TaskSpec, row: dict[str, Any]) -> str:
+    """What the student learns to write after `source_text`: the equation (if the task has one) and the answer."""
+    t = spec.target
+    eq = row.get(t.equation) if t.equation else None
+    answer = f"{t.display}: {row[t.name]}"
+    return f"Equation: {eq}\n{answer}" if eq else answer
+
+
+def example_block(spec: TaskSpec, row: dict[str, Any]) -> str:
+    return source_text(spec, row) + completion_text(spec, row)
+
+
+def first_block(text: str, spec: TaskSpec) -> str:
+    """A model's continuation up to where it starts a new example (a blank line or the next input line)."""
+    text = re.split(rf"\n\s*\n|\n{re.escape(spec.fields[0].display)}:", text, maxsplit=1)[0]
+    return text.strip()
+
+
+def answer_of(spec: TaskSpec, text: str) -> str:
+    """The answer a model wrote: its equation's value where it evaluates (numeric tasks), else what follows the
+    answer line (or, numeric, the last number anywhere). '' when there is none."""
+    text = first_block(text, spec)
+    t = spec.target
+    if t.check == "numeric":
+        eq = re.search(r"(?im)^\s*Equation\s*:\s*(.+)$", text)
+        if eq:
+            try:
+                return format_number(safe_eval(normalize_equation(eq.group(1))))
+            except ArithError:
+                pass
+        line = re.search(rf"(?im)^\s*{re.escape(t.display)}\s*:\s*(.+)$", text)
+        n = parse_number(line.group(1) if line else text)
+        return format_number(n) if n is not None else ""
+    line = re.search(rf"(?im)^\s*{re.escape(t.display)}\s*:\s*(.+)$", text)
+    return " ".join((line.group(1) if line else text.split("\n")[-1]).split())
+
+
+def is_correct(spec: TaskSpec, answer: str, target: str) -> bool:
+    if spec.target.check == "numeric":
+        return numeric_match(answer, target)
+    return normalise(answer) == normalise(target)
+
+
+def accuracy(spec: TaskSpec, answers: list[str], rows: list[dict[str, Any]]) -> float:
+    return sum(is_correct(spec, a, r[spec.target.name]) for a, r in zip(answers, rows)) / max(len(rows), 1)
+
+
+# -- the teacher solving (few-shot) ----------------------------------------------------------------------------------
+def solve_messages(spec: TaskSpec, demos: list[dict[str, Any]], row: dict[str, Any]) -> tuple[list[tuple[str, str]], str]:
+    """(chat prompt, answer prefix): the task's instruction, worked demos, the problem; the answer is pre-filled
+    with the first completion word so the model writes the equation (or answer) straight away."""
+    blocks = "\n\n".join(example_block(spec, d) for d in demos)
+    content = f"{spec.instruction}\n\n{blocks}\n\n{source_text(spec, row).strip()}"
+    return [("user", content)], ("Equation:" if spec.target.equation else f"{spec.target.display}:")
+
+
+# -- generation of new examples (ZeroGen-style, GOLD's iterations) ---------------------------------------------------
+def generation_messages(spec: TaskSpec, demos: list[dict[str, Any]], extra: str = "") -> list[tuple[str, str]]:
+    """Ask for one new example in the demos' format; the answer is pre-filled with the input's display name."""
+    what = spec.fields[0].description
+    fmt = ", ".join([spec.fields[0].display] + (["Equation"] if spec.target.equation else []) + [spec.target.display])
+    blocks = "\n\n".join(example_block(spec, d) for d in demos)
+    intro = f"{spec.instruction}\n\nExamples:\n\n{blocks}\n\n" if demos else f"{spec.instruction}\n\n"
+    return [("user", f"{intro}Write one new example: {what}, in the same format ({fmt}).{' ' + extra if extra else ''}")]
+
+
+def gen_prefix(spec: TaskSpec) -> str:
+    return f"{spec.fields[0].display}:"
+
+
+def build_requests(spec: TaskSpec, n: int, fewshot: list[dict[str, Any]], demos_per_prompt: int, seed: int,
+                   tag: str = "", feedback: list[dict[str, Any]] = (), feedback_ratio: float = 0.0, extra: str = "",
+                   block: str = "") -> list[dict[str, Any]]:
+    """n generation requests, each showing `demos_per_prompt` real examples (and, in a `feedback_ratio` share, the
+    feedback examples after them, as GOLD appends its feedback). Stable ids and per-request seeds."""
+    rng = random.Random(f"{seed}-{tag}{block}")
+    prefix = gen_prefix(spec)
+    thash = template_hash(spec, prefix) + "s"
+    rows = []
+    for j in range(n):
+        demos = rng.sample(fewshot, min(demos_per_prompt, len(fewshot)))
+        if feedback and rng.random() < feedback_ratio:
+            demos = demos + list(feedback)
+        messages = generation_messages(spec, demos, extra if demos else "")
+        shown = [d[spec.fields[0].name] for d in demos]
+        row = make_request(thash, f"{thash}-{tag}{block}-{j}", "", None, messages, prefix, seed, shown)
+        rows.append({**row, "block": block} if block else row)
+    return rows
+
+
+def parse_generated(spec: TaskSpec, raw: str) -> tuple[dict[str, str] | None, str]:
+    """A generated example (the text after the input's display name) -> ({input field, target, equation}, 'ok') or
+    (None, reject reason). Equation tasks: methods.md §2.8 (arith.parse_sample); others: the input and answer lines."""
+    field, t = spec.fields[0], spec.target
+    text = f"{field.display}: " + first_block(raw, spec)
+    if t.equation:
+        if field.display != "Problem":  # parse_sample reads Problem / Equation / Answer lines
+            text = text.replace(f"{field.display}:", "Problem:", 1)
+        if t.display != "Answer":
+            text = re.sub(rf"(?im)^\s*{re.escape(t.display)}\s*:", "Answer:", text)
+        sample, why = parse_sample(text)
+        if sample is None:
+            return None, why
+        return {field.name: sample["input"], t.equation: sample["equation"], t.name: sample["target"]}, "ok"
+    m = re.match(rf"\s*{re.escape(field.display)}\s*:\s*(.+?)\n\s*{re.escape(t.display)}\s*:\s*(.+)", text, re.S)
+    if not m:
+        return None, f"missing_{t.display.lower()}"
+    source, answer = " ".join(m.group(1).split()), " ".join(m.group(2).split("\n")[0].split())
+    if not source or not answer:
+        return None, "empty"
+    if t.check == "numeric" and parse_number(answer) is None:
+        return None, "answer_not_a_number"
+    return {field.name: source, t.name: answer}, "ok"

@@ -1,0 +1,163 @@
+"""seq2seq tasks (SVAMP): the spec, prompts and answer reading (pure), the causal-LM student (tiny random Llama), and
+every stage of zerogen / gold / labelled on a word-problem task with the fake LLM."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import REPO, make_toy_seq2seq, write_params
+from distill.io import DistillError
+from distill.methods import seq2seq
+from distill.tasks import TaskSpec, load_task
+
+SVAMP = load_task(REPO / "data/tasks/svamp").spec
+ROW = {"input": "Ann has 3 pens and buys 4 more . How many pens ?", "target": "7", "equation": "( 3 + 4 )"}
+
+
+def test_spec_kinds_are_checked():
+    assert SVAMP.seq2seq and SVAMP.label_names == [] and SVAMP.target.check == "numeric"
+    with pytest.raises(ValueError, match="needs a target"):
+        TaskSpec(kind="seq2seq", instruction="x", fields=[{"name": "input", "display": "P", "description": "d"}])
+    with pytest.raises(ValueError, match="at least 2 labels"):
+        TaskSpec(kind="single", instruction="x", fields=[{"name": "text", "display": "T", "description": "d"}])
+
+
+def test_inferred_and_checked_seq2seq_folder(tmp_path):
+    root = make_toy_seq2seq(tmp_path)
+    (root / "task.yaml").unlink()
+    spec = load_task(root, quiet=True).spec
+    assert spec.seq2seq and spec.target.equation == "equation" and spec.target.check == "numeric"
+    assert load_task(root).check()["test"] == 12
+    lines = (root / "test.jsonl").read_text().splitlines()
+    lines[1] = json.dumps({"input": "no answer here"})
+    (root / "test.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DistillError, match=r"test.jsonl:2: missing or empty field 'target'"):
+        load_task(root, quiet=True).check()
+
+
+def test_written_forms_and_answers():
+    assert seq2seq.example_block(SVAMP, ROW) == f"Problem: {ROW['input']}\nEquation: ( 3 + 4 )\nAnswer: 7"
+    # the equation's value wins over the written answer; a bad equation falls back to the answer line
+    assert seq2seq.answer_of(SVAMP, "Equation: ( 3 + 4 )\nAnswer: 8") == "7"
+    assert seq2seq.answer_of(SVAMP, "Equation: three plus four\nAnswer: 7.0 pens") == "7"
+    assert seq2seq.answer_of(SVAMP, "Equation: 12 / 4\n\nProblem: next one 99") == "3"  # cut at the next example
+    assert seq2seq.answer_of(SVAMP, "Answer: 5\nProblem: 99 more") == "5"
+    assert seq2seq.answer_of(SVAMP, "no idea") == ""
+    assert seq2seq.is_correct(SVAMP, "7", "7.0") and not seq2seq.is_correct(SVAMP, "", "7")
+    exact = SVAMP.model_copy(update={"target": SVAMP.target.model_copy(update={"check": "exact", "equation": None})})
+    assert seq2seq.answer_of(exact, "Answer:  Paris \nmore") == "Paris" and seq2seq.is_correct(exact, "paris", "Paris")
+
+
+def test_generated_examples_are_parsed_and_checked():
+    ok, why = seq2seq.parse_generated(SVAMP, " Ann has 3 pens and buys 4 more. How many?\nEquation: 3 x 4\nAnswer: 12\n\nProblem: x")
+    assert why == "ok" and ok == {"input": "Ann has 3 pens and buys 4 more. How many?", "equation": "3 * 4", "target": "12"}
+    assert seq2seq.parse_generated(SVAMP, " Ann has 3 pens and 4 more?\nEquation: 3 + 4\nAnswer: 8")[1] == "answer_disagrees_with_equation"
+    assert seq2seq.parse_generated(SVAMP, " Ann has 3 pens and 4 more?\nEquation: __import__('os')\nAnswer: 8")[1] == "equation_not_arithmetic"
+    reqs = seq2seq.build_requests(SVAMP, 6, [ROW, {**ROW, "input": "other"}], 2, 0, "t", feedback=[{**ROW, "input": "fb"}],
+                                  feedback_ratio=1.0, block="val", extra=seq2seq.VAL_INSTRUCTION)
+    assert len(reqs) == 6 and len({r["id"] for r in reqs}) == 6 and all(r["block"] == "val" for r in reqs)
+    text = reqs[0]["messages"][0][1]
+    assert "Problem: fb" in text and seq2seq.VAL_INSTRUCTION in text and reqs[0]["prefix"] == "Problem:"
+    assert reqs == seq2seq.build_requests(SVAMP, 6, [ROW, {**ROW, "input": "other"}], 2, 0, "t", feedback=[{**ROW, "input": "fb"}],
+                                          feedback_ratio=1.0, block="val", extra=seq2seq.VAL_INSTRUCTION)
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(tiny_llm):
+    from distill.students.generator import new_generator
+
+    return new_generator(tiny_llm, SVAMP, seed=0, max_length=64)
+
+
+def test_generator_learns_only_the_written_part(tiny_generator):
+    batch = tiny_generator.encode([ROW, {**ROW, "input": "short?"}])
+    labels = batch["labels"]
+    tok = tiny_generator.tokenizer
+    written = tok.decode(labels[0][labels[0] != -100])
+    assert written.startswith("Equation: ( 3 + 4 )\nAnswer: 7") and "Problem" not in written
+    assert (labels[1] != -100).sum() == (labels[0] != -100).sum()  # same answer, same written tokens
+    per_row = tiny_generator(batch)
+    assert per_row.shape == (2,) and torch.isfinite(per_row).all()
+
+
+def test_token_energy_includes_or_masks_padding(tiny_generator):
+    short, long_ = ROW, {**ROW, "equation": "( ( 3 + 4 ) * 10 - 2 ) / 4", "target": "17"}
+    alone = tiny_generator.energies([short], include_pad=False)[0]
+    masked = tiny_generator.energies([short, long_], include_pad=False)
+    padded = tiny_generator.energies([short, long_], include_pad=True)
+    assert masked[0] == pytest.approx(alone, abs=1e-4)  # masking: a row's energy does not depend on its batch
+    assert padded[0] != pytest.approx(masked[0], abs=1e-4)  # included: the padding after the short answer counts
+    assert padded[1] == pytest.approx(masked[1], abs=1e-4)  # the longest row has no padding
+
+
+def test_generator_trains_saves_and_loads(tiny_llm, tmp_path):
+    from distill.config import TrainParams
+    from distill.students import train_student
+    from distill.students.model import load_student
+
+    rows = [{**ROW, "input": f"Ann has {a} pens and buys {b} more ?", "target": str(a + b), "equation": f"( {a} + {b} )"}
+            for a, b in [(3, 4), (10, 2), (5, 5), (7, 1)]]
+    cfg = TrainParams(lm_model=str(tiny_llm), epochs=3, lm_batch_size=2, lm_lr=1e-3, lm_max_length=64)
+    student, history = train_student(rows, [], ["input"], cfg, 0, spec=SVAMP, select_rows=rows[:2])
+    assert len(history) == 3 and history[-1]["train_loss"] < history[0]["train_loss"] and "select_accuracy" in history[0]
+    student.save_pretrained(tmp_path / "s")
+    again = load_student(tmp_path / "s")
+    assert again.generative and again.write(rows[:2]) == student.write(rows[:2])
+    with pytest.raises(DistillError, match="seq2seq"):
+        train_student(rows, [], ["input"], cfg, 0, spec=SVAMP, selector=lambda b, l: None)
+
+
+def test_seq2seq_stages_with_the_fake_llm(tmp_path, tiny_llm, fake_backend, monkeypatch):
+    """zerogen then gold on a word-problem task: examples parsed and checked (disagreeing answers rejected), the
+    causal-LM student trained, evaluated with the numeric checker against the teacher, registered with the
+    transformers flavour; s3 and llkd refuse the task in one line."""
+    import mlflow
+    import yaml
+
+    from distill.config import Params
+    from distill.stages import assemble, evaluate, generate, gold, gold_start, llkd, prompts, register, train
+
+    task = str(make_toy_seq2seq(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    for method in ("zerogen", "gold"):
+        params = Params.model_validate(yaml.safe_load(write_params(
+            tmp_path / "params.yaml", task="sums", method=method, generate={"n_per_label": 10},
+            train={"lm_model": str(tiny_llm), "epochs": 1, "lm_batch_size": 4, "lm_max_length": 64},
+            gold={"iterations": [{"i": 1, "prev": 0}], "train_per_iter": 6, "val_per_iter": 4, "refresh_epochs": 1},
+            evaluate={"teacher_max_examples": 6}).read_text()))
+        prompts.run(params, task, "w/prompts.jsonl")
+        generate.run(params, task, "w/prompts.jsonl", "w/generated.jsonl", "m/generate.json")
+        gold_start.run("g/iter_0")
+        gold.iterate(params, task, 1, "g/iter_0", "g/iter_1", "m/g1.json")
+        assemble.run(params, task, "w/generated.jsonl", "g", "w/train.jsonl", "m/data.json", "p.tsv", "w/pseudo.jsonl", "s")
+        train.run(params, task, "w/train.jsonl", "models/student", "m/train.json")
+        evaluate.run(params, task, "models/student", "m/metrics.json", "p/confusion.json")
+        metrics = json.loads((tmp_path / "m/metrics.json").read_text())
+        assert metrics["teacher_accuracy"] == 1.0 and metrics["teacher_n_test"] == 6  # the fake teacher adds correctly
+        assert 0.0 <= metrics["student_accuracy"] <= 1.0 and "val_student_accuracy" in metrics
+        rows = [json.loads(l) for l in (tmp_path / "w/train.jsonl").read_text().splitlines()]
+        generated = [r for r in rows if r["source"] != "fewshot"]
+        assert generated and all(str(eval(r["equation"])) == r["target"] for r in generated)  # noqa: S307 (test data)
+        assert sum(r["source"] == "fewshot" for r in rows) == 4
+        if method == "zerogen":
+            m = json.loads((tmp_path / "m/generate.json").read_text())
+            assert m["kept"] + sum(v for k, v in m.items() if k.startswith("rejected.")) == 10
+            assert m.get("rejected.answer_disagrees_with_equation", 0) >= 1
+        else:
+            g1 = json.loads((tmp_path / "m/g1.json").read_text())
+            assert g1["feedback"] >= 1 and "energy_mean" in g1
+            fb = json.loads((tmp_path / "g/iter_1/feedback.json").read_text())
+            assert {"input", "target", "equation", "energy"} <= set(fb[0])
+    register.run(params, "w/train.jsonl", "models/student", ["m/metrics.json"], "w/registered.json")
+    out = json.loads((tmp_path / "w/registered.json").read_text())
+    assert out["model_name"] == "distill-sums" and out["alias"] == "champion"
+    loaded = mlflow.transformers.load_model("models:/distill-sums@champion", return_type="components")
+    assert type(loaded["model"]).__name__ == "LlamaForCausalLM"
+    written = mlflow.pyfunc.load_model("models:/distill-sums@champion").predict(["Ann has 3 pens and buys 4 more ?"])
+    assert len(written) == 1 and isinstance(written[0], str)  # the pyfunc writes for a bare problem (template logged)
+    for method, stage in (("llkd", lambda p: llkd.run(p, task, "w/pseudo.jsonl", "m/llkd.json")),):
+        p = params.model_copy(update={"method": method})
+        with pytest.raises(DistillError, match="classification tasks only"):
+            stage(p)
