@@ -77,10 +77,14 @@ def synthesize_examples(
     """seq2seq tasks: sample one (input, [equation,] answer) example per request and keep those that parse and check
     (methods/seq2seq.parse_generated: the equation evaluates safely and the answer is its value), are questions where
     the task's inputs are, repeat no demo and no earlier example. Returns rows and counts per rejection reason."""
+    from dataclasses import replace
+
     from distill.methods.seq2seq import parse_generated
 
     g = params.generate
     decoding = decoding_of(g)
+    if spec.max_new_tokens:  # a worked example is longer than a sentence: the task says how long
+        decoding = replace(decoding, max_new_tokens=spec.max_new_tokens)
     answers = teacher.generate([GenRequest(messages=tuple(map(tuple, r["messages"])), prefix=r["prefix"], seed=r["seed"])
                                 for r in requests], decoding, params.teacher.batch_size, desc=desc)
     field = spec.fields[0]

@@ -61,6 +61,9 @@ class TaskSpec(_Strict):
     demos_per_prompt: int | None = Field(
         None, ge=0, description="real same-label examples (fewshot.jsonl) in each generation prompt of this task; "
         "overrides prompts.demos_per_prompt (None = use it). Inferred specs show 3: their label descriptions are generic")
+    max_new_tokens: int | None = Field(
+        None, gt=0, description="tokens the teacher may write per generated example of this task; overrides "
+        "generate.max_new_tokens (None = use it). A worked word problem needs ~100, a review sentence 48")
 
     @model_validator(mode="after")
     def _check(self) -> "TaskSpec":
@@ -240,7 +243,7 @@ def infer_seq2seq(root: Path, rows: list[dict], quiet: bool) -> TaskSpec:
               "answer check); `distill add-task` writes one to edit", file=sys.stderr)
     return TaskSpec(kind="seq2seq", instruction="Answer each input.", fields=[
         FieldSpec(name="input", display="Problem" if equation else "Input", description=what, form=form)],
-        target=TargetSpec(equation=equation, check="numeric" if numeric else "exact"), demos_per_prompt=3)
+        target=TargetSpec(equation=equation, check="numeric" if numeric else "exact"), demos_per_prompt=3, max_new_tokens=128)
 
 
 def add_task(src: str | Path, dest_root: str | Path = "data/tasks", name: str | None = None, force: bool = False) -> Path:

@@ -59,19 +59,21 @@ def run(params: Params, task_dir: str, model_dir: str, metrics_out: str, plot_ou
 def evaluate_seq2seq(params: Params, spec, model, test: list[dict], validation: list[dict], fewshot: list[dict],
                      metrics_out: str, plot_out: str) -> None:
     """seq2seq tasks: accuracy = the answer checker (numeric for SVAMP) on greedy answers, the student's and the
-    teacher's (few-shot worked examples, greedy; cached), on test and validation."""
+    teacher's (few-shot worked examples, greedy; cached), on test and validation. The teacher writes here (it only
+    scores labels on classification tasks), so `evaluate.teacher_max_examples` caps its validation rows too."""
     from distill.methods.seq2seq import accuracy as checked
     from distill.synthesis import solve
 
     target = spec.target.name
     student, student_val = model.predict(test, params.evaluate.batch_size), model.predict(validation, params.evaluate.batch_size)
-    rows = test[: params.evaluate.teacher_max_examples] if params.evaluate.teacher_max_examples else test
+    cap = params.evaluate.teacher_max_examples
+    rows, val_rows = (test[:cap], validation[:cap]) if cap else (test, validation)
     teacher = make_teacher(params.teacher)
     answers = solve(teacher, spec, rows, fewshot, params.teacher, params.seed, desc="teacher on test")
-    val_answers = solve(teacher, spec, validation, fewshot, params.teacher, params.seed, desc="teacher on validation")
+    val_answers = solve(teacher, spec, val_rows, fewshot, params.teacher, params.seed, desc="teacher on validation")
     metrics = {"student_accuracy": checked(spec, student, test), "teacher_accuracy": checked(spec, answers, rows),
                "n_test": len(test), "teacher_n_test": len(rows), "val_student_accuracy": checked(spec, student_val, validation),
-               "val_teacher_accuracy": checked(spec, val_answers, validation), **llm_metrics(teacher)}
+               "val_teacher_accuracy": checked(spec, val_answers, val_rows), "val_teacher_n": len(val_rows), **llm_metrics(teacher)}
     write_json(metrics_out, metrics)
     write_json(plot_out, [{"actual": r[target], "predicted": a} for r, a in zip(test, student)])
     print(f"evaluate: student accuracy {metrics['student_accuracy']:.4f}, teacher accuracy {metrics['teacher_accuracy']:.4f} "
