@@ -61,7 +61,7 @@ def all_params(node, found):
     return found
 
 
-def test_dvc_repro_exp_and_registry(tmp_path):
+def test_dvc_repro_exp_and_registry(tmp_path, tiny_llm):
     repo = tmp_path / "repo"
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     for f in files:
@@ -154,6 +154,24 @@ def test_dvc_repro_exp_and_registry(tmp_path):
     reg = json.loads((repo / "data/work/registered.json").read_text())
     run = mlflow.get_run(reg["run_id"])
     assert run.data.tags["method"] == "llkd" and "epoch.selected_fraction" in run.data.metrics
+
+    # A seq2seq task: SVAMP word problems under GOLD (issue 16's acceptance command). The teacher writes worked examples
+    # (checked by the safe evaluator), the student is a causal LM (a tiny random Llama here, SmolLM2-135M by default)
+    # refreshed each iteration and scored by token-level energy; answers are checked numerically; the registry holds
+    # a transformers-flavour text-generation model.
+    out = sh("dvc", "exp", "run", "-S", "task=svamp", "-S", "method=gold", "-S", f"train.lm_model={tiny_llm}",
+             "-S", "evaluate.teacher_max_examples=4", cwd=repo, env=env)
+    for stage in ("check_task", "gold_iter@0", "gold_iter@1", "assemble", "train", "evaluate", "register"):
+        assert f"Running stage '{stage}'" in out
+    metrics = json.loads((repo / "metrics/metrics.json").read_text())
+    assert metrics["n_test"] == 1000 and metrics["teacher_n_test"] == 4 and 0 <= metrics["student_accuracy"] <= 1
+    g2 = json.loads((repo / "metrics/gold/iter_2.json").read_text())
+    assert g2["requested"] == 8 and 0 <= g2["val_accuracy"] <= 1
+    train_rows = [json.loads(l) for l in (repo / "data/work/train.jsonl").read_text().splitlines()]
+    assert sum(r["source"] == "fewshot" for r in train_rows) == 8 and all("target" in r for r in train_rows)
+    reg = json.loads((repo / "data/work/registered.json").read_text())
+    assert reg["model_name"] == "distill-svamp"
+    assert "transformers" in mlflow.models.get_model_info("models:/distill-svamp@champion").flavors
 
     # `distill compare` on a task folder this test writes (never seen by the project) and a broken copy of it: one
     # named queued experiment per combination, two at a time, in temporary copies (.dvc/tmp/exps/...) that share
