@@ -93,51 +93,37 @@ def write_jsonl(path: Path, rows) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+def write_task(root: Path, spec_from: str, row, sizes: dict[str, int]) -> Path:
+    """A task folder: `spec_from`'s task.yaml and one JSONL file per split, rows from row(i, labelled)."""
+    root.mkdir(parents=True)
+    shutil.copy(REPO / "data/tasks" / spec_from / "task.yaml", root / "task.yaml")
+    for split, n in sizes.items():
+        write_jsonl(root / f"{split}.jsonl", [row(i, split != "unlabeled") for i in range(n)])
+    return root
+
+
 def make_toy_task(parent: Path) -> Path:
     """A small sentiment task folder in the standard format (no code knows its name): `parent`/tasks/toy."""
-    root = parent / "tasks" / "toy"
-    root.mkdir(parents=True)
-    shutil.copy(REPO / "data/tasks/sst2/task.yaml", root / "task.yaml")
     rng = random.Random(0)
 
-    def rows(n, labelled=True):
-        out = []
-        for i in range(n):
-            label = ["negative", "positive"][i % 2]
-            words = NEGATIVE if label == "negative" else POSITIVE
-            row = {"text": f"a {rng.choice(words)} and {rng.choice(words)} movie {i}"}
-            if labelled:
-                row["label"] = label
-            out.append(row)
-        return out
+    def row(i, labelled):
+        label = ["negative", "positive"][i % 2]
+        words = NEGATIVE if label == "negative" else POSITIVE
+        return {"text": f"a {rng.choice(words)} and {rng.choice(words)} movie {i}", **({"label": label} if labelled else {})}
 
-    for split, n in [("test", 40), ("validation", 20), ("fewshot", 8)]:
-        write_jsonl(root / f"{split}.jsonl", rows(n))
-    write_jsonl(root / "unlabeled.jsonl", rows(30, labelled=False))
-    return root
+    return write_task(parent / "tasks" / "toy", "sst2", row, {"test": 40, "validation": 20, "fewshot": 8, "unlabeled": 30})
 
 
 def make_toy_seq2seq(parent: Path) -> Path:
     """A small word-problem task (seq2seq, numeric answers, worked equations) with SVAMP's task.yaml: `parent`/tasks/sums."""
-    root = parent / "tasks" / "sums"
-    root.mkdir(parents=True)
-    shutil.copy(REPO / "data/tasks/svamp/task.yaml", root / "task.yaml")
     rng = random.Random(1)
 
-    def rows(n, labelled=True):
-        out = []
-        for i in range(n):
-            a, b = rng.randint(2, 99), rng.randint(2, 99)
-            row = {"input": f"Ann has {a} pens and buys {b} more . How many pens does she have ?"}
-            if labelled:
-                row.update(target=str(a + b), equation=f"( {a} + {b} )")
-            out.append(row)
-        return out
+    def row(i, labelled):
+        a, b = rng.randint(2, 99), rng.randint(2, 99)
+        answer = {"target": str(a + b), "equation": f"( {a} + {b} )"} if labelled else {}
+        return {"input": f"Ann has {a} pens and buys {b} more . How many pens does she have ?", **answer}
 
-    for split, n in [("test", 12), ("validation", 8), ("fewshot", 4)]:
-        write_jsonl(root / f"{split}.jsonl", rows(n))
-    write_jsonl(root / "unlabeled.jsonl", rows(10, labelled=False))
-    return root
+    return write_task(parent / "tasks" / "sums", "svamp", row, {"test": 12, "validation": 8, "fewshot": 4, "unlabeled": 10})
 
 
 @pytest.fixture

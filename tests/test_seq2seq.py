@@ -117,7 +117,7 @@ def test_seq2seq_stages_with_the_fake_llm(tmp_path, tiny_llm, fake_backend, monk
     import yaml
 
     from distill.config import Params
-    from distill.stages import assemble, evaluate, generate, gold, gold_start, llkd, prompts, register, train
+    from distill.stages import assemble, evaluate, generate, gold, gold_start, llkd, prompts, register, s3, train
 
     task = str(make_toy_seq2seq(tmp_path))
     monkeypatch.chdir(tmp_path)
@@ -157,7 +157,9 @@ def test_seq2seq_stages_with_the_fake_llm(tmp_path, tiny_llm, fake_backend, monk
     assert type(loaded["model"]).__name__ == "LlamaForCausalLM"
     written = mlflow.pyfunc.load_model("models:/distill-sums@champion").predict(["Ann has 3 pens and buys 4 more ?"])
     assert len(written) == 1 and isinstance(written[0], str)  # the pyfunc writes for a bare problem (template logged)
-    for method, stage in (("llkd", lambda p: llkd.run(p, task, "w/pseudo.jsonl", "m/llkd.json")),):
+    for method, stage in (("llkd", lambda p: llkd.run(p, task, "w/pseudo.jsonl", "m/llkd.json")),
+                          ("s3", lambda p: s3.seed(p, task, "s/round_0", "m/s0.json"))):
         p = params.model_copy(update={"method": method})
-        with pytest.raises(DistillError, match="classification tasks only"):
+        with pytest.raises(DistillError, match=f"method: {method} supports classification tasks only"):
             stage(p)
+        assert not (tmp_path / "s/round_0").exists()
