@@ -97,6 +97,13 @@ class TaskSpec(_Strict):
     def seq2seq(self) -> bool:
         return self.kind == "seq2seq"
 
+    @property
+    def answer_keys(self) -> list[str]:
+        """What a labelled row holds besides its text: the label, or (seq2seq) the target and its worked equation."""
+        if self.target:
+            return [self.target.name] + ([self.target.equation] if self.target.equation else [])
+        return ["label"]
+
     def label_id(self, name: str) -> int:
         return self.label_names.index(name)
 

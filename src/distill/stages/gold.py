@@ -83,11 +83,10 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
     energies = model.energies(new_val, gp.energy_T, gp.include_pad) if new_val else []
     for r, e in zip(new_val, energies):
         r["meta"]["energy"] = round(e, 5)
-    next_feedback = []
+    next_feedback, keep = [], fields + spec.answer_keys
     for label in spec.label_names or [None]:  # per label; seq2seq: one group
         idx = [i for i, r in enumerate(new_val) if r.get("label") == label]
         picked = select_feedback([energies[i] for i in idx], gp.feedback, gp.n_feedback, gp.ood_lo, gp.ood_hi, params.seed + k)
-        keep = fields + ([spec.target.name] + ([spec.target.equation] if spec.target.equation else []) if spec.seq2seq else ["label"])
         next_feedback += [{**{f: new_val[idx[j]][f] for f in keep}, "energy": energies[idx[j]], "id": new_val[idx[j]]["id"]}
                           for j in picked]
 
