@@ -248,7 +248,9 @@ def infer_seq2seq(root: Path, rows: list[dict], quiet: bool) -> TaskSpec:
     if not quiet:
         print(f"{root}: no task.yaml, using an inferred seq2seq spec (input -> target, {'numeric' if numeric else 'exact'} "
               "answer check); `distill add-task` writes one to edit", file=sys.stderr)
-    return TaskSpec(kind="seq2seq", instruction="Answer each input.", fields=[
+    instruction = ("Solve each problem. Write one equation that uses the problem's numbers with + - * / and parentheses, "
+                   "then its answer." if equation else "Answer each input.")
+    return TaskSpec(kind="seq2seq", instruction=instruction, fields=[
         FieldSpec(name="input", display="Problem" if equation else "Input", description=what, form=form)],
         target=TargetSpec(equation=equation, check="numeric" if numeric else "exact"), demos_per_prompt=3, max_new_tokens=128)
 
