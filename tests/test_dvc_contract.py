@@ -93,7 +93,8 @@ def recorded(tmp_path_factory, tiny_student, tiny_llm):
         # every method, and the setfit recipe wherever a student is trained (GOLD's and S3's own students too)
         for method, recipe, name in [("zerogen", "finetune", "toy"), ("gold", "finetune", "toy"), ("s3", "finetune", "toy"),
                                      ("llkd", "finetune", "toy"), ("labelled", "setfit", "toy"), ("gold", "setfit", "toy"),
-                                     ("s3", "setfit", "toy"), ("zerogen", "finetune", "sums"), ("gold", "finetune", "sums")]:
+                                     ("s3", "setfit", "toy"), ("zerogen", "finetune", "sums"), ("gold", "finetune", "sums"),
+                                     ("s3", "finetune", "sums")]:
             work = tmp / f"{method}-{recipe}-{name}"
             work.mkdir()
             mp.chdir(work)

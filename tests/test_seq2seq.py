@@ -3,6 +3,7 @@ every stage of zerogen / gold / labelled on a word-problem task with the fake LL
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -117,7 +118,7 @@ def test_seq2seq_stages_with_the_fake_llm(tmp_path, tiny_llm, fake_backend, monk
     import yaml
 
     from distill.config import Params
-    from distill.stages import assemble, evaluate, generate, gold, gold_start, llkd, prompts, register, s3, train
+    from distill.stages import assemble, evaluate, generate, gold, gold_start, llkd, prompts, register, train
 
     task = str(make_toy_seq2seq(tmp_path))
     monkeypatch.chdir(tmp_path)
@@ -157,9 +158,37 @@ def test_seq2seq_stages_with_the_fake_llm(tmp_path, tiny_llm, fake_backend, monk
     assert type(loaded["model"]).__name__ == "LlamaForCausalLM"
     written = mlflow.pyfunc.load_model("models:/distill-sums@champion").predict(["Ann has 3 pens and buys 4 more ?"])
     assert len(written) == 1 and isinstance(written[0], str)  # the pyfunc writes for a bare problem (template logged)
-    for method, stage in (("llkd", lambda p: llkd.run(p, task, "w/pseudo.jsonl", "m/llkd.json")),
-                          ("s3", lambda p: s3.seed(p, task, "s/round_0", "m/s0.json"))):
+    for method, stage in (("llkd", lambda p: llkd.run(p, task, "w/pseudo.jsonl", "m/llkd.json")),):
         p = params.model_copy(update={"method": method})
         with pytest.raises(DistillError, match=f"method: {method} supports classification tasks only"):
             stage(p)
-        assert not (tmp_path / "s/round_0").exists()
+        assert not (tmp_path / "w/pseudo.jsonl").exists()
+
+
+def test_s3_extrapolates_worked_problems_from_the_students_errors(tmp_path, tiny_llm, fake_backend, monkeypatch):
+    """S3 on a seq2seq task: worked seed examples, then one similar-problem request per validation error (the wrong
+    problem is the prompt's last demo), kept only if it checks; validation problems never enter the data."""
+    import yaml
+
+    from distill.config import Params
+    from distill.stages import s3
+
+    task = str(make_toy_seq2seq(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    params = Params.model_validate(yaml.safe_load(write_params(
+        tmp_path / "params.yaml", task="sums", method="s3", train={"lm_model": str(tiny_llm), "epochs": 1, "lm_max_length": 64},
+        s3={"rounds": [{"i": 1, "prev": 0}], "seed_per_label": 6, "max_extrapolations": 5}).read_text()))
+    s3.seed(params, task, "s/round_0", "m/s0.json")
+    seed = json.loads((tmp_path / "m/s0.json").read_text())
+    assert seed["requested"] == 6 and 0 < seed["added"] <= 6
+    s3.round_(params, task, 1, "s/round_0", "s/round_1", "m/s1.json")
+    r1 = json.loads((tmp_path / "m/s1.json").read_text())
+    assert r1["errors"] == 5 and r1["requested"] == 5 and r1["val_accuracy"] == 0.0  # a random tiny LM solves nothing
+    rows = [json.loads(l) for l in (tmp_path / "s/round_1/data.jsonl").read_text().splitlines()]
+    added = [r for r in rows if r["source"] == "llm_extrapolated"]
+    assert len(rows) == seed["added"] + r1["added"] and len(added) == r1["added"] > 0
+    validation = {json.loads(l)["input"] for l in (Path(task) / "validation.jsonl").read_text().splitlines()}
+    assert not validation & {r["input"] for r in rows}
+    requests = seq2seq.extrapolation_requests(SVAMP, [ROW], [{**ROW, "input": "demo"}], 1, 1, 0)
+    text = requests[0]["messages"][0][1]
+    assert text.index("Problem: demo") < text.index(f"Problem: {ROW['input']}") and seq2seq.SIMILAR in text

@@ -111,18 +111,33 @@ def build_requests(spec: TaskSpec, n: int, fewshot: list[dict[str, Any]], demos_
     """n generation requests, each showing `demos_per_prompt` real examples (and, in a `feedback_ratio` share, the
     feedback examples after them, as GOLD appends its feedback). Stable ids and per-request seeds."""
     rng = random.Random(f"{seed}-{tag}{block}")
-    prefix = gen_prefix(spec)
-    thash = template_hash(spec, prefix) + "s"
     rows = []
     for j in range(n):
         demos = rng.sample(fewshot, min(demos_per_prompt, len(fewshot)))
         if feedback and rng.random() < feedback_ratio:
             demos = demos + list(feedback)
-        messages = generation_messages(spec, demos, extra if demos else "")
-        shown = [d[spec.fields[0].name] for d in demos]
-        row = make_request(thash, f"{thash}-{tag}{block}-{j}", "", None, messages, prefix, seed, shown)
+        row = _request(spec, f"{tag}{block}-{j}", demos, extra if demos else "", seed)
         rows.append({**row, "block": block} if block else row)
     return rows
+
+
+def extrapolation_requests(spec: TaskSpec, errors: list[dict[str, Any]], fewshot: list[dict[str, Any]], demos_per_prompt: int,
+                           round_: int, seed: int) -> list[dict[str, Any]]:
+    """S3's T_mis for seq2seq: one request per validation problem the student got wrong; its worked solution is the
+    last demo and the teacher is asked for a similar new problem (kept only if it checks, like every sample)."""
+    rng = random.Random(f"{seed}-s3r{round_}")
+    return [_request(spec, f"s3r{round_}-{j}", rng.sample(fewshot, min(demos_per_prompt, len(fewshot))) + [e], SIMILAR, seed)
+            for j, e in enumerate(errors)]
+
+
+SIMILAR = "The new problem must be similar to the last example above: the same kind of situation and steps, new numbers."
+
+
+def _request(spec: TaskSpec, rid: str, demos: list[dict[str, Any]], extra: str, seed: int) -> dict[str, Any]:
+    prefix = gen_prefix(spec)
+    thash = template_hash(spec, prefix) + "s"
+    return make_request(thash, f"{thash}-{rid}", "", None, generation_messages(spec, demos, extra), prefix, seed,
+                        [d[spec.fields[0].name] for d in demos])
 
 
 def parse_generated(spec: TaskSpec, raw: str) -> tuple[dict[str, str] | None, str]:

@@ -26,3 +26,9 @@ def classification_only(task, method: str) -> None:
 
         raise DistillError(f"method: {method} supports classification tasks only; task '{task.name}' is seq2seq "
                            "(use method zerogen, gold or labelled)")
+
+
+def demos_per_prompt(params, spec) -> int:
+    """Real examples shown in each generation prompt: the task.yaml's own number wins over prompts.demos_per_prompt."""
+    configured = params.prompts.demos_per_prompt  # read either way: the stage declares it (tests/test_dvc_contract.py)
+    return configured if spec.demos_per_prompt is None else spec.demos_per_prompt

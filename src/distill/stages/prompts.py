@@ -4,7 +4,7 @@ from __future__ import annotations
 from distill.config import Params
 from distill.io import DistillError, write_jsonl
 from distill.methods.zerogen import build_requests
-from distill.stages import checked_task, inactive
+from distill.stages import checked_task, demos_per_prompt, inactive
 
 
 def run(params: Params, task_dir: str, out: str) -> None:
@@ -13,7 +13,7 @@ def run(params: Params, task_dir: str, out: str) -> None:
         write_jsonl(out, [])
         return
     spec = task.spec
-    demos = params.prompts.demos_per_prompt if spec.demos_per_prompt is None else spec.demos_per_prompt  # task.yaml wins
+    demos = demos_per_prompt(params, spec)  # task.yaml wins
     fewshot = task.load("fewshot") if demos else []
     if spec.seq2seq:  # input + worked answer examples: n_per_label requests in all (there are no labels)
         from distill.methods import seq2seq

@@ -13,9 +13,8 @@ from distill.config import Params
 from distill.io import atomic_dir, read_jsonl, write_json, write_jsonl
 from distill.methods.s3 import extrapolation_requests, parse_rationales, rationale_messages, seed_requests
 from distill.methods.zerogen import make_request, template_hash
-from distill.metrics import accuracy
-from distill.stages import checked_task, classification_only, inactive
-from distill.synthesis import llm_metrics, seen_keys, synthesize
+from distill.stages import checked_task, demos_per_prompt, inactive
+from distill.synthesis import llm_metrics, seen_keys, synthesize, synthesize_examples
 from distill.tasks import label_counts
 from distill.teachers import Decoding, GenRequest, make_teacher
 
@@ -33,9 +32,10 @@ def seed(params: Params, task_dir: str, out_dir: str, metrics_out: str) -> None:
     if inactive(params, "s3"):
         return _write(out_dir, metrics_out, [], {"skipped": 1})
     task, sp = checked_task(task_dir), params.s3
-    classification_only(task, "s3")
     spec = task.spec
     fewshot = task.load("fewshot")  # validate inputs before any LLM call (used by the label check)
+    if spec.seq2seq:  # worked examples from real demos (rationales are a classification device)
+        return _seed_seq2seq(params, spec, fewshot, out_dir, metrics_out)
     contexts = [r[spec.fields[0].name] for r in task.load("unlabeled")] if spec.kind == "pair" else []
     teacher = make_teacher(params.teacher)
     thash = template_hash(spec, params.prompts.assistant_prefix) + "s"
@@ -59,6 +59,17 @@ def seed(params: Params, task_dir: str, out_dir: str, metrics_out: str) -> None:
     print(f"s3 seed: {len(rows)}/{len(requests)} samples kept; rationales per label: {[len(v) for v in rationales.values()]}")
 
 
+def _seed_seq2seq(params: Params, spec, fewshot: list[dict], out_dir: str, metrics_out: str) -> None:
+    from distill.methods import seq2seq
+
+    requests = seq2seq.build_requests(spec, params.s3.seed_per_label, fewshot, demos_per_prompt(params, spec), params.seed, "s3seed")
+    teacher = make_teacher(params.teacher)
+    rows, counts = synthesize_examples(teacher, spec, params, requests, "llm_gen", 0, desc="s3 seed")
+    metrics = {"round": 0, "requested": len(requests), "added": len(rows), "total": len(rows), **counts, **llm_metrics(teacher)}
+    _write(out_dir, metrics_out, rows, metrics)
+    print(f"s3 seed: {len(rows)}/{len(requests)} worked examples kept")
+
+
 def round_(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, metrics_out: str) -> None:
     if inactive(params, "s3"):
         return _write(out_dir, metrics_out, [], {"skipped": 1})
@@ -72,21 +83,31 @@ def round_(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, m
     data = read_jsonl(Path(prev_dir) / "data.jsonl")
 
     # 1. a fresh student on everything so far; 2. its errors on the small gold set
-    model, _ = train_student(data, spec.label_names, fields, params.train, params.seed + k)
+    model, _ = train_student(data, spec.label_names, fields, params.train, params.seed + k, spec=spec)
     pred = model.predict(gold)
-    errors = [g for g, p in zip(gold, pred) if g["label"] != p]
-    val_acc = accuracy([g["label"] for g in gold], pred)
+    if spec.seq2seq:
+        from distill.methods import seq2seq
+
+        wrong = [not seq2seq.is_correct(spec, p, g[spec.target.name]) for g, p in zip(gold, pred)]
+    else:
+        wrong = [g["label"] != p for g, p in zip(gold, pred)]
+    errors = [g for g, w in zip(gold, wrong) if w]
+    val_acc = 1.0 - sum(wrong) / max(len(gold), 1)
     if sp.max_extrapolations:
         errors = errors[: sp.max_extrapolations]
 
-    # 3. one extrapolated example per error, with the gold label
+    # 3. one extrapolated example per error: the gold label (classification), or a worked problem that checks (seq2seq)
     teacher = make_teacher(params.teacher)
-    thash = template_hash(spec, params.prompts.assistant_prefix) + "s"
-    requests = extrapolation_requests(spec, errors, k, params.prompts.assistant_prefix, params.seed, thash)
-    checked = params if sp.check_extrapolations else params.model_copy(
-        update={"generate": params.generate.model_copy(update={"label_filter": "none"})})
     seen = seen_keys(spec, data + gold)  # gold examples are extrapolated from, never copied into training
-    added, counts = synthesize(teacher, spec, checked, requests, fewshot, "llm_extrapolated", k, seen, desc=f"s3 round {k}")
+    if spec.seq2seq:
+        requests = seq2seq.extrapolation_requests(spec, errors, fewshot, max(demos_per_prompt(params, spec) - 1, 0), k, params.seed)
+        added, counts = synthesize_examples(teacher, spec, params, requests, "llm_extrapolated", k, seen, desc=f"s3 round {k}")
+    else:
+        thash = template_hash(spec, params.prompts.assistant_prefix) + "s"
+        requests = extrapolation_requests(spec, errors, k, params.prompts.assistant_prefix, params.seed, thash)
+        checked = params if sp.check_extrapolations else params.model_copy(
+            update={"generate": params.generate.model_copy(update={"label_filter": "none"})})
+        added, counts = synthesize(teacher, spec, checked, requests, fewshot, "llm_extrapolated", k, seen, desc=f"s3 round {k}")
     metrics = {"round": k, "val_accuracy": val_acc, "errors": len(errors), "requested": len(requests), "added": len(added),
                "total": len(data) + len(added), **counts, **llm_metrics(teacher)}
     _write(out_dir, metrics_out, data + added, metrics)
