@@ -40,6 +40,14 @@ def test_cuda_without_a_gpu_is_one_clear_error(tiny_student, monkeypatch):
         train_student([{"text": "a", "label": "x"}, {"text": "b", "label": "y"}], ["x", "y"], ["text"], cfg, seed=0)
 
 
+def test_serve_on_cuda_without_a_gpu_names_its_option(tiny_llm, monkeypatch):
+    from distill.teachers.serve import serve
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DistillError, match=r"distill serve --device: cuda asked, but torch sees no GPU"):
+        serve(str(tiny_llm), None, "127.0.0.1", 0, 5, 8, device="cuda")
+
+
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
 def test_mixed_precision_training_runs(tiny_student, precision):
     """The autocast (and, for float16, loss-scaling) path of the training loop, exercised on the CPU."""

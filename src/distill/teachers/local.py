@@ -52,9 +52,10 @@ def load_causal_lm(path: Path, identity: str, device: str = "cpu", dtype: torch.
 
 
 class LocalBackend:
-    def __init__(self, model: str, reuse_prefix: bool = True, device: str = "auto", dtype: str = "auto"):
+    def __init__(self, model: str, reuse_prefix: bool = True, device: str = "auto", dtype: str = "auto",
+                 device_field: str = "teacher.device"):
         self.path = resolve_model(model)
-        self.device = resolve_device(device, "teacher.device")
+        self.device = resolve_device(device, device_field)  # device_field: what an error names (`distill serve`: --device)
         self.dtype = resolve_dtype(dtype, self.device, training=False)
         # the precision is part of the cache key: bfloat16 answers never stand in for float32 ones (the device is not:
         # the same weights at the same precision give the same answers up to kernel rounding)
