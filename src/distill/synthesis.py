@@ -18,6 +18,12 @@ def classify(teacher: Teacher, spec: TaskSpec, rows: list[dict], fewshot: list[d
     return teacher_probs(scores, tp.calibration), [label_probs(s) for s in scores]
 
 
+def sample(teacher: Teacher, requests: list[dict[str, Any]], decoding: Decoding, batch_size: int, desc: str) -> list:
+    """One sample per request row (its chat messages, answer prefix and seed)."""
+    return teacher.generate([GenRequest(messages=tuple(map(tuple, r["messages"])), prefix=r["prefix"], seed=r["seed"])
+                             for r in requests], decoding, batch_size, desc=desc)
+
+
 def decoding_of(g) -> Decoding:
     return Decoding(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p, top_k=g.top_k)
 
@@ -33,10 +39,7 @@ def synthesize(
     """
     g = params.generate
     decoding = decoding_of(g)
-    answers = teacher.generate(
-        [GenRequest(messages=tuple(map(tuple, r["messages"])), prefix=r["prefix"], seed=r["seed"]) for r in requests],
-        decoding, params.teacher.batch_size, desc=desc,
-    )
+    answers = sample(teacher, requests, decoding, params.teacher.batch_size, desc)
     context_field = spec.fields[0].name if spec.kind == "pair" else None
     samples = []
     for r, a in zip(requests, answers):
@@ -85,8 +88,7 @@ def synthesize_examples(
     decoding = decoding_of(g)
     if spec.max_new_tokens:  # a worked example is longer than a sentence: the task says how long
         decoding = replace(decoding, max_new_tokens=spec.max_new_tokens)
-    answers = teacher.generate([GenRequest(messages=tuple(map(tuple, r["messages"])), prefix=r["prefix"], seed=r["seed"])
-                                for r in requests], decoding, params.teacher.batch_size, desc=desc)
+    answers = sample(teacher, requests, decoding, params.teacher.batch_size, desc)
     field = spec.fields[0]
     seen = set() if seen is None else seen
     counts: dict[str, int] = {}
@@ -95,7 +97,7 @@ def synthesize_examples(
         example, why = parse_generated(spec, a.text)
         if example is not None:
             words = len(example[field.name].split())
-            key = normalise(example[field.name])
+            key = dedup_key(example[field.name])  # as seen_keys makes them
             why = ("too_short" if words < g.min_words else "too_long" if words > g.max_words
                    else "not_question" if field.form == "question" and "?" not in example[field.name]
                    else "copies_demo" if key in {normalise(d) for d in r.get("demos", ())}
@@ -128,8 +130,6 @@ def solve(teacher: Teacher, spec: TaskSpec, rows: list[dict], fewshot: list[dict
 
 def seen_keys(spec: TaskSpec, rows: list[dict]) -> set[str]:
     """Dedup keys of rows already held, so new samples that repeat them are rejected as duplicates."""
-    if spec.seq2seq:
-        return {normalise(r[spec.fields[0].name]) for r in rows}
     context = spec.fields[0].name if spec.kind == "pair" else None
     return {dedup_key(r[spec.fields[-1].name], r[context] if context else None) for r in rows}
 

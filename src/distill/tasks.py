@@ -181,6 +181,13 @@ def load_task(task_dir: str | Path, quiet: bool = False) -> Task:
 _NOTICED: set[str] = set()
 
 
+def notice(root: Path, text: str, quiet: bool) -> None:
+    """The inferred-spec notice on stderr, once per folder and process (a stage loads its task more than once)."""
+    if not quiet and str(root.resolve()) not in _NOTICED:
+        _NOTICED.add(str(root.resolve()))
+        print(f"{root}: no task.yaml, {text}", file=sys.stderr)
+
+
 def describe_examples(texts: list[str]) -> tuple[str, str, str]:
     """(what one example is, its display name, its form) from real rows: questions, sentences or passages."""
     texts = [t.strip().strip('"').strip() for t in texts if t.strip()]
@@ -230,11 +237,9 @@ def infer_spec(root: Path, quiet: bool = False) -> TaskSpec:
     labels = [LabelSpec(name=n, verbalizer=w if w != n else None,
                         description=f"It must clearly belong to the label '{w}', like the examples of '{w}' above.")
               for n, w in zip(names, words)]
-    if not quiet and str(root.resolve()) not in _NOTICED:  # once per folder and process (a stage loads its task more than once)
-        _NOTICED.add(str(root.resolve()))
-        print(f"{root}: no task.yaml, using an inferred spec ({'text pair' if len(fields) == 2 else fields[0].description}, labels "
-              f"{', '.join(names)}); a task.yaml with label descriptions gives the teacher better prompts "
-              f"(`distill add-task` writes one to edit)", file=sys.stderr)
+    notice(root, f"using an inferred spec ({'text pair' if len(fields) == 2 else fields[0].description}, labels "
+           f"{', '.join(names)}); a task.yaml with label descriptions gives the teacher better prompts "
+           f"(`distill add-task` writes one to edit)", quiet)
     return TaskSpec(kind="pair" if len(fields) == 2 else "single", fields=fields, labels=labels, answer_name="Label",
                     instruction=(f"{sentence} " if about else "") + f"Label each {unit} as one of: {', '.join(words)}.",
                     demos_per_prompt=3)
@@ -242,12 +247,12 @@ def infer_spec(root: Path, quiet: bool = False) -> TaskSpec:
 
 def infer_seq2seq(root: Path, rows: list[dict], quiet: bool) -> TaskSpec:
     """input/target rows: numeric answers are checked numerically; an `equation` key is shown and trained on."""
+    # arith._NUMBER's pattern, written here so that tasks.py (read by every stage) imports no method module
     numeric = all(re.fullmatch(r"-?\d[\d,]*(\.\d+)?|-?\.\d+", str(r.get("target", "")).strip()) for r in rows)
     equation = "equation" if all("equation" in r for r in rows) else None
     what, _, form = describe_examples([str(r.get("input", "")) for r in rows])
-    if not quiet:
-        print(f"{root}: no task.yaml, using an inferred seq2seq spec (input -> target, {'numeric' if numeric else 'exact'} "
-              "answer check); `distill add-task` writes one to edit", file=sys.stderr)
+    notice(root, f"using an inferred seq2seq spec (input -> target, {'numeric' if numeric else 'exact'} answer check); "
+           "`distill add-task` writes one to edit", quiet)
     instruction = ("Solve each problem. Write one equation that uses the problem's numbers with + - * / and parentheses, "
                    "then its answer." if equation else "Answer each input.")
     return TaskSpec(kind="seq2seq", instruction=instruction, fields=[

@@ -84,23 +84,13 @@ def locked(fn):
     return wrapper
 
 
-def is_generator(model_dir) -> bool:
-    import json
-
-    meta = Path(model_dir) / "distill.json"
-    return meta.is_file() and json.loads(meta.read_text()).get("kind") == "generator"
-
-
-def _log_generator(mlflow, model_dir, model_name: str):
+def _log_generator(mlflow, model_dir, meta: dict, model_name: str):
     """A seq2seq student with the transformers flavor, as a text-generation pipeline: the logged prompt template turns
     a bare problem into what the student was trained to read, and greedy decoding is its inference config, so
     `mlflow.pyfunc.load_model("models:/distill-svamp@champion").predict(["<problem>"])` gives the written equation
     and answer. (Logging the folder as a checkpoint path fails under transformers 5 in MLflow 3.17: a pipeline it is.)"""
-    import json
-
     import transformers
 
-    meta = json.loads((Path(model_dir) / "distill.json").read_text())
     display = meta["spec"]["fields"][0]["display"]
     pipe = transformers.pipeline("text-generation", model=transformers.AutoModelForCausalLM.from_pretrained(model_dir),
                                  tokenizer=transformers.AutoTokenizer.from_pretrained(model_dir))
@@ -135,6 +125,7 @@ def log_student_run(
     from mlflow.exceptions import MlflowException
 
     import distill
+    from distill.students.model import read_meta
     from distill.students.serving import StudentModel
 
     with mlflow.start_run(run_name=run_name) as run:
@@ -142,7 +133,8 @@ def log_student_run(
         for prefix, points in (("iter", curve or []), ("epoch", epochs or [])):  # per-iteration and per-epoch curves
             for step, point in enumerate(points, start=1):
                 mlflow.log_metrics({f"{prefix}.{k}": float(v) for k, v in point.items() if isinstance(v, (int, float))}, step=step)
-        info = _log_generator(mlflow, model_dir, model_name) if is_generator(model_dir) else mlflow.pyfunc.log_model(
+        meta = read_meta(model_dir)
+        info = _log_generator(mlflow, model_dir, meta, model_name) if meta.get("kind") == "generator" else mlflow.pyfunc.log_model(
             # the student folder + this package's code: loads without distill installed
             name="student", python_model=StudentModel(), artifacts={"student": str(model_dir)},
             code_paths=[str(Path(distill.__file__).parent)], pip_requirements=pip_requirements(),

@@ -25,7 +25,7 @@ def classification_only(task, method: str) -> None:
         from distill.io import DistillError
 
         raise DistillError(f"method: {method} supports classification tasks only; task '{task.name}' is seq2seq "
-                           "(use method zerogen, gold or labelled)")
+                           "(use method zerogen, gold, s3 or labelled)")
 
 
 def demos_per_prompt(params, spec) -> int:

@@ -75,6 +75,7 @@ def round_(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, m
         return _write(out_dir, metrics_out, [], {"skipped": 1})
     # torch + transformers load here, not at import: under another method this stage is a ~0.5 s no-op.
     from distill.students import train_student
+    from distill.students.model import accuracy_of
 
     task, sp = checked_task(task_dir), params.s3
     spec = task.spec
@@ -84,15 +85,9 @@ def round_(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, m
 
     # 1. a fresh student on everything so far; 2. its errors on the small gold set
     model, _ = train_student(data, spec.label_names, fields, params.train, params.seed + k, spec=spec)
-    pred = model.predict(gold)
-    if spec.seq2seq:
-        from distill.methods import seq2seq
-
-        wrong = [not seq2seq.is_correct(spec, p, g[spec.target.name]) for g, p in zip(gold, pred)]
-    else:
-        wrong = [g["label"] != p for g, p in zip(gold, pred)]
-    errors = [g for g, w in zip(gold, wrong) if w]
-    val_acc = 1.0 - sum(wrong) / max(len(gold), 1)
+    correct = model.correct(gold)  # the gold label, or (seq2seq) the task's answer check
+    errors = [g for g, c in zip(gold, correct) if not c]
+    val_acc = accuracy_of(correct)
     if sp.max_extrapolations:
         errors = errors[: sp.max_extrapolations]
 
@@ -100,6 +95,8 @@ def round_(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, m
     teacher = make_teacher(params.teacher)
     seen = seen_keys(spec, data + gold)  # gold examples are extrapolated from, never copied into training
     if spec.seq2seq:
+        from distill.methods import seq2seq
+
         requests = seq2seq.extrapolation_requests(spec, errors, fewshot, max(demos_per_prompt(params, spec) - 1, 0), k, params.seed)
         added, counts = synthesize_examples(teacher, spec, params, requests, "llm_extrapolated", k, seen, desc=f"s3 round {k}")
     else:

@@ -26,8 +26,7 @@ Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Weighted mean of -sum_k q_k log p_k; with one-hot q this is plain cross-entropy."""
-    per = -(targets * F.log_softmax(logits.float(), -1)).sum(-1)
-    return (per * weights).sum() / weights.sum().clamp(min=1e-8)
+    return sequence_loss(-(targets * F.log_softmax(logits.float(), -1)).sum(-1), targets, weights)
 
 
 def sharpen(probs: Sequence[float], temperature: float) -> list[float]:
@@ -76,7 +75,8 @@ def fit_head(student, rows: Sequence[dict[str, Any]], targets: torch.Tensor, wei
 
 
 def sequence_loss(per_row: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """The generative student's loss: its forward pass gives each row's mean token NLL; weighted mean over rows."""
+    """Weighted mean of per-row losses: the generative student's loss as it is (its forward pass gives each row's mean
+    token NLL; `targets` is unused), and soft_cross_entropy's last step."""
     return (per_row * weights).sum() / weights.sum().clamp(min=1e-8)
 
 

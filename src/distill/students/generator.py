@@ -132,8 +132,13 @@ class Generator(nn.Module):
         """The answer of each row, read like the teacher's (methods/seq2seq.answer_of)."""
         return [seq2seq.answer_of(self.spec, t) for t in self.write(rows, batch_size)]
 
+    def correct(self, rows: Sequence[dict[str, Any]]) -> list[bool]:
+        return [seq2seq.is_correct(self.spec, a, r[self.spec.target.name]) for a, r in zip(self.predict(rows), rows)]
+
     def accuracy(self, rows: Sequence[dict[str, Any]]) -> float:
-        return seq2seq.accuracy(self.spec, self.predict(rows), list(rows))
+        from distill.students.model import accuracy_of
+
+        return accuracy_of(self.correct(rows))
 
     # -- persistence -----------------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> None:

@@ -40,6 +40,16 @@ def resolve_student(name: str) -> Path:
     return path
 
 
+def accuracy_of(correct: Sequence[bool]) -> float:
+    return sum(correct) / max(len(correct), 1)
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """A student folder's distill.json ({} when there is none); kind "generator" is a seq2seq task's causal LM."""
+    meta = Path(path) / META
+    return json.loads(meta.read_text()) if meta.is_file() else {}
+
+
 class Student(nn.Module):
     """encoder -> (masked mean | CLS) pooling -> optional L2 normalisation -> linear head."""
 
@@ -104,8 +114,11 @@ class Student(nn.Module):
 
         return energy(self.logits(rows), T).tolist()
 
+    def correct(self, rows: Sequence[dict[str, Any]]) -> list[bool]:
+        return [p == r["label"] for p, r in zip(self.predict(rows), rows)]
+
     def accuracy(self, rows: Sequence[dict[str, Any]]) -> float:
-        return sum(p == r["label"] for p, r in zip(self.predict(rows), rows)) / max(len(rows), 1)
+        return accuracy_of(self.correct(rows))
 
     # -- persistence ---------------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> None:
@@ -141,13 +154,13 @@ def load_student(path: str | Path, device: str = "cpu") -> Student:
     from safetensors.torch import load_file
 
     path = Path(path)
-    if (path / META).is_file() and (meta := json.loads((path / META).read_text())).get("kind") == "generator":
+    meta = read_meta(path)
+    if meta.get("kind") == "generator":
         from distill.students.generator import load_generator  # a seq2seq task's causal-LM student
 
         return load_generator(path, meta, device)
-    if not (path / META).is_file() or not (path / HEAD).is_file():
+    if not meta or not (path / HEAD).is_file():
         raise DistillError(f"{path}: not a distill student folder (no {META} / {HEAD})")
-    meta = json.loads((path / META).read_text())
     encoder, tok = _load_encoder(path)
     student = Student(encoder, tok, meta["labels"], meta["fields"], meta["pooling"], meta["normalize"], meta["max_length"], meta["task"])
     student.head.load_state_dict(load_file(path / HEAD))

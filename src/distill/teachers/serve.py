@@ -238,6 +238,7 @@ def serve(model: str, name: str | None, host: str, port: int, window_ms: float, 
           device: str = "auto", dtype: str = "auto") -> None:
     import uvicorn
 
-    app = create_app(LocalBackend(model, device=device, dtype=dtype, device_field="distill serve --device"), name or model, window_ms / 1000, max_batch, max_tokens)
+    backend = LocalBackend(model, device=device, dtype=dtype, device_field="distill serve --device")
+    app = create_app(backend, name or model, window_ms / 1000, max_batch, max_tokens)
     print(f"distill serve: '{name or model}' at http://{host}:{port}/v1 (teacher.backend: openai, teacher.base_url: http://{host}:{port}/v1)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
