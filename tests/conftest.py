@@ -51,7 +51,7 @@ class FakeBackend:
             prompt = " ".join(c for _, c in r.messages)
             rng = random.Random(r.seed)
             if "Equation:" in prompt:  # a seq2seq (arithmetic) task: write or solve a word problem
-                out.append(GenResult(arithmetic(prompt, r.prefix, rng), len(prompt.split()), 16, "stop"))
+                out.append(GenResult(arithmetic(prompt, r.prefix, rng, decoding.temperature > 0), len(prompt.split()), 16, "stop"))
                 continue
             words = NEGATIVE if "negative" in prompt else POSITIVE
             text = f"the film is {rng.choice(words)} and {rng.choice(words)} , truly {rng.choice(words)} number {rng.randint(0, 10**6)}"
@@ -69,13 +69,16 @@ class FakeBackend:
         return out
 
 
-def arithmetic(prompt: str, prefix: str, rng: random.Random) -> str:
+def arithmetic(prompt: str, prefix: str, rng: random.Random, sampled: bool = False) -> str:
     """The fake LLM on a word-problem prompt: solves the last problem (adds its numbers) when the answer starts at the
-    equation, else writes a new problem (one in five with an answer that disagrees with its equation)."""
+    equation (sampled: a third of its solutions add one too many, varying with the problem and the seed), else writes
+    a new problem (one in five with an answer that disagrees with its equation)."""
     import re
 
     if prefix.startswith("Equation"):
         a, b = (int(x) for x in re.findall(r"\d+", prompt.rsplit("Problem:", 1)[-1])[:2])
+        if sampled and random.Random(f"{rng.random()}-{a}-{b}").random() < 1 / 3:
+            return f" ( {a} + {b} + 1 )\nAnswer: {a + b + 1}"
         return f" ( {a} + {b} )\nAnswer: {a + b}\n\nProblem: more"
     a, b = rng.randint(2, 60), rng.randint(2, 60)
     answer = a + b + (1 if rng.random() < 0.2 else 0)

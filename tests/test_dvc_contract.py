@@ -94,7 +94,7 @@ def recorded(tmp_path_factory, tiny_student, tiny_llm):
         for method, recipe, name in [("zerogen", "finetune", "toy"), ("gold", "finetune", "toy"), ("s3", "finetune", "toy"),
                                      ("llkd", "finetune", "toy"), ("labelled", "setfit", "toy"), ("gold", "setfit", "toy"),
                                      ("s3", "setfit", "toy"), ("zerogen", "finetune", "sums"), ("gold", "finetune", "sums"),
-                                     ("s3", "finetune", "sums")]:
+                                     ("s3", "finetune", "sums"), ("llkd", "finetune", "sums")]:
             work = tmp / f"{method}-{recipe}-{name}"
             work.mkdir()
             mp.chdir(work)

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from distill.methods.llkd import entropy, init_thresholds, select, update, weights
+from distill.methods.llkd import Selector, entropy, init_thresholds, select, sequence_uncertainty, update, weights
 
 
 def test_init_and_entropy():
@@ -49,5 +49,23 @@ def test_select_requires_both_conditions_and_weights():
     keep = select(th, conf, ent, yhat)
     assert keep.tolist() == [True, False, False, False]  # confident teacher AND uncertain student
     assert select(th, conf, ent, yhat, use_teacher=False).tolist() == [True, False, True, False]
-    w = weights(conf, ent, keep, 2)
+    w = weights(conf, ent, keep, math.log(2))
     assert w[0].item() == pytest.approx(0.9 * 0.6 / math.log(2)) and w[1:].sum() == 0
+
+
+def test_sequence_uncertainty_is_one_minus_geometric_token_probability():
+    nll = torch.tensor([0.0, math.log(2), 50.0])
+    assert sequence_uncertainty(nll).tolist() == pytest.approx([0.0, 0.5, 1.0])
+
+
+def test_seq2seq_selector_keeps_confident_votes_the_student_has_not_learned():
+    """One class; confidence = the teacher's vote share; the student's output per row is its mean token NLL."""
+    rows = [{"id": str(i), "yhat": 0, "confidence": c} for i, c in enumerate([1.0, 1.0, 0.25, 0.25])]
+    sel = Selector(rows, 1, "adaptive", momentum=0.0, weighting=True, fraction=0.25, seed=0, votes=4)
+    assert (sel.th.tau_t, sel.th.tau_s) == (0.25, 0.5)  # the least vote share; half the largest uncertainty
+    nll = torch.tensor([3.0, 0.01, 3.0, 0.01])  # unlearned, learned, unlearned, learned
+    w = sel(rows, nll)
+    # momentum 0: thresholds = this batch's means (confidence 0.625, uncertainty ~0.48)
+    assert (w > 0).tolist() == [True, False, False, False]
+    assert w[0].item() == pytest.approx(1.0 * (1 - math.exp(-3.0)))
+    assert sel.epoch_stats()["selected_fraction"] == 0.25

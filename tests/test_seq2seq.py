@@ -3,6 +3,7 @@ every stage of zerogen / gold / labelled on a word-problem task with the fake LL
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -107,13 +108,13 @@ def test_generator_trains_saves_and_loads(tiny_llm, tmp_path):
     again = load_student(tmp_path / "s")
     assert again.generative and again.write(rows[:2]) == student.write(rows[:2])
     with pytest.raises(DistillError, match="seq2seq"):
-        train_student(rows, [], ["input"], cfg, 0, spec=SVAMP, selector=lambda b, l: None)
+        train_student(rows, [], ["input"], cfg.model_copy(update={"recipe": "setfit"}), 0, spec=SVAMP)
 
 
 def test_seq2seq_stages_with_the_fake_llm(tmp_path, tiny_llm, fake_backend, monkeypatch):
     """zerogen then gold on a word-problem task: examples parsed and checked (disagreeing answers rejected), the
     causal-LM student trained, evaluated with the numeric checker against the teacher, registered with the
-    transformers flavour; s3 and llkd refuse the task in one line."""
+    transformers flavour."""
     import mlflow
     import yaml
 
@@ -158,11 +159,44 @@ def test_seq2seq_stages_with_the_fake_llm(tmp_path, tiny_llm, fake_backend, monk
     assert type(loaded["model"]).__name__ == "LlamaForCausalLM"
     written = mlflow.pyfunc.load_model("models:/distill-sums@champion").predict(["Ann has 3 pens and buys 4 more ?"])
     assert len(written) == 1 and isinstance(written[0], str)  # the pyfunc writes for a bare problem (template logged)
-    for method, stage in (("llkd", lambda p: llkd.run(p, task, "w/pseudo.jsonl", "m/llkd.json")),):
-        p = params.model_copy(update={"method": method})
-        with pytest.raises(DistillError, match=f"method: {method} supports classification tasks only"):
-            stage(p)
-        assert not (tmp_path / "w/pseudo.jsonl").exists()
+
+
+def test_llkd_pseudo_solves_with_votes_and_selects_online(tmp_path, tiny_llm, fake_backend, monkeypatch):
+    """LLKD on a seq2seq task: the teacher solves each unlabelled problem 4 times (sampled), the majority answer's
+    solution is the pseudo-target and its vote share the confidence; training selects rows online on the student's
+    per-row token NLL."""
+    import yaml
+
+    from distill.config import Params
+    from distill.stages import assemble, llkd, train
+
+    task = str(make_toy_seq2seq(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    params = Params.model_validate(yaml.safe_load(write_params(
+        tmp_path / "params.yaml", task="sums", method="llkd", llkd={"pool_size": 8, "votes": 4},
+        train={"lm_model": str(tiny_llm), "epochs": 2, "lm_batch_size": 4, "lm_max_length": 64}).read_text()))
+    llkd.run(params, task, "w/pseudo.jsonl", "m/llkd.json")
+    m = json.loads((tmp_path / "m/llkd.json").read_text())
+    assert m["pool"] == 8 and m["pseudo_labelled"] == 8 and m["unanswered"] == 0 and fake_backend.calls == 32
+    rows = [json.loads(l) for l in (tmp_path / "w/pseudo.jsonl").read_text().splitlines()]
+    confidences = {r["meta"]["confidence"] for r in rows}
+    assert confidences <= {0.5, 0.75, 1.0} and len(confidences) > 1  # the fake errs in a third of its samples
+    for r in rows:
+        a, b = (int(x) for x in re.findall(r"\d+", r["input"])[:2])
+        assert str(eval(r["equation"])) == r["target"]  # noqa: S307 (test data)
+        assert r["target"] in (str(a + b), str(a + b + 1))  # the fake's two answers; the majority holds >= 2 of 4 votes
+    assemble.run(params, task, "w/generated.jsonl", "g", "w/train.jsonl", "m/data.json", "p.tsv", "w/pseudo.jsonl", "s")
+    train.run(params, task, "w/train.jsonl", "models/student", "m/train.json")
+    history = json.loads((tmp_path / "m/train.json").read_text())
+    assert 0 < history["selected_fraction"] <= 1 and "tau_teacher.0" in history, history
+
+
+def test_vote_picks_the_majority_answer_and_its_share():
+    texts = ["Equation: 2 + 3\nAnswer: 5", "Equation: 2 * 3\nAnswer: 6", "Equation: 1 + 4\nAnswer: 5.0", "no answer"]
+    solution, confidence = seq2seq.vote(SVAMP, texts)
+    assert solution == {"equation": "2 + 3", "target": "5"} and confidence == 0.5  # 5 and 5.0 are one answer
+    assert seq2seq.vote(SVAMP, ["nothing", "Equation: 1 / 0\nAnswer:"]) == (None, 0.0)
+    assert seq2seq.read_solution(SVAMP, "Equation: 3 x 4\nAnswer: 99") == {"equation": "3 * 4", "target": "12"}
 
 
 def test_s3_extrapolates_worked_problems_from_the_students_errors(tmp_path, tiny_llm, fake_backend, monkeypatch):

@@ -243,6 +243,9 @@ class LLKDParams(Section):
     momentum: float = Field(0.9, ge=0, lt=1, description="EMA momentum of the thresholds (per training batch)")
     weighting: bool = Field(True, description="weight selected samples by teacher confidence x normalised student entropy")
     fraction: float = Field(0.25, gt=0, le=1, description="share of the pool kept by the teacher_topk and random baselines")
+    votes: int = Field(4, ge=1, description="seq2seq tasks: solutions the teacher samples per problem; its confidence is the "
+                       "share that reach the majority answer (self-consistency); 1 = one greedy solution, confidence 1")
+    temperature: float = Field(0.7, gt=0, description="seq2seq tasks: sampling temperature of those solutions (votes > 1)")
 
 
 class S3Params(Section):

@@ -112,20 +112,30 @@ def synthesize_examples(
     return rows, counts
 
 
-def solve(teacher: Teacher, spec: TaskSpec, rows: list[dict], fewshot: list[dict], tp, seed: int, desc: str = "solve") -> list[str]:
-    """seq2seq tasks: the teacher's answer to each row, few-shot (`shots_per_label` worked demos), greedy, read and
-    checked like the student's (methods/seq2seq.answer_of)."""
+def solutions(teacher: Teacher, spec: TaskSpec, rows: list[dict], fewshot: list[dict], tp, seed: int, votes: int = 1,
+              temperature: float = 0.0, desc: str = "solve") -> list[list[str]]:
+    """seq2seq tasks: the teacher's worked solutions of each row, few-shot (`shots_per_label` worked demos), as written
+    (answer prefix included): one greedy solution, or `votes` samples at `temperature` (LLKD's self-consistency)."""
     import random
 
-    from distill.methods.seq2seq import answer_of, solve_messages
+    from distill.methods.seq2seq import solve_messages
 
     demos = random.Random(seed).sample(fewshot, min(max(tp.shots_per_label, 1), len(fewshot)))
     requests = []
     for r in rows:
         messages, prefix = solve_messages(spec, demos, r)
-        requests.append(GenRequest(messages=tuple(messages), prefix=prefix, seed=0))
-    out = teacher.generate(requests, Decoding(max_new_tokens=48, temperature=0.0, top_p=1.0), tp.batch_size, desc=desc)
-    return [answer_of(spec, q.prefix + a.text) for q, a in zip(requests, out)]
+        requests += [GenRequest(messages=tuple(messages), prefix=prefix, seed=v) for v in range(votes)]
+    decoding = Decoding(max_new_tokens=48, temperature=temperature, top_p=1.0)
+    out = teacher.generate(requests, decoding, tp.batch_size, desc=desc)
+    texts = [q.prefix + a.text for q, a in zip(requests, out)]
+    return [texts[i : i + votes] for i in range(0, len(texts), votes)]
+
+
+def solve(teacher: Teacher, spec: TaskSpec, rows: list[dict], fewshot: list[dict], tp, seed: int, desc: str = "solve") -> list[str]:
+    """seq2seq tasks: the teacher's greedy answer to each row, read and checked like the student's (seq2seq.answer_of)."""
+    from distill.methods.seq2seq import answer_of
+
+    return [answer_of(spec, texts[0]) for texts in solutions(teacher, spec, rows, fewshot, tp, seed, desc=desc)]
 
 
 def seen_keys(spec: TaskSpec, rows: list[dict]) -> set[str]:

@@ -5,6 +5,12 @@ thresholds that adapt: a global exponential moving average (EMA) of teacher conf
 scaled per class by that class's own EMA relative to the largest one (FreeMatch-style). Kept samples are
 weighted by confidence x normalised entropy. The exact equations are not public: this is the
 reconstruction of methods.md §5.4, and every knob is a param.
+
+seq2seq tasks have one "class" (K = 1): the teacher's confidence is its self-consistency vote share (stages/llkd.py)
+and the student's uncertainty on a row is 1 - exp(-NLL), one minus the geometric-mean probability it gives the
+teacher's solution tokens (its forward pass returns that mean token NLL). Both lie in [0, 1], so the thresholds start
+at the least possible vote share and at half the largest uncertainty, as the classifier's start at chance confidence
+and half the largest entropy.
 """
 from __future__ import annotations
 
@@ -32,13 +38,20 @@ class Thresholds:
                 [self.tau_s * m / top_s if top_s > 0 else self.tau_s for m in self.m_s])
 
 
-def init_thresholds(k: int) -> Thresholds:
-    """tau_T = 1/K (chance confidence); tau_S = log(K)/2 (half the maximal entropy)."""
-    return Thresholds(1.0 / k, math.log(k) / 2, (1.0 / k,) * k, (math.log(k) / 2,) * k)
+def init_thresholds(k: int, tau_t: float | None = None, tau_s: float | None = None) -> Thresholds:
+    """Classes: tau_T = 1/K (chance confidence); tau_S = log(K)/2 (half the maximal entropy). Or the given levels."""
+    tau_t = 1.0 / k if tau_t is None else tau_t
+    tau_s = math.log(k) / 2 if tau_s is None else tau_s
+    return Thresholds(tau_t, tau_s, (tau_t,) * k, (tau_s,) * k)
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:
     return -(probs * probs.clamp(min=1e-12).log()).sum(-1)
+
+
+def sequence_uncertainty(nll: torch.Tensor) -> torch.Tensor:
+    """1 - exp(-mean token NLL): 0 when the student is sure of every token of the target, -> 1 when it is lost."""
+    return 1.0 - torch.exp(-nll.clamp(min=0.0))
 
 
 def update(th: Thresholds, conf: torch.Tensor, ent: torch.Tensor, yhat: torch.Tensor, momentum: float) -> Thresholds:
@@ -65,9 +78,9 @@ def select(th: Thresholds, conf: torch.Tensor, ent: torch.Tensor, yhat: torch.Te
     return keep
 
 
-def weights(conf: torch.Tensor, ent: torch.Tensor, keep: torch.Tensor, k: int) -> torch.Tensor:
-    """w = c * u / log K on kept samples (both factors in [0, 1]); 0 elsewhere."""
-    return torch.where(keep, conf * ent / math.log(k), torch.zeros_like(conf))
+def weights(conf: torch.Tensor, ent: torch.Tensor, keep: torch.Tensor, top: float) -> torch.Tensor:
+    """w = c * u / u_max on kept samples (both factors in [0, 1]; u_max = log K for an entropy); 0 elsewhere."""
+    return torch.where(keep, conf * ent / top, torch.zeros_like(conf))
 
 
 class Selector:
@@ -76,11 +89,16 @@ class Selector:
     mode: adaptive (LLKD: teacher AND student thresholds) | student_entropy (student threshold only) |
     teacher_topk (the `fraction` most confident pseudo-labels, fixed) | random (a fixed random `fraction`) |
     all (every pseudo-label). Rows carry `yhat` (label id) and `confidence` (the teacher's).
+    votes: seq2seq (K = 1): the student's output per row is its mean token NLL, and `votes` the teacher's samples
+    per problem (the least vote share 1/votes is where the confidence threshold starts).
     """
 
-    def __init__(self, rows: list[dict], k: int, mode: str, momentum: float, weighting: bool, fraction: float, seed: int):
+    def __init__(self, rows: list[dict], k: int, mode: str, momentum: float, weighting: bool, fraction: float, seed: int,
+                 votes: int | None = None):
         self.k, self.mode, self.momentum, self.weighting = k, mode, momentum, weighting
-        self.th = init_thresholds(k)
+        self.sequence = votes is not None
+        self.th = init_thresholds(1, 1.0 / votes, 0.5) if self.sequence else init_thresholds(k)
+        self.top = 1.0 if self.sequence else math.log(k)  # the largest uncertainty
         self.fixed: set[str] = set()
         if mode == "teacher_topk":
             ranked = sorted(rows, key=lambda r: r["confidence"], reverse=True)
@@ -94,7 +112,7 @@ class Selector:
     def __call__(self, batch: list[dict], logits: torch.Tensor) -> torch.Tensor:
         conf = torch.tensor([float(r["confidence"]) for r in batch])
         yhat = torch.tensor([int(r["yhat"]) for r in batch])
-        ent = entropy(logits.float().softmax(-1))
+        ent = sequence_uncertainty(logits.float()) if self.sequence else entropy(logits.float().softmax(-1))
         if self.mode in ("adaptive", "student_entropy"):
             self.th = update(self.th, conf, ent, yhat, self.momentum)
             keep = select(self.th, conf, ent, yhat, use_teacher=self.mode == "adaptive")
@@ -106,7 +124,7 @@ class Selector:
         self.kept += int(keep.sum())
         self.ever.update(r["id"] for r, k in zip(batch, keep.tolist()) if k)
         if self.weighting and self.mode == "adaptive":
-            return weights(conf, ent, keep, self.k)
+            return weights(conf, ent, keep, self.top)
         return keep.float()
 
     def epoch_stats(self) -> dict[str, float]:

@@ -91,13 +91,14 @@ def _llkd(params, task, inp: Inputs) -> TrainingSet:
 
 
 def _llkd_selector(params, rows, spec):
-    """Online selection: teacher confident AND student uncertain (adaptive per-class thresholds)."""
+    """Online selection: teacher confident AND student uncertain (adaptive per-class thresholds; seq2seq: one class)."""
     from distill.methods.llkd import Selector
 
-    for r in rows:
-        r["yhat"], r["confidence"] = spec.label_id(r["label"]), r["meta"]["confidence"]
+    for r in rows:  # a seq2seq task is one class: its rows have no label
+        r["yhat"], r["confidence"] = 0 if spec.seq2seq else spec.label_id(r["label"]), r["meta"]["confidence"]
     lp = params.llkd
-    return Selector(rows, len(spec.labels), lp.selection, lp.momentum, lp.weighting, lp.fraction, params.seed)
+    return Selector(rows, 1 if spec.seq2seq else len(spec.labels), lp.selection, lp.momentum, lp.weighting, lp.fraction,
+                    params.seed, votes=lp.votes if spec.seq2seq else None)
 
 
 def _llkd_train(params):

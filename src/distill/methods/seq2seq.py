@@ -86,6 +86,48 @@ def solve_messages(spec: TaskSpec, demos: list[dict[str, Any]], row: dict[str, A
     return [("user", content)], ("Equation:" if spec.target.equation else f"{spec.target.display}:")
 
 
+def read_solution(spec: TaskSpec, text: str) -> dict[str, str] | None:
+    """A worked solution a model wrote -> the task's target fields ({equation, target} or {target}), the answer read as
+    `answer_of` reads it (an equation task needs an equation that evaluates); None when there is no usable answer."""
+    text = first_block(text, spec)
+    t = spec.target
+    answer = answer_of(spec, text)
+    if not answer:
+        return None
+    if not t.equation:
+        return {t.name: answer}
+    eq = re.search(r"(?im)^\s*Equation\s*:\s*(.+)$", text)
+    if not eq:
+        return None
+    try:
+        safe_eval(normalize_equation(eq.group(1)))
+    except ArithError:
+        return None
+    return {t.equation: normalize_equation(eq.group(1)), t.name: answer}
+
+
+def vote(spec: TaskSpec, texts: list[str]) -> tuple[dict[str, str] | None, float]:
+    """Self-consistency (Wang et al. 2023) as the teacher's per-sequence confidence: the answer most of the teacher's
+    sampled solutions reach wins; confidence = its share of all samples (a sample with no answer votes for none).
+    Returns (the first winning solution's target fields, confidence), or (None, 0.0) when no sample has an answer.
+    Ties go to the answer reached first."""
+    solutions = [read_solution(spec, t) for t in texts]
+    groups: list[list] = []  # [answer, votes], in first-reached order
+    for s in solutions:
+        if s is not None:
+            a = s[spec.target.name]
+            group = next((g for g in groups if is_correct(spec, a, g[0])), None)
+            if group is None:
+                groups.append([a, 1])
+            else:
+                group[1] += 1
+    if not groups:
+        return None, 0.0
+    best, n = max(groups, key=lambda g: g[1])  # max keeps the first of equal counts
+    winner = next(s for s in solutions if s is not None and is_correct(spec, s[spec.target.name], best))
+    return winner, n / len(texts)
+
+
 # -- generation of new examples (ZeroGen-style, GOLD's iterations) ---------------------------------------------------
 def generation_messages(spec: TaskSpec, demos: list[dict[str, Any]], extra: str = "") -> list[tuple[str, str]]:
     """Ask for one new example in the demos' format; the answer is pre-filled with the input's display name.

@@ -19,15 +19,6 @@ def checked_task(task_dir: str):
     return task
 
 
-def classification_only(task, method: str) -> None:
-    """Methods not (yet) built for seq2seq tasks refuse them in one line, before any LLM call."""
-    if task.spec.seq2seq:
-        from distill.io import DistillError
-
-        raise DistillError(f"method: {method} supports classification tasks only; task '{task.name}' is seq2seq "
-                           "(use method zerogen, gold, s3 or labelled)")
-
-
 def demos_per_prompt(params, spec) -> int:
     """Real examples shown in each generation prompt: the task.yaml's own number wins over prompts.demos_per_prompt."""
     configured = params.prompts.demos_per_prompt  # read either way: the stage declares it (tests/test_dvc_contract.py)

@@ -48,7 +48,7 @@ def with_fewshot(task, rows: list[dict], weight: float) -> list[dict]:
             continue
         if task.spec.seq2seq:  # the worked example as it is (input, target and equation, if any)
             extra.append({"id": f"fewshot-{r['_line']}", **{k: v for k, v in r.items() if not k.startswith("_")},
-                          "source": "fewshot", "round": 0, "weight": weight, "meta": {}})
+                          "source": "fewshot", "round": 0, "weight": weight, "meta": {"confidence": 1.0}})
             continue
         probs = {name: float(name == r["label"]) for name in task.spec.label_names}
         extra.append({"id": f"fewshot-{r['_line']}", **{f: r[f] for f in fields}, "label": r["label"],

@@ -17,21 +17,21 @@ def train_student(rows: list[dict[str, Any]], labels: Sequence[str], fields: Seq
     start: a Student to continue from (GOLD's cumulative refresh) instead of a fresh head on cfg.model.
     loss_fn / selector / epochs / lr: a method's hooks (GOLD's SCE and schedules, LLKD's online selection).
     spec: the task spec; a seq2seq task's student is a causal LM (students/generator.py, cfg.lm_model) trained by the
-    same loop on its token cross-entropy (a classifier's loss such as GOLD's SCE does not apply; a selector is refused).
+    same loop on its token cross-entropy (a classifier's loss such as GOLD's SCE does not apply; LLKD's selector reads
+    each row's mean token NLL).
     """
     from distill.students.model import new_student, resolve_student
 
     if not rows:
         raise DistillError("no training data: every sample was filtered out (see the data stages' metrics)")
     if spec is not None and spec.seq2seq:
-        if selector is not None or cfg.recipe != "finetune":
-            raise DistillError(f"task {spec.name} is seq2seq: its causal-LM student trains with train.recipe: finetune and "
-                               "no online selection (LLKD)")
+        if cfg.recipe != "finetune":
+            raise DistillError(f"task {spec.name} is seq2seq: its causal-LM student trains with train.recipe: finetune")
         from distill.students.finetune import finetune, sequence_loss
 
         cfg = cfg.model_copy(update={"batch_size": cfg.lm_batch_size, "lr": cfg.lm_lr, "min_steps": cfg.lm_min_steps})
         student = start or fresh_student(spec, cfg, seed)
-        return student, finetune(student, rows, cfg, seed, sequence_loss, None, select_rows, log, epochs, lr, probe=False)
+        return student, finetune(student, rows, cfg, seed, sequence_loss, selector, select_rows, log, epochs, lr, probe=False)
     if cfg.recipe == "setfit":
         if selector is not None or loss_fn is not None:
             raise DistillError("train.recipe: setfit has no per-batch loss or online selection (GOLD's SCE, LLKD): "
