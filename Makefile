@@ -34,8 +34,9 @@ run: setup
 	$(VENV)/bin/dvc repro
 	$(VENV)/bin/distill summary
 
+# One pytest worker per core (at most 4): the end-to-end tests are independent and start first (tests/conftest.py).
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --maxschedchunk 1
 
 clean:
 	rm -rf data/work models metrics plots .cache mlflow.db mlartifacts

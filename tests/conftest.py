@@ -20,6 +20,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("TQDM_DISABLE", "1")
+# Under `pytest -n N` (make test) the workers share the cores: each takes its share of torch threads, and so do the
+# pipelines its end-to-end tests start (they inherit the environment). Oversubscribed torch threads slow everyone.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -206,3 +210,9 @@ def _isolated_mlflow():
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     if saved is not None:
         os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+def pytest_collection_modifyitems(config, items):
+    """End-to-end tests first, in file order (the longest first): under `pytest -n` every worker starts on one while
+    the unit tests fill the gaps, instead of one worker running them all at the end."""
+    items[:] = [i for i in items if i.get_closest_marker("e2e")] + [i for i in items if not i.get_closest_marker("e2e")]

@@ -1,5 +1,5 @@
-"""End to end, for real: a copy of this repo, git, `dvc repro` with the embedded teacher, MLflow (sqlite),
-`dvc exp run -S`, `dvc exp show --json`, and a no-op re-run that makes no LLM call."""
+"""End to end, for real: a copy of this repo, git, `dvc repro` / `dvc exp run -S` / `distill compare` with the embedded
+teacher, MLflow (sqlite), `dvc exp show --json`, and a no-op re-run that makes no LLM call. One fresh copy per test."""
 import json
 import os
 import shutil
@@ -43,6 +43,8 @@ def sh(*cmd, cwd, env):
 
 
 def llm_rows(repo: Path) -> int:
+    if not (repo / ".cache" / "llm.sqlite").is_file():
+        return 0
     with sqlite3.connect(repo / ".cache" / "llm.sqlite") as db:
         return db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
 
@@ -61,7 +63,12 @@ def all_params(node, found):
     return found
 
 
-def test_dvc_repro_exp_and_registry(tmp_path, tiny_llm):
+@pytest.fixture
+def project(tmp_path):
+    """(repo, env): a fresh copy of this repository (what git would check out) with the tiny params, committed.
+    Every test gets its own, so the tests are independent and `pytest -n` runs them side by side."""
+    import mlflow
+
     repo = tmp_path / "repo"
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     for f in files:
@@ -76,20 +83,31 @@ def test_dvc_repro_exp_and_registry(tmp_path, tiny_llm):
     sh("git", "init", "-q", cwd=repo, env=env)
     sh("git", "add", "-A", cwd=repo, env=env)
     sh("git", "commit", "-qm", "tiny", cwd=repo, env=env)
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    return repo, env
 
+
+def registered_run(repo: Path):
+    import mlflow
+
+    reg = json.loads((repo / "data/work/registered.json").read_text())
+    return reg, mlflow.get_run(reg["run_id"])
+
+
+def test_dvc_repro_remote_exp_and_noop(project, tmp_path):
+    """The default pipeline (`make run`'s `dvc repro`), the registry, a DVC remote, `dvc exp run -S` reusing upstream
+    stages, `dvc exp show`, and a no-op re-run that makes no LLM call."""
+    import mlflow
+
+    repo, env = project
     out = sh("dvc", "repro", cwd=repo, env=env)
     for stage in ("prompts", "generate", "assemble", "train", "evaluate", "register"):
         assert f"Running stage '{stage}'" in out
     metrics = json.loads((repo / "metrics/metrics.json").read_text())
     assert 0 <= metrics["student_accuracy"] <= 1 and 0 <= metrics["teacher_accuracy"] <= 1
     assert metrics["n_test"] == 872 and metrics["teacher_n_test"] == 8
-    reg = json.loads((repo / "data/work/registered.json").read_text())
+    reg, run = registered_run(repo)
     assert reg["alias"] == "champion" and reg["model_name"] == "distill-sst2"
-
-    import mlflow
-
-    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
-    run = mlflow.get_run(reg["run_id"])
     assert run.data.params["generate.n_per_label"] == "4" and run.data.params["teacher.model"] == "smollm2-135m-instruct"
     assert run.data.metrics["student_accuracy"] == pytest.approx(metrics["student_accuracy"])
     model = mlflow.pyfunc.load_model("models:/distill-sst2@champion")
@@ -120,7 +138,12 @@ def test_dvc_repro_exp_and_registry(tmp_path, tiny_llm):
     assert "Running stage" not in out
     assert llm_rows(repo) == rows
 
-    # GOLD, two iterations, through the same train/evaluate/register stages
+
+def test_gold_exp_run(project):
+    """GOLD, two iterations, through the same train/evaluate/register stages."""
+    import mlflow
+
+    repo, env = project
     out = sh("dvc", "exp", "run", "-S", "method=gold", cwd=repo, env=env)
     for stage in ("gold_iter@0", "gold_iter@1", "assemble", "train", "evaluate", "register"):
         assert f"Running stage '{stage}'" in out
@@ -132,10 +155,12 @@ def test_dvc_repro_exp_and_registry(tmp_path, tiny_llm):
     assert data["iterations"] == 2 and data["n_samples"] > 0
     runs = mlflow.search_runs(experiment_names=["distill"])
     assert {"1", "2"} <= set(runs["tags.iteration"].dropna())
-    reg = json.loads((repo / "data/work/registered.json").read_text())
-    assert mlflow.get_run(reg["run_id"]).data.tags["method"] == "gold"
+    assert registered_run(repo)[1].data.tags["method"] == "gold"
 
-    # S3: rationale-conditioned seed, then one round of error extrapolation from validation.jsonl
+
+def test_s3_exp_run(project):
+    """S3: rationale-conditioned seed, then one round of error extrapolation from validation.jsonl."""
+    repo, env = project
     out = sh("dvc", "exp", "run", "-S", "method=s3", cwd=repo, env=env)
     for stage in ("s3_seed", "s3_round@0", "assemble", "train", "evaluate", "register"):
         assert f"Running stage '{stage}'" in out
@@ -143,28 +168,26 @@ def test_dvc_repro_exp_and_registry(tmp_path, tiny_llm):
     assert r1["requested"] == min(3, r1["errors"]) and 0 <= r1["val_accuracy"] <= 1
     assert json.loads((repo / "metrics/data.json").read_text())["iterations"] == 1
 
-    # LLKD: the teacher pseudo-labels a (tiny) unlabelled pool; selection happens online in training
-    out = sh("dvc", "exp", "run", "-S", "method=llkd", cwd=repo, env=env)
-    for stage in ("llkd_label", "assemble", "train", "evaluate", "register"):
-        assert f"Running stage '{stage}'" in out
-    data = json.loads((repo / "metrics/data.json").read_text())
-    assert data["n_fewshot"] > 0 and data["n_samples"] == 12 + data["n_fewshot"]  # the pool + the real fewshot rows
-    history = json.loads((repo / "plots/train_history.json").read_text())
-    assert all(0 <= h["selected_fraction"] <= 1 for h in history)
-    reg = json.loads((repo / "data/work/registered.json").read_text())
-    run = mlflow.get_run(reg["run_id"])
-    assert run.data.tags["method"] == "llkd" and "epoch.selected_fraction" in run.data.metrics
 
-    # A seq2seq task: SVAMP word problems under GOLD (issue 16's acceptance command). The teacher writes worked examples
-    # (checked by the safe evaluator), the student is a causal LM (a tiny random Llama here, SmolLM2-135M by default)
-    # refreshed each iteration and scored by token-level energy; answers are checked numerically; the registry holds
-    # a transformers-flavour text-generation model.
+def test_svamp_gold_exp_run(project, tiny_llm):
+    """A seq2seq task: SVAMP word problems under GOLD (issue 16's acceptance command). The teacher writes worked examples
+    (checked by the safe evaluator), the student is a causal LM (a tiny random Llama here, SmolLM2-135M by default)
+    refreshed each iteration and scored by token-level energy; answers are checked numerically; the registry holds
+    a transformers-flavour text-generation model. The test and validation splits are cut to 40 rows: a random tiny
+    LM never ends its answer, and 1200 answers of 112 tokens each were most of this test's time."""
+    import mlflow
+
+    repo, env = project
+    for split in ("test", "validation"):
+        path = repo / "data/tasks/svamp" / f"{split}.jsonl"
+        path.write_text("".join(path.read_text().splitlines(keepends=True)[:40]))
+    sh("git", "commit", "-qam", "svamp cut to 40 test and validation rows", cwd=repo, env=env)
     out = sh("dvc", "exp", "run", "-S", "task=svamp", "-S", "method=gold", "-S", f"train.lm_model={tiny_llm}",
              "-S", "evaluate.teacher_max_examples=4", cwd=repo, env=env)
     for stage in ("check_task", "gold_iter@0", "gold_iter@1", "assemble", "train", "evaluate", "register"):
         assert f"Running stage '{stage}'" in out
     metrics = json.loads((repo / "metrics/metrics.json").read_text())
-    assert metrics["n_test"] == 1000 and metrics["teacher_n_test"] == 4 and 0 <= metrics["student_accuracy"] <= 1
+    assert metrics["n_test"] == 40 and metrics["teacher_n_test"] == 4 and 0 <= metrics["student_accuracy"] <= 1
     g2 = json.loads((repo / "metrics/gold/iter_2.json").read_text())
     assert g2["requested"] == 8 and 0 <= g2["val_accuracy"] <= 1
     train_rows = [json.loads(l) for l in (repo / "data/work/train.jsonl").read_text().splitlines()]
@@ -173,9 +196,14 @@ def test_dvc_repro_exp_and_registry(tmp_path, tiny_llm):
     assert reg["model_name"] == "distill-svamp"
     assert "transformers" in mlflow.models.get_model_info("models:/distill-svamp@champion").flavors
 
-    # `distill compare` on a task folder this test writes (never seen by the project) and a broken copy of it: one
-    # named queued experiment per combination, two at a time, in temporary copies (.dvc/tmp/exps/...) that share
-    # the workspace's LLM cache and MLflow store. The broken task fails in check_task and stops nothing else.
+
+def test_compare_on_an_unseen_task(project):
+    """`distill compare` on a task folder this test writes (never seen by the project) and a broken copy of it: one
+    named queued experiment per combination, two at a time, in temporary copies (.dvc/tmp/exps/...) that share
+    the workspace's LLM cache and MLflow store. The broken task fails in check_task and stops nothing else."""
+    import mlflow
+
+    repo, env = project
     write_support_task(repo / "data" / "tasks")
     sh("git", "add", "data/tasks", cwd=repo, env=env)
     sh("git", "commit", "-qm", "a new task", cwd=repo, env=env)
@@ -200,8 +228,7 @@ def test_dvc_repro_exp_and_registry(tmp_path, tiny_llm):
     assert llm_rows(repo) > rows  # the queued runs' answers landed in the workspace's cache
     assert not list((repo / ".dvc" / "tmp" / "exps").glob("tmp*/mlflow.db"))
     # A comparison that changes only the student asks the teacher nothing again: the data and the teacher's baseline
-    # come from the shared cache (0 model calls), only train/evaluate/register re-run. (The workspace has
-    # train.epochs=2 from above.)
+    # come from the shared cache (0 model calls), only train/evaluate/register re-run.
     r = subprocess.run(["distill", "compare", "--tasks", "support", "--methods", "zerogen", "--seeds", "1", "--name", "e2e-epochs",
                         "--poll", "5", "-S", "train.epochs=3"], cwd=repo, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -210,6 +237,20 @@ def test_dvc_repro_exp_and_registry(tmp_path, tiny_llm):
     sh("dvc", "exp", "apply", "e2e-support-zerogen-s0", cwd=repo, env=env)
     reg = json.loads((repo / "data/work/registered.json").read_text())
     assert reg["tracking_uri"] == f"sqlite:///{(repo / 'mlflow.db').resolve()}"  # not a deleted temp copy
+
+
+def test_llkd_exp_run(project):
+    """LLKD: the teacher pseudo-labels a (tiny) unlabelled pool; selection happens online in training."""
+    repo, env = project
+    out = sh("dvc", "exp", "run", "-S", "method=llkd", cwd=repo, env=env)
+    for stage in ("llkd_label", "assemble", "train", "evaluate", "register"):
+        assert f"Running stage '{stage}'" in out
+    data = json.loads((repo / "metrics/data.json").read_text())
+    assert data["n_fewshot"] > 0 and data["n_samples"] == 12 + data["n_fewshot"]  # the pool + the real fewshot rows
+    history = json.loads((repo / "plots/train_history.json").read_text())
+    assert all(0 <= h["selected_fraction"] <= 1 for h in history)
+    run = registered_run(repo)[1]
+    assert run.data.tags["method"] == "llkd" and "epoch.selected_fraction" in run.data.metrics
 
 
 SUPPORT = {  # a customer-support intent task: two labels no shipped task has

@@ -1,5 +1,6 @@
 """Bad input gets one clear line naming the file:line or params field."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -201,3 +202,31 @@ def test_task_check_finds_bad_splits_before_any_llm_call(toy_task):
     (toy_task / "test.jsonl").unlink()
     with pytest.raises(DistillError, match=r"test\.jsonl: file not found"):
         task.check()
+
+
+def _build(dest: str, log: str) -> None:
+    import time
+
+    from distill.io import build_once
+
+    with build_once(dest) as tmp:
+        if tmp is not None:
+            with open(log, "a") as f:
+                f.write("built\n")
+            time.sleep(0.5)  # the other process arrives while this one is building
+            (tmp / "config.json").write_text("{}")
+    assert (Path(dest) / "config.json").is_file()  # whoever built it, it is whole when either returns
+
+
+def test_build_once_builds_one_folder_for_concurrent_processes(tmp_path):
+    """Two experiments (`dvc queue start -j 2`) converting the same weights: one builds, the other waits and reuses."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_build, args=(str(tmp_path / "model"), str(tmp_path / "log"))) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert (tmp_path / "log").read_text() == "built\n"

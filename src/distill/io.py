@@ -124,6 +124,24 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
+@contextlib.contextmanager
+def build_once(path: str | Path) -> Iterator[Path | None]:
+    """A model folder built once and shared by every process (converted weights under DISTILL_HOME): yields None when
+    it is there (`config.json` written), else a temporary folder to fill, swapped in on exit. A lock beside it keeps
+    two processes (`dvc queue start -j 2`, parallel tests) from building it at once, or one from replacing the folder
+    while the other loads it."""
+    path = Path(path)
+    if (path / "config.json").is_file():  # built: no lock (DISTILL_HOME may be read-only)
+        yield None
+        return
+    with file_lock(path.parent / f".{path.name}.lock"):
+        if (path / "config.json").is_file():  # built by another process while this one waited
+            yield None
+        else:
+            with atomic_dir(path) as tmp:
+                yield tmp
+
+
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
     n = 0
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:

