@@ -144,6 +144,13 @@ def test_gold_two_iterations_on_fake_llm(tmp_path, toy_task, fake_backend, tiny_
     runs = mlflow.search_runs(experiment_names=["distill"])
     assert sorted(runs["tags.iteration"].tolist()) == ["1", "2"] and set(runs["tags.method"]) == {"gold"}
 
+    # a validation block that keeps nothing (here: none asked) leaves the last feedback in place
+    fb2 = json.loads((tmp_path / "g/iter_2/feedback.json").read_text())
+    gold.iterate(params.model_copy(update={"gold": params.gold.model_copy(update={"val_per_iter": 0})}), task, 3,
+                 "g/iter_2", "g/iter_3", "m/gold/iter_3.json")
+    assert json.loads((tmp_path / "g/iter_3/feedback.json").read_text()) == fb2 and fb2
+    assert json.loads((tmp_path / "m/gold/iter_3.json").read_text())["feedback_carried"] == len(fb2)
+
 
 def test_gold_prompts_show_feedback_as_numbered_demos(toy_task):
     from distill.methods.gold import VAL_INSTRUCTION, iteration_requests

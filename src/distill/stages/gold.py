@@ -83,16 +83,20 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
     energies = model.energies(new_val, gp.energy_T, gp.include_pad) if new_val else []
     for r, e in zip(new_val, energies):
         r["meta"]["energy"] = round(e, 5)
-    next_feedback, keep = [], fields + spec.answer_keys
+    next_feedback, keep, carried = [], fields + spec.answer_keys, 0
     for label in spec.label_names or [None]:  # per label; seq2seq: one group
         idx = [i for i, r in enumerate(new_val) if r.get("label") == label]
+        if not idx:  # the block kept nothing here (a weak teacher's yield): this group's last feedback stays, so the loop
+            old = [f for f in feedback if f.get("label") == label]  # goes on instead of starting again from none
+            next_feedback, carried = next_feedback + old, carried + len(old)
+            continue
         picked = select_feedback([energies[i] for i in idx], gp.feedback, gp.n_feedback, gp.ood_lo, gp.ood_hi, params.seed + k)
         next_feedback += [{**{f: new_val[idx[j]][f] for f in keep}, "energy": energies[idx[j]], "id": new_val[idx[j]]["id"]}
                           for j in picked]
 
     metrics = {"iteration": k, "generated": len(new_train) + len(new_val), "total": len(data),
                "requested": len(requests), "val_accuracy": model.accuracy(validation),
-               "feedback": len(next_feedback), **energy_stats(energies),
+               "feedback": len(next_feedback), "feedback_carried": carried, **energy_stats(energies),
                **{f"train_block.{n}": v for n, v in c_train.items()}, **{f"val_block.{n}": v for n, v in c_val.items()},
                **label_counts(spec, data), **llm_metrics(teacher)}
     with atomic_dir(out_dir) as tmp:
