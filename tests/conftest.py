@@ -204,12 +204,19 @@ def write_params(path: Path, **sections) -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_mlflow():
-    """mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI; don't let one test's store leak into the next."""
+    """mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI and keeps the URI in a module global; don't let one
+    test's store leak into the next (under `pytest -n` a worker's e2e test comes before its unit tests)."""
     saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
     yield
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     if saved is not None:
         os.environ["MLFLOW_TRACKING_URI"] = saved
+    import sys
+
+    if "mlflow" in sys.modules:  # only where a test used it: importing mlflow costs seconds
+        from mlflow.tracking._tracking_service import utils
+
+        utils._tracking_uri = None
 
 
 def pytest_collection_modifyitems(config, items):

@@ -204,16 +204,20 @@ def test_task_check_finds_bad_splits_before_any_llm_call(toy_task):
         task.check()
 
 
-def _build(dest: str, log: str) -> None:
+def _build(dest: str, log: str, me: int) -> None:
     import time
 
     from distill.io import build_once
 
+    Path(f"{log}.arrived{me}").touch()
     with build_once(dest) as tmp:
         if tmp is not None:
             with open(log, "a") as f:
                 f.write("built\n")
-            time.sleep(0.5)  # the other process arrives while this one is building
+            deadline = time.time() + 30  # build on until the other process has arrived, so it must wait for the lock
+            while not Path(f"{log}.arrived{1 - me}").exists() and time.time() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)
             (tmp / "config.json").write_text("{}")
     assert (Path(dest) / "config.json").is_file()  # whoever built it, it is whole when either returns
 
@@ -223,7 +227,7 @@ def test_build_once_builds_one_folder_for_concurrent_processes(tmp_path):
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_build, args=(str(tmp_path / "model"), str(tmp_path / "log"))) for _ in range(2)]
+    procs = [ctx.Process(target=_build, args=(str(tmp_path / "model"), str(tmp_path / "log"), i)) for i in range(2)]
     for p in procs:
         p.start()
     for p in procs:

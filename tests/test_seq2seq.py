@@ -196,7 +196,9 @@ def test_vote_picks_the_majority_answer_and_its_share():
     solution, confidence = seq2seq.vote(SVAMP, texts)
     assert solution == {"equation": "2 + 3", "target": "5"} and confidence == 0.5  # 5 and 5.0 are one answer
     assert seq2seq.vote(SVAMP, ["nothing", "Equation: 1 / 0\nAnswer:"]) == (None, 0.0)
-    assert seq2seq.read_solution(SVAMP, "Equation: 3 x 4\nAnswer: 99") == {"equation": "3 * 4", "target": "12"}
+    assert seq2seq.read_solution(SVAMP, "Equation: 3 x 4\nAnswer: 12.0") == {"equation": "3 * 4", "target": "12"}
+    assert seq2seq.read_solution(SVAMP, "Equation: 3 x 4") == {"equation": "3 * 4", "target": "12"}
+    assert seq2seq.read_solution(SVAMP, "Equation: 3 x 4\nAnswer: 99") is None  # disagrees with its own equation
 
 
 def test_s3_extrapolates_worked_problems_from_the_students_errors(tmp_path, tiny_llm, fake_backend, monkeypatch):

@@ -106,7 +106,8 @@ def s3_round(params_path, task_dir, k, prev_dir, out, metrics_out):
     stage.round_(_params(params_path), task_dir, k, prev_dir, out, metrics_out)
 
 
-@cli.command("llkd-label", help="LLKD: the teacher pseudo-labels the unlabelled pool (label probabilities, confidence).")
+@cli.command("llkd-label", help="LLKD: the teacher pseudo-labels the unlabelled pool (label probabilities and confidence; seq2seq: "
+              "sampled solutions, the majority's vote share).")
 @PARAMS
 @TASK
 @click.option("--out", required=True, help="pseudo-labelled JSONL to write")

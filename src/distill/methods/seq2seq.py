@@ -88,7 +88,9 @@ def solve_messages(spec: TaskSpec, demos: list[dict[str, Any]], row: dict[str, A
 
 def read_solution(spec: TaskSpec, text: str) -> dict[str, str] | None:
     """A worked solution a model wrote -> the task's target fields ({equation, target} or {target}), the answer read as
-    `answer_of` reads it (an equation task needs an equation that evaluates); None when there is no usable answer."""
+    `answer_of` reads it; None when there is no usable answer. An equation task needs an equation that evaluates, and
+    a written answer that disagrees with its value (numeric tasks) makes the solution unusable, as generation rejects
+    such samples (`answer_disagrees_with_equation`)."""
     text = first_block(text, spec)
     t = spec.target
     answer = answer_of(spec, text)
@@ -100,8 +102,11 @@ def read_solution(spec: TaskSpec, text: str) -> dict[str, str] | None:
     if not eq:
         return None
     try:
-        safe_eval(normalize_equation(eq.group(1)))
+        value = safe_eval(normalize_equation(eq.group(1)))
     except ArithError:
+        return None
+    written = re.search(rf"(?im)^\s*{re.escape(t.display)}\s*:\s*(.+)$", text)
+    if t.check == "numeric" and written and not numeric_match(written.group(1), format_number(value)):
         return None
     return {t.equation: normalize_equation(eq.group(1)), t.name: answer}
 
