@@ -95,7 +95,7 @@ class Selector:
 
     def __init__(self, rows: list[dict], k: int, mode: str, momentum: float, weighting: bool, fraction: float, seed: int,
                  votes: int | None = None):
-        self.k, self.mode, self.momentum, self.weighting = k, mode, momentum, weighting
+        self.mode, self.momentum, self.weighting = mode, momentum, weighting
         self.sequence = votes is not None
         self.th = init_thresholds(1, 1.0 / votes, 0.5) if self.sequence else init_thresholds(k)
         self.top = 1.0 if self.sequence else math.log(k)  # the largest uncertainty

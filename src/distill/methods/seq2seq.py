@@ -48,23 +48,35 @@ def first_block(text: str, spec: TaskSpec) -> str:
     return re.split(rf"\n\s*{re.escape(spec.fields[0].display)}\s*:", text, maxsplit=1)[0].strip()
 
 
+def _line(text: str, name: str) -> str | None:
+    """What follows `<name>:` on its own line ('Equation', the answer's display name), or None."""
+    m = re.search(rf"(?im)^\s*{re.escape(name)}\s*:\s*(.+)$", text)
+    return m.group(1) if m else None
+
+
+def _equation(text: str) -> tuple[str, float] | None:
+    """The equation line as Python operators, and its value; None when there is none or it does not evaluate."""
+    line = _line(text, "Equation")
+    if line is None:
+        return None
+    try:
+        return normalize_equation(line), safe_eval(normalize_equation(line))
+    except ArithError:
+        return None
+
+
 def answer_of(spec: TaskSpec, text: str) -> str:
     """The answer a model wrote: its equation's value where it evaluates (numeric tasks), else what follows the
     answer line (or, numeric, the last number anywhere). '' when there is none."""
     text = first_block(text, spec)
     t = spec.target
+    line = _line(text, t.display)
     if t.check == "numeric":
-        eq = re.search(r"(?im)^\s*Equation\s*:\s*(.+)$", text)
-        if eq:
-            try:
-                return format_number(safe_eval(normalize_equation(eq.group(1))))
-            except ArithError:
-                pass
-        line = re.search(rf"(?im)^\s*{re.escape(t.display)}\s*:\s*(.+)$", text)
-        n = parse_number(line.group(1) if line else text)
+        if (eq := _equation(text)) is not None:
+            return format_number(eq[1])
+        n = parse_number(line if line is not None else text)
         return format_number(n) if n is not None else ""
-    line = re.search(rf"(?im)^\s*{re.escape(t.display)}\s*:\s*(.+)$", text)
-    return " ".join((line.group(1) if line else text.split("\n")[-1]).split())
+    return " ".join((line if line is not None else text.split("\n")[-1]).split())
 
 
 def is_correct(spec: TaskSpec, answer: str, target: str) -> bool:
@@ -98,17 +110,12 @@ def read_solution(spec: TaskSpec, text: str) -> dict[str, str] | None:
         return None
     if not t.equation:
         return {t.name: answer}
-    eq = re.search(r"(?im)^\s*Equation\s*:\s*(.+)$", text)
-    if not eq:
+    if (eq := _equation(text)) is None:
         return None
-    try:
-        value = safe_eval(normalize_equation(eq.group(1)))
-    except ArithError:
+    written = _line(text, t.display)
+    if t.check == "numeric" and written is not None and not numeric_match(written, format_number(eq[1])):
         return None
-    written = re.search(rf"(?im)^\s*{re.escape(t.display)}\s*:\s*(.+)$", text)
-    if t.check == "numeric" and written and not numeric_match(written.group(1), format_number(value)):
-        return None
-    return {t.equation: normalize_equation(eq.group(1)), t.name: answer}
+    return {t.equation: eq[0], t.name: answer}
 
 
 def vote(spec: TaskSpec, texts: list[str]) -> tuple[dict[str, str] | None, float]:
