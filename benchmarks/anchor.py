@@ -12,17 +12,22 @@ from __future__ import annotations
 import argparse
 import copy
 import random
+import sys
 import time
 
 import torch
 
 from distill.config import load_params
+from distill.io import DistillError
 from distill.students import train_student
 from distill.students.model import resolve_student
 from distill.students.setfit_recipe import train_setfit
 from distill.synthesis import classify
 from distill.tasks import load_task
 from distill.teachers import make_teacher
+
+
+VARIANTS = ("teacher", "ens", "ens_from_setfit", "teacher_from_setfit")
 
 
 def geometric_mean(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -33,10 +38,13 @@ def geometric_mean(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("task")
-    ap.add_argument("variants", help="comma-separated: teacher, ens, ens_from_setfit, teacher_from_setfit")
+    ap.add_argument("variants", help=f"comma-separated: {', '.join(VARIANTS)}")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pool", type=int, default=1000)
     args = ap.parse_args()
+    unknown = sorted(set(args.variants.split(",")) - set(VARIANTS))
+    if unknown:
+        ap.error(f"unknown variant(s) {', '.join(unknown)}: choose from {', '.join(VARIANTS)}")
     params = load_params("params.yaml")
     task = load_task(f"data/tasks/{args.task}")
     spec = task.spec
@@ -69,4 +77,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DistillError as e:  # a bad task folder or row: one line, as the CLI says it
+        sys.exit(f"error: {e}")

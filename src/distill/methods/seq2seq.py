@@ -59,8 +59,9 @@ def _equation(text: str) -> tuple[str, float] | None:
     line = _line(text, "Equation")
     if line is None:
         return None
+    expression = normalize_equation(line)
     try:
-        return normalize_equation(line), safe_eval(normalize_equation(line))
+        return expression, safe_eval(expression)
     except ArithError:
         return None
 
