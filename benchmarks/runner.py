@@ -105,7 +105,7 @@ def worker(queue: Queue, overrides_of: Callable[[Job], dict], results: Path, thr
         repo = Path(d) / "repo"
         copy_repo(repo)
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "TQDM_DISABLE": "1",
-               "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "DISTILL_LLM_CACHE": str(CACHE / "llm.sqlite"),
+               "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "DISTILL_LLM_CACHE": os.environ.get("DISTILL_LLM_CACHE") or str(CACHE / "llm.sqlite"),
                "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@localhost", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@localhost"}
         env.pop("MLFLOW_TRACKING_URI", None)
         for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
