@@ -154,9 +154,7 @@ def tiny_student(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_llm(tmp_path_factory) -> Path:
-    """A random 2-layer Llama with the embedded teacher's real tokenizer and chat template."""
+def _tiny_llama(tmp_path_factory, name: str, head_scale: float = 1.0) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -168,10 +166,29 @@ def tiny_llm(tmp_path_factory) -> Path:
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    path = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(cfg).save_pretrained(path)
+    model = LlamaForCausalLM(cfg)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(head_scale)
+    path = tmp_path_factory.mktemp(name)
+    model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tmp_path_factory) -> Path:
+    """A random 2-layer Llama with the embedded teacher's real tokenizer and chat template."""
+    return _tiny_llama(tmp_path_factory, "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def peaked_llm(tmp_path_factory) -> Path:
+    """tiny_llm with its output layer scaled up (logit std ~9, not ~0.1), for tests that compare samples across
+    batch compositions (alone vs batched, prefix reuse, a server's batches, a resumed run). A random model's next-token distribution is near-uniform over 49k tokens, so
+    the ~1e-6 float differences between batch shapes (padding, a reused prefix) reorder near-tied tokens and flip
+    samples (CI saw it on another CPU); a peaked one, like a trained model's, keeps them (measured: 0/16 rows flip
+    under 1e-5 relative noise, 3/16 under 1e-6 unscaled) while same-prompt rows with other seeds still differ."""
+    return _tiny_llama(tmp_path_factory, "peaked-llama", head_scale=80.0)
 
 
 @contextlib.contextmanager

@@ -45,14 +45,16 @@ def _requests():
 
 @pytest.mark.parametrize("decoding", [Decoding(max_new_tokens=12, top_p=0.9), Decoding(max_new_tokens=12, top_p=1.0, top_k=50),
                                       Decoding(max_new_tokens=12, temperature=0.0)])
-def test_generation_prefix_reuse_gives_the_same_tokens(tiny_llm, decoding):
+def test_generation_prefix_reuse_gives_the_same_tokens(peaked_llm, decoding):
     from distill.teachers.local import LocalBackend, shared_prefix_len
 
-    reused, full = LocalBackend(str(tiny_llm)), LocalBackend(str(tiny_llm), reuse_prefix=False)
+    reused, full = LocalBackend(str(peaked_llm)), LocalBackend(str(peaked_llm), reuse_prefix=False)
     reqs = _requests()
     prompts = [reused.encode(reused.render(r)) for r in reqs]
     assert shared_prefix_len(prompts) > 20  # the chat header and the start of the user turn
     want = full.generate(reqs, decoding)
+    if decoding.temperature > 0:  # sampling is live: the same prompt under another seed gives another text
+        assert reqs[0].messages == reqs[2].messages and want[0].text != want[2].text
     assert reused.generate(reqs, decoding) == want
     assert [reused.generate([r], decoding)[0] for r in reqs] == want  # batch 1: the whole prompt but its last token is reused
 
@@ -67,10 +69,10 @@ def test_no_deprecation_warning_reaches_the_user(tiny_llm):
     assert not [w for w in seen if issubclass(w.category, FutureWarning)], [str(w.message) for w in seen]
 
 
-def test_finished_rows_are_dropped_without_changing_samples(tiny_llm, monkeypatch):
+def test_finished_rows_are_dropped_without_changing_samples(peaked_llm, monkeypatch):
     from distill.teachers.local import LocalBackend
 
-    b = LocalBackend(str(tiny_llm))
+    b = LocalBackend(str(peaked_llm))
     # A random model rarely samples its end token: make a third of the vocabulary a stop token so rows
     # stop at different steps and the loop drops them from the cache mid-batch.
     monkeypatch.setattr(b, "stop_ids", lambda: set(range(0, len(b._load()[1]), 3)))

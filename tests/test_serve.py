@@ -1,6 +1,7 @@
 """`distill serve`: the embedded backend over the OpenAI API gives the same answers as in-process."""
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -22,22 +23,34 @@ SREQS = [ScoreRequest("Classify.\n\nReview: good\nSentiment: positive\n\n", f"Re
 DEC = Decoding(max_new_tokens=8, temperature=1.0, top_p=0.9)
 
 
-@pytest.fixture(scope="module")
-def served(tiny_llm):
+@contextlib.contextmanager
+def serving(llm):
     from distill.teachers.local import LocalBackend
     from distill.teachers.serve import create_app
 
-    app = create_app(LocalBackend(str(tiny_llm)), "tiny", window_s=0.02)
+    app = create_app(LocalBackend(str(llm)), "tiny", window_s=0.02)
     with serve_in_thread(app) as url:
-        yield url, app, LocalBackend(str(tiny_llm))
+        yield url, app, LocalBackend(str(llm))
+
+
+@pytest.fixture(scope="module")
+def served(tiny_llm):
+    with serving(tiny_llm) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def served_peaked(peaked_llm):  # samples compared across batch compositions (conftest.peaked_llm says why)
+    with serving(peaked_llm) as s:
+        yield s
 
 
 def client(url, **kw) -> OpenAIBackend:
     return OpenAIBackend(TeacherParams(backend="openai", base_url=url, model="tiny", max_retries=0, **kw))
 
 
-def test_served_generation_equals_local(served):
-    url, app, local = served
+def test_served_generation_equals_local(served_peaked):
+    url, app, local = served_peaked
     # prefix_as=assistant: the server continues the prefix exactly as the local backend pre-fills it
     assert client(url, prefix_as="assistant").generate(REQS, DEC) == local.generate(REQS, DEC)
     assert max(app.state.batcher.sizes) > 1  # concurrent requests shared a forward pass

@@ -86,17 +86,17 @@ def test_fast_scoring_matches_naive(tiny_llm):
         assert got == pytest.approx(naive_scores(b, req), abs=1e-4)
 
 
-def test_generation_seed_is_per_row(tiny_llm):
+def test_generation_seed_is_per_row(peaked_llm):
     from distill.teachers.local import LocalBackend
 
-    b = LocalBackend(str(tiny_llm))
+    b = LocalBackend(str(peaked_llm))
     dec = Decoding(max_new_tokens=8, temperature=1.0, top_p=0.9, top_k=0)
     alone = b.generate(REQS[:1], dec)
     batched = b.generate(REQS[:5], dec)
     assert alone[0].text == batched[0].text  # same seed, same sample, whatever shares the batch
     assert len({r.text for r in batched}) > 1
     assert all(r.finish in ("stop", "length") and 0 < r.completion_tokens <= 8 for r in batched)
-    assert b.model_id.startswith(tiny_llm.name + "@")
+    assert b.model_id.startswith(peaked_llm.name + "@")
 
 
 def test_sampling_filters():
