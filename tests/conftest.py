@@ -184,10 +184,11 @@ def tiny_llm(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def peaked_llm(tmp_path_factory) -> Path:
     """tiny_llm with its output layer scaled up (logit std ~9, not ~0.1), for tests that compare samples across
-    batch compositions (alone vs batched, prefix reuse, a server's batches, a resumed run). A random model's next-token distribution is near-uniform over 49k tokens, so
-    the ~1e-6 float differences between batch shapes (padding, a reused prefix) reorder near-tied tokens and flip
-    samples (CI saw it on another CPU); a peaked one, like a trained model's, keeps them (measured: 0/16 rows flip
-    under 1e-5 relative noise, 3/16 under 1e-6 unscaled) while same-prompt rows with other seeds still differ."""
+    batch compositions (alone vs batched, prefix reuse, a server's batches, a resumed run). A random model's
+    next-token distribution is near-uniform over 49k tokens, so the ~1e-6 float differences between batch shapes
+    (padding, a reused prefix) reorder near-tied tokens and flip samples (CI saw it on another CPU); a peaked one,
+    like a trained model's, keeps them (measured: 0/16 rows flip under 1e-5 relative noise, 3/16 under 1e-6
+    unscaled) while same-prompt rows with other seeds still differ."""
     return _tiny_llama(tmp_path_factory, "peaked-llama", head_scale=80.0)
 
 
