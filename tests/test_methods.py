@@ -108,3 +108,15 @@ def test_batch_calibration_removes_a_label_prior():
     assert all(sum(p) == pytest.approx(1.0) for p in cal)
     assert batch_calibrate([[0.2, 0.8]]) == [pytest.approx([0.5, 0.5])]
     assert teacher_probs([[math.log(0.25), math.log(0.75)]], "none") == [pytest.approx([0.25, 0.75])]
+
+
+def test_s3_error_split_is_a_stable_partition_by_content():
+    from distill.methods.s3 import error_split
+
+    rows = [{"text": f"review {i}", "label": "positive" if i % 2 else "negative", "id": f"validation-{i}"} for i in range(1000)]
+    mined, held = error_split(rows, ["text"], 0.5)
+    assert len(mined) + len(held) == 1000 and not {r["text"] for r in mined} & {r["text"] for r in held}
+    assert 440 <= len(mined) <= 560  # a hash, not a count: about the fraction asked
+    moved = [{**r, "id": "x"} for r in reversed(rows)]  # other positions, other ids: the same sides
+    assert sorted(r["text"] for r in error_split(moved, ["text"], 0.5)[0]) == sorted(r["text"] for r in mined)
+    assert {r["text"] for r in error_split(rows, ["text"], 0.25)[0]} < {r["text"] for r in mined}  # nested as the fraction grows

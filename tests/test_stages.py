@@ -239,9 +239,16 @@ def test_s3_seed_and_round_never_touch_test_or_copy_gold(tmp_path, toy_task, fak
     s3.seed(params, task, "s/round_0", "m/s3_0.json")
     seed_rows = read_jsonl("s/round_0/data.jsonl")
     assert 0 < len(seed_rows) <= 12
+    extrapolated_from = []
+    real_requests = s3.extrapolation_requests
+    monkeypatch.setattr(s3, "extrapolation_requests", lambda spec, errors, *a: extrapolated_from.extend(errors)
+                        or real_requests(spec, errors, *a))
     s3.round_(params, task, 1, "s/round_0", "s/round_1", "m/s3_1.json")
     m = json.loads((tmp_path / "m/s3_1.json").read_text())
     assert m["errors"] <= 5 and m["requested"] == m["errors"] and 0 <= m["val_accuracy"] <= 1
+    mined, held_out = s3.error_split(read_jsonl(toy_task / "validation.jsonl"), ["text"], params.s3.error_fraction)
+    assert m["val_rows"] == len(mined) and 0 < len(mined) < 20  # only the mined part of validation.jsonl is used
+    assert {r["text"] for r in extrapolated_from} <= {r["text"] for r in mined}
     data = read_jsonl("s/round_1/data.jsonl")
     assert len(data) == len(seed_rows) + m["added"]
     assert "test" not in loaded  # the test set is only for the evaluate stage
@@ -295,3 +302,32 @@ def test_a_task_folder_without_task_yaml_runs(params, toy_task, fake_backend):
     train.run(params, task, "w/generated.jsonl", "models/student", "m/train.json")
     evaluate.run(params, task, "models/student", "m/metrics.json", "plots/confusion.json")
     assert json.loads(Path("m/metrics.json").read_text())["n_test"] == 40
+
+
+def test_runs_are_judged_on_validation_rows_their_data_never_used(params, toy_task, fake_backend, tmp_path):
+    """val_* (what settings and @champion are chosen on) counts only validation rows the run's data did not use: S3
+    mines part of validation.jsonl, so it is judged on the rest; `labelled` trained on validation.jsonl has no val_*
+    metrics and is registered without competing for @champion."""
+    from distill.methods.s3 import error_split
+    from distill.stages import assemble
+
+    task = str(toy_task)
+    reference = params.model_copy(update={"method": "labelled", "labelled": params.labelled.model_copy(
+        update={"splits": ["fewshot", "validation"]})})
+    assemble.run(reference, task, "-", "-", "w/train.jsonl", "m/data.json", "plots/it.tsv", "-", "-")
+    train.run(params, task, "w/train.jsonl", "models/student", "m/train.json")
+    held_out = error_split(read_jsonl(toy_task / "validation.jsonl"), ["text"], params.s3.error_fraction)[1]
+    judged = {}
+    for name, p in [("zerogen", params), ("s3", params.model_copy(update={"method": "s3"})), ("labelled", reference)]:
+        evaluate.run(p, task, "models/student", f"m/{name}/metrics.json", "plots/confusion.json")
+        judged[name] = json.loads((tmp_path / f"m/{name}/metrics.json").read_text())
+    assert judged["zerogen"]["val_n"] == 20 and judged["s3"]["val_n"] == len(held_out) and 0 < len(held_out) < 20
+    assert judged["labelled"]["val_n"] == 0 and not any(k.startswith("val_") and k != "val_n" for k in judged["labelled"])
+
+    register.run(reference, "w/train.jsonl", "models/student", ["m/labelled/metrics.json"], "w/registered.json")
+    assert json.loads((tmp_path / "w/registered.json").read_text())["alias"] == "challenger"  # no champion yet, still not one
+    register.run(params, "w/train.jsonl", "models/student", ["m/zerogen/metrics.json"], "w/registered.json")
+    champion = json.loads((tmp_path / "w/registered.json").read_text())
+    assert champion["alias"] == "champion"
+    register.run(reference, "w/train.jsonl", "models/student", ["m/labelled/metrics.json"], "w/registered.json")
+    assert json.loads((tmp_path / "w/registered.json").read_text())["previous_champion"] == champion["version"]

@@ -142,14 +142,16 @@ def log_student_run(
         )
     client = MlflowClient()
     version = str(info.registered_model_version)
-    new = float(metrics[decide_metric])
-    client.set_model_version_tag(model_name, version, decide_metric, str(new))
+    # A run without the deciding metric (`labelled` trained on validation.jsonl: nothing left to judge it on) is
+    # registered but never competes for @champion.
+    new = float(metrics[decide_metric]) if decide_metric in metrics else None
+    client.set_model_version_tag(model_name, version, decide_metric, str(new) if new is not None else "none")
     try:
         champ = client.get_model_version_by_alias(model_name, "champion")
         champ_score = float(champ.tags.get(decide_metric, "-inf"))
     except MlflowException:
         champ, champ_score = None, float("-inf")
-    alias = "champion" if new > champ_score else "challenger"
+    alias = "champion" if new is not None and new > champ_score else "challenger"
     client.set_registered_model_alias(model_name, alias, version)
     return {"run_id": run.info.run_id, "model_name": model_name, "version": version, "alias": alias,
             decide_metric: new, "previous_champion": str(champ.version) if champ else None, "tracking_uri": tracking_uri()}

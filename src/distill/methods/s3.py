@@ -4,9 +4,13 @@ extrapolation (methods.md §3). Pure prompt builders and parsers only.
 - T_ration: the LLM lists reasons (aspects) that lead to each label; seed prompts sample k of them.
 - T_mis: for each gold validation example the student gets wrong, the LLM writes one new, similar example
   with the gold label. The extrapolated text is new; the gold example itself never enters training.
+- error_split: the part of validation.jsonl the rounds mine for errors; the rest stays unseen, so a run's `val_*`
+  metrics (what experiments and @champion are chosen on) are not inflated by the rows its data was built from.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import re
 
@@ -14,6 +18,17 @@ from distill.methods.zerogen import generation_messages, make_request
 from distill.tasks import TaskSpec
 
 _NUMBERING = re.compile(r"^\s*(?:[-*•]|\d+[.)]|\(\d+\))\s*")
+
+
+def error_split(rows: list[dict], fields: list[str], fraction: float) -> tuple[list[dict], list[dict]]:
+    """validation rows -> (mined for errors, never seen by S3). A row's side is fixed by a hash of its input fields,
+    not by the seed, its position or its id, so every run, seed and method agrees on which rows are held out (and
+    copies of one text land on the same side)."""
+    mined, held_out = [], []
+    for r in rows:
+        digest = hashlib.sha256(json.dumps([r[f] for f in fields], ensure_ascii=False).encode()).digest()
+        (mined if int.from_bytes(digest[:8], "big") < fraction * 2**64 else held_out).append(r)
+    return mined, held_out
 
 
 def rationale_messages(spec: TaskSpec, label: str, n: int) -> list[tuple[str, str]]:

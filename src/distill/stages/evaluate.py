@@ -1,6 +1,7 @@
 """Stage `evaluate`: accuracy and macro-F1 on test.jsonl of the student and of the teacher itself, and both
-accuracies on validation.jsonl (`val_*`: what to compare experiments on when choosing settings; test is for
-reporting).
+accuracies on validation.jsonl (`val_*`: what to compare experiments on when choosing settings and what @champion is
+decided by; test is for reporting). `val_*` counts only the validation rows the run's data never depended on
+(`judged_validation`), so a method that reads validation.jsonl (S3) is not judged on its own material.
 
 The teacher is scored as a few-shot classifier (plain prompt, label log-probs) — the bar the student is
 distilled from. Its answers are cached, so re-evaluating a new student costs no LLM call.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from distill.config import Params
 from distill.io import write_json
+from distill.methods.s3 import error_split
 from distill.metrics import accuracy, macro_f1
 from distill.students.model import load_student
 from distill.synthesis import classify, llm_metrics
@@ -16,10 +18,21 @@ from distill.stages import checked_task
 from distill.teachers import make_teacher
 
 
+def judged_validation(params: Params, fields: list[str], validation: list[dict]) -> list[dict]:
+    """The validation rows a run is judged on: those its training data never depended on. S3 mines a fixed part of
+    validation.jsonl for errors, so its runs are judged on the rest; `labelled` with the validation split trains on
+    all of it, so it gets no val_* metrics (and can never take @champion)."""
+    if params.method == "s3":
+        return error_split(validation, fields, params.s3.error_fraction)[1]
+    if params.method == "labelled" and "validation" in params.labelled.splits:
+        return []
+    return validation
+
+
 def run(params: Params, task_dir: str, model_dir: str, metrics_out: str, plot_out: str) -> None:
     task = checked_task(task_dir)
     spec = task.spec
-    test, validation = task.load("test"), task.load("validation")
+    test, validation = task.load("test"), judged_validation(params, spec.field_names, task.load("validation"))
     fewshot = task.load("fewshot")  # validate all inputs before any model or LLM call
 
     from distill.students.distributed import train_device
@@ -29,7 +42,6 @@ def run(params: Params, task_dir: str, model_dir: str, metrics_out: str, plot_ou
         return evaluate_seq2seq(params, spec, model, test, validation, fewshot, metrics_out, plot_out)
     gold = [r["label"] for r in test]
     student = model.predict(test, params.evaluate.batch_size)
-    student_val = model.predict(validation, params.evaluate.batch_size)
 
     rows = test[: params.evaluate.teacher_max_examples] if params.evaluate.teacher_max_examples else test
     teacher = make_teacher(params.teacher)
@@ -38,22 +50,30 @@ def run(params: Params, task_dir: str, model_dir: str, metrics_out: str, plot_ou
     argmax = lambda p: spec.label_names[max(range(len(p)), key=p.__getitem__)]  # noqa: E731
     teacher_pred = [argmax(p) for p in probs]
     raw_pred = [argmax(p) for p in raw]
-    val_probs, _ = classify(teacher, spec, validation, fewshot, params.teacher, params.seed, desc="teacher on validation")
-    val_gold = [r["label"] for r in validation]
+    val = {}
+    if validation:
+        val_gold = [r["label"] for r in validation]
+        val_probs, _ = classify(teacher, spec, validation, fewshot, params.teacher, params.seed, desc="teacher on validation")
+        val = {"val_student_accuracy": accuracy(val_gold, model.predict(validation, params.evaluate.batch_size)),
+               "val_teacher_accuracy": accuracy(val_gold, [argmax(p) for p in val_probs])}
 
     metrics = {
         "student_accuracy": accuracy(gold, student), "student_macro_f1": macro_f1(gold, student, spec.label_names),
         "teacher_accuracy": accuracy(teacher_gold, teacher_pred), "teacher_macro_f1": macro_f1(teacher_gold, teacher_pred, spec.label_names),
         "teacher_accuracy_uncalibrated": accuracy(teacher_gold, raw_pred),
-        "n_test": len(test), "teacher_n_test": len(rows),
-        "val_student_accuracy": accuracy(val_gold, student_val), "val_teacher_accuracy": accuracy(val_gold, [argmax(p) for p in val_probs]),
-        **llm_metrics(teacher),
+        "n_test": len(test), "teacher_n_test": len(rows), "val_n": len(validation), **val, **llm_metrics(teacher),
     }
     write_json(metrics_out, metrics)
     write_json(plot_out, [{"actual": g, "predicted": p} for g, p in zip(gold, student)])
     print(f"evaluate: student accuracy {metrics['student_accuracy']:.4f} (macro-F1 {metrics['student_macro_f1']:.4f}); "
-          f"teacher accuracy {metrics['teacher_accuracy']:.4f} on {len(rows)} test rows; on validation.jsonl: student "
-          f"{metrics['val_student_accuracy']:.4f}, teacher {metrics['val_teacher_accuracy']:.4f}")
+          f"teacher accuracy {metrics['teacher_accuracy']:.4f} on {len(rows)} test rows; {val_line(metrics)}")
+
+
+def val_line(metrics: dict) -> str:
+    if not metrics["val_n"]:
+        return "no val_* metrics: this run's training data used all of validation.jsonl"
+    return (f"on {metrics['val_n']} validation rows: student {metrics['val_student_accuracy']:.4f}, "
+            f"teacher {metrics['val_teacher_accuracy']:.4f}")
 
 
 def evaluate_seq2seq(params: Params, spec, model, test: list[dict], validation: list[dict], fewshot: list[dict],
@@ -65,17 +85,19 @@ def evaluate_seq2seq(params: Params, spec, model, test: list[dict], validation: 
     from distill.synthesis import solve
 
     target = spec.target.name
-    student, student_val = model.predict(test, params.evaluate.batch_size), model.predict(validation, params.evaluate.batch_size)
+    student = model.predict(test, params.evaluate.batch_size)
     cap = params.evaluate.teacher_max_examples
     rows, val_rows = (test[:cap], validation[:cap]) if cap else (test, validation)
     teacher = make_teacher(params.teacher)
     answers = solve(teacher, spec, rows, fewshot, params.teacher, params.seed, desc="teacher on test")
-    val_answers = solve(teacher, spec, val_rows, fewshot, params.teacher, params.seed, desc="teacher on validation")
+    val = {}
+    if validation:
+        val_answers = solve(teacher, spec, val_rows, fewshot, params.teacher, params.seed, desc="teacher on validation")
+        val = {"val_student_accuracy": checked(spec, model.predict(validation, params.evaluate.batch_size), validation),
+               "val_teacher_accuracy": checked(spec, val_answers, val_rows), "val_teacher_n": len(val_rows)}
     metrics = {"student_accuracy": checked(spec, student, test), "teacher_accuracy": checked(spec, answers, rows),
-               "n_test": len(test), "teacher_n_test": len(rows), "val_student_accuracy": checked(spec, student_val, validation),
-               "val_teacher_accuracy": checked(spec, val_answers, val_rows), "val_teacher_n": len(val_rows), **llm_metrics(teacher)}
+               "n_test": len(test), "teacher_n_test": len(rows), "val_n": len(validation), **val, **llm_metrics(teacher)}
     write_json(metrics_out, metrics)
     write_json(plot_out, [{"actual": r[target], "predicted": a} for r, a in zip(test, student)])
     print(f"evaluate: student accuracy {metrics['student_accuracy']:.4f}, teacher accuracy {metrics['teacher_accuracy']:.4f} "
-          f"on {len(rows)} test rows; on validation.jsonl: student {metrics['val_student_accuracy']:.4f}, teacher "
-          f"{metrics['val_teacher_accuracy']:.4f}")
+          f"on {len(rows)} test rows; {val_line(metrics)}")

@@ -1,7 +1,8 @@
 """S3 stages: `s3_seed` (rationales, then rationale-conditioned seed data) and `s3_round@k`.
 
 Round k: train a fresh student on seed ∪ additions so far, find its errors on the real validation.jsonl
-(the small gold set), ask the teacher for one new example per error with the gold label (T_mis), add them.
+(the small gold set: the `s3.error_fraction` of it that `error_split` assigns to mining; the other part stays unseen
+for the evaluate stage), ask the teacher for one new example per error with the gold label (T_mis), add them.
 The gold examples themselves never enter the training data, and no S3 stage reads test.jsonl.
 Each step writes its own folder `<s3 dir>/round_k/`: data.jsonl (all data so far) and metrics.json.
 """
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from distill.config import Params
 from distill.io import atomic_dir, read_jsonl, write_json, write_jsonl
-from distill.methods.s3 import extrapolation_requests, parse_rationales, rationale_messages, seed_requests
+from distill.methods.s3 import error_split, extrapolation_requests, parse_rationales, rationale_messages, seed_requests
 from distill.methods.zerogen import make_request, template_hash
 from distill.stages import checked_task, demos_per_prompt, inactive
 from distill.synthesis import llm_metrics, seen_keys, synthesize, synthesize_examples
@@ -80,7 +81,7 @@ def round_(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, m
     task, sp = checked_task(task_dir), params.s3
     spec = task.spec
     fields = spec.field_names
-    fewshot, gold = task.load("fewshot"), task.load("validation")
+    fewshot, (gold, _) = task.load("fewshot"), error_split(task.load("validation"), spec.field_names, sp.error_fraction)
     data = read_jsonl(Path(prev_dir) / "data.jsonl")
 
     # 1. a fresh student on everything so far; 2. its errors on the small gold set
@@ -105,7 +106,8 @@ def round_(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, m
         checked = params if sp.check_extrapolations else params.model_copy(
             update={"generate": params.generate.model_copy(update={"label_filter": "none"})})
         added, counts = synthesize(teacher, spec, checked, requests, fewshot, "llm_extrapolated", k, seen, desc=f"s3 round {k}")
-    metrics = {"round": k, "val_accuracy": val_acc, "errors": len(errors), "requested": len(requests), "added": len(added),
+    metrics = {"round": k, "val_accuracy": val_acc, "val_rows": len(gold), "errors": len(errors), "requested": len(requests), "added": len(added),
                "total": len(data) + len(added), **counts, **llm_metrics(teacher)}
     _write(out_dir, metrics_out, data + added, metrics)
-    print(f"s3 round {k}: validation accuracy {val_acc:.4f}, {len(errors)} errors -> {len(added)} new examples")
+    print(f"s3 round {k}: accuracy {val_acc:.4f} on the {len(gold)} mined validation rows, {len(errors)} errors -> "
+          f"{len(added)} new examples")
