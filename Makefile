@@ -36,7 +36,7 @@ run: setup
 
 # One pytest worker per core (at most 4): the end-to-end tests are independent and start first (tests/conftest.py).
 test: setup
-	$(PY) -m pytest -q -n auto --maxprocesses 4 --maxschedchunk 1
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --maxschedchunk 1 --durations=15
 
 clean:
 	rm -rf data/work models metrics plots .cache mlflow.db mlartifacts

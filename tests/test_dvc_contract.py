@@ -105,7 +105,7 @@ def recorded(tmp_path_factory, tiny_student, tiny_llm):
                 gold={"iterations": [{"i": 1, "prev": 0}], "train_per_iter": 4, "val_per_iter": 4, "refresh_epochs": 1,
                       "drop_top_energy": 0.25, "loss": "sce" if recipe == "finetune" else "ce"},  # every branch a stage can take, so every read is seen
                 s3={"rounds": [{"i": 1, "prev": 0}], "seed_per_label": 3, "n_rationales": 2, "max_extrapolations": 3,
-                    "check_extrapolations": True},
+                    "check_extrapolations": True, "error_fraction": 0.95},  # mine ~all of the tiny validation: errors to check
                 llkd={"pool_size": 12}, evaluate={"teacher_max_examples": 6}).read_text())))
             run_all_stages(params, str(sums if name == "sums" else task), reads)
     finally:
