@@ -246,7 +246,7 @@ def test_s3_seed_and_round_never_touch_test_or_copy_gold(tmp_path, toy_task, fak
     s3.round_(params, task, 1, "s/round_0", "s/round_1", "m/s3_1.json")
     m = json.loads((tmp_path / "m/s3_1.json").read_text())
     assert m["errors"] <= 5 and m["requested"] == m["errors"] and 0 <= m["val_accuracy"] <= 1
-    mined, held_out = s3.error_split(read_jsonl(toy_task / "validation.jsonl"), ["text"], params.s3.error_fraction)
+    mined, _ = s3.error_split(read_jsonl(toy_task / "validation.jsonl"), ["text"], params.s3.error_fraction)
     assert m["val_rows"] == len(mined) and 0 < len(mined) < 20  # only the mined part of validation.jsonl is used
     assert {r["text"] for r in extrapolated_from} <= {r["text"] for r in mined}
     data = read_jsonl("s/round_1/data.jsonl")

@@ -81,7 +81,7 @@ def round_(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, m
     task, sp = checked_task(task_dir), params.s3
     spec = task.spec
     fields = spec.field_names
-    fewshot, (gold, _) = task.load("fewshot"), error_split(task.load("validation"), spec.field_names, sp.error_fraction)
+    fewshot, (gold, _) = task.load("fewshot"), error_split(task.load("validation"), fields, sp.error_fraction)
     data = read_jsonl(Path(prev_dir) / "data.jsonl")
 
     # 1. a fresh student on everything so far; 2. its errors on the small gold set
