@@ -47,6 +47,7 @@ def test_pipeline_on_fake_llm(params, toy_task, fake_backend, tmp_path):
     metrics = json.loads((tmp_path / "m/metrics.json").read_text())
     assert 0 <= metrics["student_accuracy"] <= 1 and metrics["teacher_accuracy"] == 1.0
     assert metrics["n_test"] == 40 and metrics["teacher_n_test"] == 10
+    assert metrics["val_n"] == 20 and metrics["val_teacher_n"] == 10  # the cap holds on validation too
     confusion = json.loads((tmp_path / "plots/confusion.json").read_text())
     assert len(confusion) == 40 and set(confusion[0]) == {"actual", "predicted"}
 

@@ -63,7 +63,7 @@ def parse_list(text: str, option: str) -> list[str]:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """'3' -> seeds 0, 1, 2; '0,7,42' -> those seeds."""
+    """'3' -> seeds 0, 1, 2; '0,7,42' -> those seeds; '7,' -> seed 7 alone (a bare number is a count)."""
     try:
         if "," not in text:
             n = int(text)
@@ -72,7 +72,7 @@ def parse_seeds(text: str) -> list[int]:
             return list(range(n))
         return [int(s) for s in parse_list(text, "--seeds")]
     except ValueError:
-        raise DistillError(f"--seeds: '{text}' is neither a count (3 = seeds 0,1,2; 1 = seed 0) nor a list of seeds (0,7,42)") from None
+        raise DistillError(f"--seeds: '{text}' is neither a count (3 = seeds 0,1,2; 1 = seed 0) nor a list of seeds (0,7,42; a single seed: 7,)") from None
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:

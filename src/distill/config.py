@@ -172,7 +172,7 @@ class AssembleParams(Section):
 
 class EvaluateParams(Section):
     teacher_max_examples: int | None = Field(
-        None, gt=0, description="score the teacher on at most this many test rows (None = all)"
+        None, gt=0, description="score the teacher on at most this many test rows, and as many validation rows (None = all)"
     )
     batch_size: int = Field(64, gt=0, json_schema_extra=RUNTIME, description="student inference batch size")
 

@@ -43,7 +43,8 @@ def run(params: Params, task_dir: str, model_dir: str, metrics_out: str, plot_ou
     gold = [r["label"] for r in test]
     student = model.predict(test, params.evaluate.batch_size)
 
-    rows = test[: params.evaluate.teacher_max_examples] if params.evaluate.teacher_max_examples else test
+    cap = params.evaluate.teacher_max_examples
+    rows, val_rows = (test[:cap], validation[:cap]) if cap else (test, validation)
     teacher = make_teacher(params.teacher)
     probs, raw = classify(teacher, spec, rows, fewshot, params.teacher, params.seed, desc="teacher on test")
     teacher_gold = [r["label"] for r in rows]
@@ -52,10 +53,10 @@ def run(params: Params, task_dir: str, model_dir: str, metrics_out: str, plot_ou
     raw_pred = [argmax(p) for p in raw]
     val = {}
     if validation:
-        val_gold = [r["label"] for r in validation]
-        val_probs, _ = classify(teacher, spec, validation, fewshot, params.teacher, params.seed, desc="teacher on validation")
-        val = {"val_student_accuracy": accuracy(val_gold, model.predict(validation, params.evaluate.batch_size)),
-               "val_teacher_accuracy": accuracy(val_gold, [argmax(p) for p in val_probs])}
+        val_probs, _ = classify(teacher, spec, val_rows, fewshot, params.teacher, params.seed, desc="teacher on validation")
+        val = {"val_student_accuracy": accuracy([r["label"] for r in validation], model.predict(validation, params.evaluate.batch_size)),
+               "val_teacher_accuracy": accuracy([r["label"] for r in val_rows], [argmax(p) for p in val_probs]),
+               "val_teacher_n": len(val_rows)}
 
     metrics = {
         "student_accuracy": accuracy(gold, student), "student_macro_f1": macro_f1(gold, student, spec.label_names),
@@ -72,15 +73,15 @@ def run(params: Params, task_dir: str, model_dir: str, metrics_out: str, plot_ou
 def val_line(metrics: dict) -> str:
     if not metrics["val_n"]:
         return "no val_* metrics: this run's training data used all of validation.jsonl"
+    capped = f" (first {metrics['val_teacher_n']} rows)" if metrics["val_teacher_n"] < metrics["val_n"] else ""
     return (f"on {metrics['val_n']} validation rows: student {metrics['val_student_accuracy']:.4f}, "
-            f"teacher {metrics['val_teacher_accuracy']:.4f}")
+            f"teacher {metrics['val_teacher_accuracy']:.4f}{capped}")
 
 
 def evaluate_seq2seq(params: Params, spec, model, test: list[dict], validation: list[dict], fewshot: list[dict],
                      metrics_out: str, plot_out: str) -> None:
     """seq2seq tasks: accuracy = the answer checker (numeric for SVAMP) on greedy answers, the student's and the
-    teacher's (few-shot worked examples, greedy; cached), on test and validation. The teacher writes here (it only
-    scores labels on classification tasks), so `evaluate.teacher_max_examples` caps its validation rows too."""
+    teacher's (few-shot worked examples, greedy; cached), on test and validation."""
     from distill.methods.seq2seq import accuracy as checked
     from distill.synthesis import solve
 
