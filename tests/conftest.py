@@ -140,10 +140,10 @@ def toy_task(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_student(tmp_path_factory) -> Path:
-    """A 2 M-parameter random BERT encoder with the real MiniLM tokenizer: trains in seconds. Seeded: unseeded, its
-    weights came from whatever the worker's tests had drawn before, and under `pytest -n` that order changes from run
-    to run, and the dvc.yaml contract test, whose stages branch on the student's predictions, failed once in six
-    such runs (and never alone)."""
+    """A 2 M-parameter random BERT encoder with the real MiniLM tokenizer: trains in seconds. Seeded, so every worker
+    builds the same one: unseeded, its weights came from whatever the worker's tests had drawn before, which changes
+    from run to run under `pytest -n` (the dvc.yaml contract test, whose stages branch on the student's predictions,
+    failed once in six such runs, never alone)."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
