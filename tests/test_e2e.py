@@ -28,11 +28,12 @@ TINY = {
 CUT = 40  # rows kept in each task's test and validation split (cut_splits)
 
 
-def tiny_params(path: Path) -> None:
+def merge_params(path: Path, sections: dict = TINY) -> None:
+    """Update params.yaml's sections key by key (the tiny sizes by default)."""
     import yaml
 
     params = yaml.safe_load(path.read_text())
-    for section, values in TINY.items():
+    for section, values in sections.items():
         params[section].update(values)
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
@@ -86,7 +87,7 @@ def project(tmp_path):
         if (REPO / f).is_file():
             (repo / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / f, repo / f)
-    tiny_params(repo / "params.yaml")
+    merge_params(repo / "params.yaml")
     cut_splits(repo / "data" / "tasks")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost", "GIT_COMMITTER_NAME": "t",
@@ -186,15 +187,13 @@ def test_svamp_gold_exp_run(project, tiny_llm):
     (checked by the safe evaluator), the student is a causal LM (a tiny random Llama here, SmolLM2-135M by default)
     refreshed and scored by token-level energy; answers are checked numerically; the registry holds a
     transformers-flavour text-generation model. One GOLD iteration (test_gold_exp_run chains two): the 135M teacher
-    writes ~100 tokens per worked example, at 11 tokens/s measured on a busy 2-core machine. (The fixture's 40-row splits matter most here: a random
-    tiny LM never ends its answer, and 1200 answers of 112 tokens each were most of this test's time.)"""
+    writes ~100 tokens per worked example, at 11 tokens/s measured on a busy 2-core machine. (The fixture's 40-row
+    splits matter most here: a random tiny LM never ends its answer, and 1200 answers of 112 tokens each were most of
+    this test's time.)"""
     import mlflow
-    import yaml
 
     repo, env = project
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["gold"]["iterations"] = [{"i": 1, "prev": 0}]
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    merge_params(repo / "params.yaml", {"gold": {"iterations": [{"i": 1, "prev": 0}]}})
     sh("git", "commit", "-qam", "one GOLD iteration", cwd=repo, env=env)
     out = sh("dvc", "exp", "run", "-S", "task=svamp", "-S", "method=gold", "-S", f"train.lm_model={tiny_llm}",
              "-S", "evaluate.teacher_max_examples=4", cwd=repo, env=env)

@@ -38,13 +38,13 @@ def run(params: Params, task_dir: str, model_dir: str, metrics_out: str, plot_ou
     from distill.students.distributed import train_device
 
     model = load_student(model_dir, train_device(params.train.device))
+    cap = params.evaluate.teacher_max_examples  # the teacher's baseline rows, on both splits
+    rows, val_rows = (test[:cap], validation[:cap]) if cap else (test, validation)
     if spec.seq2seq:
-        return evaluate_seq2seq(params, spec, model, test, validation, fewshot, metrics_out, plot_out)
+        return evaluate_seq2seq(params, spec, model, test, validation, rows, val_rows, fewshot, metrics_out, plot_out)
     gold = [r["label"] for r in test]
     student = model.predict(test, params.evaluate.batch_size)
 
-    cap = params.evaluate.teacher_max_examples
-    rows, val_rows = (test[:cap], validation[:cap]) if cap else (test, validation)
     teacher = make_teacher(params.teacher)
     probs, raw = classify(teacher, spec, rows, fewshot, params.teacher, params.seed, desc="teacher on test")
     teacher_gold = [r["label"] for r in rows]
@@ -78,17 +78,15 @@ def val_line(metrics: dict) -> str:
             f"teacher {metrics['val_teacher_accuracy']:.4f}{capped}")
 
 
-def evaluate_seq2seq(params: Params, spec, model, test: list[dict], validation: list[dict], fewshot: list[dict],
-                     metrics_out: str, plot_out: str) -> None:
+def evaluate_seq2seq(params: Params, spec, model, test: list[dict], validation: list[dict], rows: list[dict],
+                     val_rows: list[dict], fewshot: list[dict], metrics_out: str, plot_out: str) -> None:
     """seq2seq tasks: accuracy = the answer checker (numeric for SVAMP) on greedy answers, the student's and the
-    teacher's (few-shot worked examples, greedy; cached), on test and validation."""
+    teacher's (few-shot worked examples, greedy; cached), on test and validation (the teacher on `rows`, `val_rows`)."""
     from distill.methods.seq2seq import accuracy as checked
     from distill.synthesis import solve
 
     target = spec.target.name
     student = model.predict(test, params.evaluate.batch_size)
-    cap = params.evaluate.teacher_max_examples
-    rows, val_rows = (test[:cap], validation[:cap]) if cap else (test, validation)
     teacher = make_teacher(params.teacher)
     answers = solve(teacher, spec, rows, fewshot, params.teacher, params.seed, desc="teacher on test")
     val = {}
