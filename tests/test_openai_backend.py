@@ -123,7 +123,8 @@ def test_faults_are_retried_and_answers_match_a_clean_run(tmp_path):
 
     faults = ["429", "500", "stall", "drop", "malformed", "offformat", "503"]
     t0 = time.perf_counter()
-    fgen, fscores, faulty = run_teacher(FakeServer(faults), tmp_path / "faulty.sqlite")
+    # a 2 s timeout, not 0.5: on a loaded machine an answered request once took longer and counted one retry too many
+    fgen, fscores, faulty = run_teacher(FakeServer(faults, stall_s=3.0), tmp_path / "faulty.sqlite", timeout_s=2.0)
     assert time.perf_counter() - t0 >= 1.0  # Retry-After: 1 was honoured (the backoff base is 10 ms)
     assert fgen == gen and fscores == scores
     x = faulty.stats.extra

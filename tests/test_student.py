@@ -60,6 +60,13 @@ def test_schedule_gives_small_data_more_epochs():
     assert schedule(n_rows=100, batch_size=32, epochs=4, min_steps=0) == (4, 16)
 
 
+def test_a_methods_own_epochs_are_the_whole_schedule(tiny_student):
+    """GOLD's refresh_epochs means what it says: min_steps lifts only the shared train.epochs."""
+    cfg = TrainParams(model=str(tiny_student), epochs=1, batch_size=16, min_steps=8)
+    assert len(train_student(rows(32), LABELS, ["text"], cfg, seed=0)[1]) == 4  # 2 steps an epoch: 4 epochs reach 8
+    assert len(train_student(rows(32), LABELS, ["text"], cfg, seed=0, epochs=2)[1]) == 2
+
+
 def test_sharpen_and_targets():
     assert sharpen([0.25, 0.75], 1.0) == pytest.approx([0.25, 0.75])
     assert sharpen([0.25, 0.75], 0.5) == pytest.approx([0.1, 0.9])  # 1/16 : 9/16

@@ -87,7 +87,8 @@ def finetune(student, rows: list[dict[str, Any]], cfg, seed: int, loss_fn: Loss 
 
     `selector` (optional, LLKD's online selection) is called on every batch with the rows and the student's
     detached logits and returns per-row weight multipliers (0 = not selected); its `epoch_stats()` join each
-    epoch's record. `epochs` / `lr` override cfg (GOLD's refresh and final schedules).
+    epoch's record. `epochs` / `lr` override cfg (GOLD's refresh); `epochs` given is exactly that many passes (no
+    `min_steps`).
     """
     from transformers import get_linear_schedule_with_warmup
 
@@ -105,7 +106,10 @@ def finetune(student, rows: list[dict[str, Any]], cfg, seed: int, loss_fn: Loss 
         fit_head(student, rows, targets, weights)  # on the CPU: one L-BFGS fit of a [K, H] matrix
     targets, weights = targets.to(device), weights.to(device)
     scaler = torch.amp.GradScaler(device.split(":")[0], enabled=amp == torch.float16)  # float16 needs loss scaling
-    n_epochs, total = schedule(len(rows), cfg.batch_size, epochs or cfg.epochs, cfg.min_steps)
+    # A method's own `epochs` (GOLD's refresh_epochs) is the whole schedule: min_steps, there for the final student on
+    # small data, made GOLD's 8-epoch refreshes 30-100 epochs of one iteration's rows and most of its wall time.
+    min_steps = 0 if epochs else cfg.min_steps
+    n_epochs, total = schedule(len(rows), cfg.batch_size, epochs or cfg.epochs, min_steps)
     body_lr = lr or cfg.lr
     opt = torch.optim.AdamW(student.param_groups(body_lr, cfg.head_lr_scale), weight_decay=cfg.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
