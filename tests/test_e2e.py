@@ -213,10 +213,10 @@ def test_svamp_gold_exp_run(project, tiny_llm):
 
 
 def test_compare_on_an_unseen_task(project):
-    """`distill compare` on a task folder this test writes (never seen by the project) and a broken copy of it: one
-    named queued experiment per combination, two at a time, in temporary copies (.dvc/tmp/exps/...) that share
-    the workspace's LLM cache and MLflow store. The broken task fails in check_task and stops nothing else. LLKD's
-    end-to-end checks are made on its queued run here (a run of its own cost a sixth of the suite's e2e time)."""
+    """`distill compare` on a task folder this test writes (never seen by the project): one named queued experiment per
+    combination, two at a time, in temporary copies (.dvc/tmp/exps/...) that share the workspace's LLM cache and
+    MLflow store. LLKD's end-to-end checks are made on its queued run here (a run of its own cost a sixth of the
+    suite's e2e time). A failing combination that stops nothing else: test_compare.py, on a real DVC queue too."""
     import mlflow
 
     repo, env = project
@@ -224,17 +224,14 @@ def test_compare_on_an_unseen_task(project):
     sh("git", "add", "data/tasks", cwd=repo, env=env)
     sh("git", "commit", "-qm", "a new task", cwd=repo, env=env)
     rows, versions = llm_rows(repo), len(mlflow.MlflowClient().search_model_versions("name='distill-support'"))
-    r = subprocess.run(["distill", "compare", "--tasks", "support,broken", "--methods", "zerogen,llkd", "--seeds", "1",
+    r = subprocess.run(["distill", "compare", "--tasks", "support", "--methods", "zerogen,llkd", "--seeds", "1",
                         "--jobs", "2", "--name", "e2e", "--poll", "5"], cwd=repo, env=env, capture_output=True, text=True)
-    assert r.returncode == 1 and "2 of 4 runs failed" in r.stderr, r.stdout + r.stderr
+    assert r.returncode == 0, r.stdout + r.stderr
     report = json.loads((repo / "reports" / "compare.json").read_text())
     ok = {x["method"]: x for x in report["runs"] if x["state"] == "success"}
     assert set(ok) == {"zerogen", "llkd"} and all(x["task"] == "support" and 0 <= x["student_accuracy"] <= 1 for x in ok.values())
-    failed = [x for x in report["runs"] if x["state"] == "failed"]
-    assert len(failed) == 2 and all(x["error"].startswith("check_task: ") and "data/tasks/broken/test.jsonl:2" in x["error"]
-                                    for x in failed), failed
     md = (repo / "reports" / "compare.md").read_text()
-    assert "| support | zerogen | 1/1 |" in md and "| broken | llkd | 0/1 |" in md and (repo / "reports" / "compare.png").is_file()
+    assert "| support | zerogen | 1/1 |" in md and "| support | llkd | 1/1 |" in md and (repo / "reports" / "compare.png").is_file()
     runs = mlflow.search_runs(experiment_names=["distill"], filter_string="tags.comparison = 'e2e'")
     assert set(runs["tags.dvc_exp"]) == {"e2e-support-zerogen-s0", "e2e-support-llkd-s0"}, runs["tags.dvc_exp"].tolist()
     assert len(mlflow.MlflowClient().search_model_versions("name='distill-support'")) == versions + 2
@@ -267,13 +264,10 @@ SUPPORT = {  # a customer-support intent task: two labels no shipped task has
 
 
 def write_support_task(tasks: Path) -> None:
-    """data/tasks/support (no task.yaml: the spec is inferred) and data/tasks/broken (test.jsonl line 2 is not JSON)."""
+    """data/tasks/support (no task.yaml: the spec is inferred)."""
     rows = [{"text": t, "label": label} for label, texts in SUPPORT.items() for t in texts]
     splits = {"fewshot": rows[0:2] + rows[8:10], "validation": rows[2:5] + rows[10:13], "test": rows[5:8] + rows[13:16],
               "unlabeled": [{"text": r["text"]} for r in rows]}
-    for name in ("support", "broken"):
-        (tasks / name).mkdir()
-        for split, items in splits.items():
-            (tasks / name / f"{split}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in items))
-    lines = (tasks / "broken" / "test.jsonl").read_text().splitlines()
-    (tasks / "broken" / "test.jsonl").write_text("\n".join([lines[0], "{not json"] + lines[2:]) + "\n")
+    (tasks / "support").mkdir()
+    for split, items in splits.items():
+        (tasks / "support" / f"{split}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in items))
