@@ -26,6 +26,7 @@ TINY = {
     "s3": {"rounds": [{"i": 1, "prev": 0}], "seed_per_label": 3, "n_rationales": 2, "max_extrapolations": 3},
 }
 CUT = 40  # rows kept in each task's test and validation split (cut_splits)
+SVAMP_CUT = 12  # a random tiny causal-LM student never ends its answer: each test or validation row is 112 tokens
 
 
 def merge_params(path: Path, sections: dict = TINY) -> None:
@@ -187,20 +188,21 @@ def test_svamp_gold_exp_run(project, tiny_llm):
     (checked by the safe evaluator), the student is a causal LM (a tiny random Llama here, SmolLM2-135M by default)
     refreshed and scored by token-level energy; answers are checked numerically; the registry holds a
     transformers-flavour text-generation model. One GOLD iteration (test_gold_exp_run chains two): the 135M teacher
-    writes ~100 tokens per worked example, at 11 tokens/s measured on a busy 2-core machine. (The fixture's 40-row
-    splits matter most here: a random tiny LM never ends its answer, and 1200 answers of 112 tokens each were most of
-    this test's time.)"""
+    writes ~100 tokens per worked example, at 11 tokens/s measured on a busy 2-core machine. (Splits cut to SVAMP_CUT
+    rows: a random tiny LM never ends its answer, and 1200 answers of 112 tokens each were once most of this test's
+    time.)"""
     import mlflow
 
     repo, env = project
     merge_params(repo / "params.yaml", {"gold": {"iterations": [{"i": 1, "prev": 0}]}})
-    sh("git", "commit", "-qam", "one GOLD iteration", cwd=repo, env=env)
+    cut_splits(repo / "data" / "tasks", SVAMP_CUT)
+    sh("git", "commit", "-qam", "one GOLD iteration, fewer rows to answer", cwd=repo, env=env)
     out = sh("dvc", "exp", "run", "-S", "task=svamp", "-S", "method=gold", "-S", f"train.lm_model={tiny_llm}",
              "-S", "evaluate.teacher_max_examples=4", cwd=repo, env=env)
     for stage in ("check_task", "gold_iter@0", "assemble", "train", "evaluate", "register"):
         assert f"Running stage '{stage}'" in out
     metrics = json.loads((repo / "metrics/metrics.json").read_text())
-    assert metrics["n_test"] == CUT and metrics["teacher_n_test"] == 4 and 0 <= metrics["student_accuracy"] <= 1
+    assert metrics["n_test"] == SVAMP_CUT and metrics["teacher_n_test"] == 4 and 0 <= metrics["student_accuracy"] <= 1
     g1 = json.loads((repo / "metrics/gold/iter_1.json").read_text())
     assert g1["requested"] == 8 and 0 <= g1["val_accuracy"] <= 1
     rejected = sum(v for k, v in g1.items() if ".rejected." in k)  # the checker's verdict on each worked example
