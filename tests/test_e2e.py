@@ -172,17 +172,6 @@ def test_gold_exp_run(project):
     assert registered_run(repo)[1].data.tags["method"] == "gold"
 
 
-def test_s3_exp_run(project):
-    """S3: rationale-conditioned seed, then one round of error extrapolation from validation.jsonl."""
-    repo, env = project
-    out = sh("dvc", "exp", "run", "-S", "method=s3", cwd=repo, env=env)
-    for stage in ("s3_seed", "s3_round@0", "assemble", "train", "evaluate", "register"):
-        assert f"Running stage '{stage}'" in out
-    r1 = json.loads((repo / "metrics/s3/round_1.json").read_text())
-    assert r1["requested"] == min(3, r1["errors"]) and 0 <= r1["val_accuracy"] <= 1
-    assert json.loads((repo / "metrics/data.json").read_text())["iterations"] == 1
-
-
 def test_svamp_gold_exp_run(project, tiny_llm):
     """A seq2seq task: SVAMP word problems under GOLD (issue 16's acceptance command). The teacher writes worked examples
     (checked by the safe evaluator), the student is a causal LM (a tiny random Llama here, SmolLM2-135M by default)
@@ -251,6 +240,17 @@ def test_compare_on_an_unseen_task(project):
     reg, run = registered_run(repo)
     assert reg["tracking_uri"] == f"sqlite:///{(repo / 'mlflow.db').resolve()}"  # not a deleted temp copy
     assert run.data.tags["method"] == "llkd" and "epoch.selected_fraction" in run.data.metrics
+
+
+def test_s3_exp_run(project):
+    """S3: rationale-conditioned seed, then one round of error extrapolation from validation.jsonl."""
+    repo, env = project
+    out = sh("dvc", "exp", "run", "-S", "method=s3", cwd=repo, env=env)
+    for stage in ("s3_seed", "s3_round@0", "assemble", "train", "evaluate", "register"):
+        assert f"Running stage '{stage}'" in out
+    r1 = json.loads((repo / "metrics/s3/round_1.json").read_text())
+    assert r1["requested"] == min(3, r1["errors"]) and 0 <= r1["val_accuracy"] <= 1
+    assert json.loads((repo / "metrics/data.json").read_text())["iterations"] == 1
 
 
 SUPPORT = {  # a customer-support intent task: two labels no shipped task has

@@ -108,8 +108,8 @@ def finetune(student, rows: list[dict[str, Any]], cfg, seed: int, loss_fn: Loss 
     scaler = torch.amp.GradScaler(device.split(":")[0], enabled=amp == torch.float16)  # float16 needs loss scaling
     # A method's own `epochs` (GOLD's refresh_epochs) is the whole schedule: min_steps, there for the final student on
     # small data, made GOLD's 8-epoch refreshes 30-100 epochs of one iteration's rows and most of its wall time.
-    min_steps = 0 if epochs else cfg.min_steps
-    n_epochs, total = schedule(len(rows), cfg.batch_size, epochs or cfg.epochs, min_steps)
+    epochs, min_steps = (epochs, 0) if epochs else (cfg.epochs, cfg.min_steps)
+    n_epochs, total = schedule(len(rows), cfg.batch_size, epochs, min_steps)
     body_lr = lr or cfg.lr
     opt = torch.optim.AdamW(student.param_groups(body_lr, cfg.head_lr_scale), weight_decay=cfg.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
