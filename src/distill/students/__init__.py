@@ -29,7 +29,10 @@ def train_student(rows: list[dict[str, Any]], labels: Sequence[str], fields: Seq
             raise DistillError(f"task {spec.name} is seq2seq: its causal-LM student trains with train.recipe: finetune")
         from distill.students.finetune import finetune, sequence_loss
 
-        cfg = cfg.model_copy(update={"batch_size": cfg.lm_batch_size, "lr": cfg.lm_lr, "min_steps": cfg.lm_min_steps})
+        # min_steps only lifts train's own schedule; a method's explicit epochs (GOLD's refresh) is not lifted, so
+        # lm_min_steps is not read then (and not declared by that stage)
+        lm_min_steps = 0 if epochs else cfg.lm_min_steps
+        cfg = cfg.model_copy(update={"batch_size": cfg.lm_batch_size, "lr": cfg.lm_lr, "min_steps": lm_min_steps})
         student = start or fresh_student(spec, cfg, seed)
         return student, finetune(student, rows, cfg, seed, sequence_loss, selector, select_rows, log, epochs, lr, probe=False)
     if cfg.recipe == "setfit":
