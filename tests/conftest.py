@@ -1,7 +1,7 @@
 """Shared fixtures: a fake LLM keyed by prompt, tiny random models, a scratch task folder.
 
 The fake teacher makes stage tests deterministic and offline; the tiny models make them fast. The real
-embedded teacher and MiniLM are exercised by test_local_backend.py and the e2e test.
+embedded teacher and MiniLM are exercised by test_local_fast.py and the e2e tests.
 """
 from __future__ import annotations
 

@@ -49,15 +49,21 @@ def test_serve_on_cuda_without_a_gpu_names_its_option(tiny_llm, monkeypatch):
 
 
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
-def test_mixed_precision_training_runs(tiny_student, precision):
+def test_mixed_precision_training_runs(tiny_student, precision, monkeypatch):
     """The autocast (and, for float16, loss-scaling) path of the training loop, exercised on the CPU."""
-    from distill.students import train_student
+    from distill.students import finetune, train_student
 
+    casts, scalers = [], []
+    real_autocast, real_scaler = finetune.autocast, torch.amp.GradScaler
+    monkeypatch.setattr(finetune, "autocast", lambda device, dtype: casts.append(dtype) or real_autocast(device, dtype))
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda *a, **kw: scalers.append(kw.get("enabled")) or real_scaler(*a, **kw))
     rows = [{"text": t, "label": lab} for t, lab in [("great fun", "pos"), ("awful mess", "neg")] * 16]
     cfg = TrainParams(model=str(tiny_student), device="cpu", precision=precision, epochs=3, lr=1e-3, batch_size=8, min_steps=0)
     student, history = train_student(rows, ["neg", "pos"], ["text"], cfg, seed=0)
     assert all(torch.isfinite(torch.tensor(h["train_loss"])) for h in history)
     assert student.head.weight.dtype == torch.float32  # weights stay float32 under autocast
+    assert casts and set(casts) == {getattr(torch, precision)}  # every step ran under the precision asked
+    assert scalers == [precision == "float16"]  # loss scaling for float16 only
 
 
 def test_teacher_precision_is_part_of_the_cache_key(tiny_llm):

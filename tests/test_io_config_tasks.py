@@ -43,8 +43,34 @@ def test_params_unknown_key_and_wrong_type(tmp_path):
     with pytest.raises(DistillError, match=r"generate\.n_per_label: .*integer.*'many'"):
         load_params(p)
     p.write_text("train: [unclosed\n")
-    with pytest.raises(DistillError, match=r"params\.yaml: invalid YAML"):
+    with pytest.raises(DistillError, match=r"params\.yaml: invalid YAML \(.*line 2") as e:
         load_params(p)
+    assert "<unicode string>" not in str(e.value)  # the file is named once, at the start
+    p.write_text("seed: 1\ntrain:\n  epochs: 2\nseed: 2\n")  # plain YAML would keep seed 2 without a word
+    with pytest.raises(DistillError, match=r"params\.yaml: invalid YAML \(duplicate key 'seed' line 4"):
+        load_params(p)
+    p.write_text("train:\n  epochs: true\n")  # lax pydantic would read 1
+    with pytest.raises(DistillError, match=r"params\.yaml: train\.epochs: a yes/no value where a number or text belongs"):
+        load_params(p)
+    p.write_text("train:\n  select_on_validation: true\n  epochs: 3\n")
+    assert load_params(p).train.select_on_validation is True
+
+
+def test_outputs_get_the_usual_file_mode(tmp_path):
+    """Atomic writes go through mkstemp/mkdtemp (owner-only); the results must be as readable as open() makes them."""
+    import os
+
+    from distill.io import atomic_dir
+
+    mask = os.umask(0o022)
+    try:
+        write_jsonl(tmp_path / "a.jsonl", [{"a": 1}])
+        with atomic_dir(tmp_path / "model") as d:
+            (d / "w.bin").write_bytes(b"x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "a.jsonl").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "model").stat().st_mode & 0o777 == 0o755
 
 
 def test_repo_params_are_valid_and_documented():
@@ -71,6 +97,10 @@ def test_unknown_label_and_task(toy_task, tmp_path):
     task = load_task(toy_task)
     with pytest.raises(DistillError, match=r"test\.jsonl:41: unknown label 'neutral'"):
         task.load("test")
+    with (toy_task / "test.jsonl").open("w") as f:  # a list is no label either (and must not crash on hashing)
+        f.write('{"text": "meh", "label": ["positive"]}\n')
+    with pytest.raises(DistillError, match=r"test\.jsonl:1: unknown label \['positive'\]"):
+        load_task(toy_task).load("test")
     with pytest.raises(DistillError, match="unknown task"):
         load_task(tmp_path / "nope")
 

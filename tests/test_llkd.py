@@ -69,3 +69,19 @@ def test_seq2seq_selector_keeps_confident_votes_the_student_has_not_learned():
     assert (w > 0).tolist() == [True, False, False, False]
     assert w[0].item() == pytest.approx(1.0 * (1 - math.exp(-3.0)))
     assert sel.epoch_stats()["selected_fraction"] == 0.25
+
+
+def test_one_update_step_by_hand():
+    """EMA weights the old value by the momentum; each class moves on its own rows only; per_class scales by the top."""
+    th = update(init_thresholds(2), torch.tensor([0.9, 0.5]), torch.tensor([0.2, 0.4]), torch.tensor([0, 1]), momentum=0.9)
+    half_log2 = math.log(2) / 2
+    assert th.tau_t == pytest.approx(0.9 * 0.5 + 0.1 * 0.7)  # 0.52: the batch mean of confidence is 0.7
+    assert th.tau_s == pytest.approx(0.9 * half_log2 + 0.1 * 0.3)  # ~0.341916
+    assert th.m_t == pytest.approx((0.54, 0.50))
+    assert th.m_s == pytest.approx((0.9 * half_log2 + 0.02, 0.9 * half_log2 + 0.04))
+    t_cls, s_cls = th.per_class()
+    assert t_cls == pytest.approx([0.52, 0.52 * 0.50 / 0.54])  # class 1's teacher threshold 0.481
+    assert s_cls == pytest.approx([th.tau_s * th.m_s[0] / th.m_s[1], th.tau_s])  # ~0.322485, ~0.341916
+    # a batch of class 0 only leaves class 1's averages where they were
+    th2 = update(th, torch.tensor([0.8]), torch.tensor([0.1]), torch.tensor([0]), momentum=0.9)
+    assert (th2.m_t[1], th2.m_s[1]) == (th.m_t[1], th.m_s[1]) and th2.m_t[0] == pytest.approx(0.9 * 0.54 + 0.08)

@@ -120,3 +120,10 @@ def test_s3_error_split_is_a_stable_partition_by_content():
     moved = [{**r, "id": "x"} for r in reversed(rows)]  # other positions, other ids: the same sides
     assert sorted(r["text"] for r in error_split(moved, ["text"], 0.5)[0]) == sorted(r["text"] for r in mined)
     assert {r["text"] for r in error_split(rows, ["text"], 0.25)[0]} < {r["text"] for r in mined}  # nested as the fraction grows
+    # pinned: sha256 of the JSON list of input fields, first 8 bytes / 2**64 < fraction. A change to the hashed bytes
+    # would move rows between sides, and old runs' val_* would no longer be comparable with new ones.
+    side = {r["text"]: (r in mined, r in error_split(rows, ["text"], 0.25)[0]) for r in rows[:4]}
+    assert side["review 0"] == (True, True)  # 0.2014
+    assert side["review 2"] == (True, False)  # 0.3462
+    assert side["review 3"] == (False, False)  # 0.7451
+    assert (len(mined), len(error_split(rows, ["text"], 0.25)[0])) == (479, 241)

@@ -151,6 +151,36 @@ def test_unreachable_server_stops_with_one_line(tmp_path):
         backend.generate(REQS[:2], DEC)
 
 
+def test_a_server_that_never_answers_api_json_stops_the_stage(tmp_path):
+    """A base_url that reaches some other web app (200, not JSON) is a setup error, not a run with no data."""
+    with serve_in_thread(FakeServer(["malformed"] * 3)) as url:
+        backend = OpenAIBackend(api_params(url, max_retries=2))
+        with pytest.raises(DistillError, match=r"^teacher at 127.0.0.1:\d+/v1: 3 replies were not OpenAI API JSON; is teacher.base_url"):
+            backend.generate(REQS[:1], DEC)
+
+
+@pytest.mark.parametrize("url, says", [
+    ("http://[::1/v1", "not a valid URL"), ("http://127.0.0.1:99999/v1", "not a valid URL"), ("http:///v1", "names no host"),
+    ("https://bob:hunter2@api.example.com/v1", "must not carry credentials"),
+    ("https://api.example.com/v1?api-key=hunter2", "must not carry credentials")])
+def test_base_url_is_checked_and_carries_no_credentials(tmp_path, url, says):
+    """base_url is a stage param (dvc.lock, MLflow): a broken one fails on load, one holding a key never gets in."""
+    with pytest.raises(DistillError, match=f"params.yaml: teacher.base_url: {says}") as e:
+        load_params(write_params(tmp_path / "params.yaml", teacher={"backend": "openai", "base_url": url}))
+    assert "hunter2" not in str(e.value) and "\n" not in str(e.value)
+    ok = "https://example.openai.azure.com/openai/v1?api-version=2024-10-21"
+    assert load_params(write_params(tmp_path / "ok.yaml", teacher={"base_url": ok})).teacher.base_url == ok
+
+
+def test_a_key_that_httpx_cannot_send_is_named_not_echoed(monkeypatch):
+    from distill.teachers.openai_api import read_key
+
+    monkeypatch.setenv("DISTILL_TEST_KEY", "sk-abc\u2019def")  # a curly quote pasted with the key
+    with pytest.raises(DistillError, match="^teacher.api_key_env: the value of DISTILL_TEST_KEY is not a valid API key") as e:
+        read_key("DISTILL_TEST_KEY")
+    assert "abc" not in str(e.value)
+
+
 def test_401_stops_at_once_without_the_key(tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILL_TEST_KEY", SECRET)
     server = FakeServer(["401"] * 50)

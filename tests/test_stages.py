@@ -1,5 +1,6 @@
 """The stages chained on a fake LLM and a tiny student, then registered in a real MLflow (sqlite)."""
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -120,10 +121,27 @@ def test_gold_two_iterations_on_fake_llm(tmp_path, toy_task, fake_backend, tiny_
     gold.iterate(params, task, 1, "g/iter_0", "g/iter_1", "m/gold/iter_1.json")
     fb1 = json.loads((tmp_path / "g/iter_1/feedback.json").read_text())
     assert 0 < len(fb1) <= 4 and all("energy" in f for f in fb1)  # up to n_feedback per label
+    # the feedback is each label's [50th, 80th) energy band of iteration 1's val block, as select_feedback picks it
+    from distill.methods.gold import select_feedback
+
+    val1 = [r for r in read_jsonl("g/iter_1/data.jsonl") if r["source"] == "llm_val"]
+    for label in ("negative", "positive"):
+        block = [r for r in val1 if r["label"] == label]
+        gp = params.gold
+        assert (gp.feedback, gp.n_feedback) == ("band", 2)
+        picked = select_feedback([r["meta"]["energy"] for r in block], gp.feedback, gp.n_feedback, gp.ood_lo, gp.ood_hi, params.seed + 1)
+        assert [f["id"] for f in fb1 if f["label"] == label] == [block[j]["id"] for j in picked]
+    prompts_seen = []
+    real_generate = fake_backend.generate
+    monkeypatch.setattr(fake_backend, "generate", lambda reqs, dec: prompts_seen.extend(
+        " ".join(c for _, c in r.messages) for r in reqs) or real_generate(reqs, dec))
     calls = fake_backend.calls
     gold.iterate(params, task, 2, "g/iter_1", "g/iter_2", "m/gold/iter_2.json")
     assert fake_backend.calls > calls
-    # iteration 2's prompts showed iteration 1's feedback as numbered demonstrations
+    # iteration 2's prompts showed iteration 1's feedback as demonstrations, each in prompts for its own label only
+    for f in fb1:
+        shown = [p for p in prompts_seen if f["text"] in p]
+        assert shown and all(f["label"] in p for p in shown)
     reqs = [r for r in read_jsonl("g/iter_2/data.jsonl") if r["round"] == 2]
     assert reqs and all(r["source"] in ("llm_gen", "llm_val") for r in reqs)
     m2 = json.loads((tmp_path / "m/gold/iter_2.json").read_text())
@@ -177,7 +195,7 @@ def test_llkd_pseudo_labels_and_selects_online(tmp_path, toy_task, fake_backend,
     params = load_params(write_params(
         tmp_path / "params.yaml", task="toy", method="llkd",
         train={"model": str(tiny_student), "epochs": 2, "lr": 1e-3, "batch_size": 8, "min_steps": 0},
-        llkd={"pool_size": 24, "selection": selection, "fraction": 0.5},
+        llkd={"pool_size": 24, "selection": selection, "fraction": 0.5, "momentum": 0.0},  # thresholds = each batch's means
     ))
     task = str(toy_task)
     llkd.run(params, task, "w/pseudo.jsonl", "m/llkd_label.json")
@@ -201,6 +219,9 @@ def test_llkd_pseudo_labels_and_selects_online(tmp_path, toy_task, fake_backend,
         assert {"tau_teacher.0", "tau_teacher.1", "tau_student.0", "tau_student.1"} <= set(h)
     if selection == "random":
         assert history[-1]["distinct_selected_fraction"] == pytest.approx(0.5)
+    if selection == "adaptive":  # it selects: not every row every epoch, and the thresholds left their start
+        assert min(h["selected_fraction"] for h in history) < 1
+        assert history[-1]["tau_teacher.0"] != pytest.approx(0.5) and history[-1]["tau_student.0"] != pytest.approx(math.log(2) / 2)
 
 
 def test_methods_do_not_touch_each_others_stages(tmp_path, toy_task, fake_backend, monkeypatch):
@@ -244,12 +265,22 @@ def test_s3_seed_and_round_never_touch_test_or_copy_gold(tmp_path, toy_task, fak
     real_requests = s3.extrapolation_requests
     monkeypatch.setattr(s3, "extrapolation_requests", lambda spec, errors, *a: extrapolated_from.extend(errors)
                         or real_requests(spec, errors, *a))
+    trained_on = []
+
+    class EveryOtherWrong:  # a student wrong on the 1st, 3rd, ... mined row: its errors are known in advance
+        def correct(self, rows):
+            return [i % 2 == 1 for i in range(len(rows))]
+
+    monkeypatch.setattr("distill.students.train_student", lambda rows, *a, **kw: trained_on.append(rows) or (EveryOtherWrong(), []))
     s3.round_(params, task, 1, "s/round_0", "s/round_1", "m/s3_1.json")
     m = json.loads((tmp_path / "m/s3_1.json").read_text())
-    assert m["errors"] <= 5 and m["requested"] == m["errors"] and 0 <= m["val_accuracy"] <= 1
     mined, _ = s3.error_split(read_jsonl(toy_task / "validation.jsonl"), ["text"], params.s3.error_fraction)
-    assert m["val_rows"] == len(mined) and 0 < len(mined) < 20  # only the mined part of validation.jsonl is used
-    assert {r["text"] for r in extrapolated_from} <= {r["text"] for r in mined}
+    assert m["val_rows"] == len(mined) and 4 <= len(mined) < 20  # only the mined part of validation.jsonl is used
+    assert trained_on == [seed_rows]  # the round's student learns from everything so far
+    assert m["val_accuracy"] == pytest.approx((len(mined) // 2) / len(mined))
+    expected = mined[0::2][:5]  # the student's errors, in order, cut to max_extrapolations
+    assert [r["text"] for r in extrapolated_from] == [r["text"] for r in expected]
+    assert m["errors"] == m["requested"] == len(expected) and m["added"] > 0
     data = read_jsonl("s/round_1/data.jsonl")
     assert len(data) == len(seed_rows) + m["added"]
     assert "test" not in loaded  # the test set is only for the evaluate stage

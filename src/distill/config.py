@@ -40,6 +40,15 @@ RUNTIME = {"runtime": True}  # a knob of speed or patience, not of results: in n
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, v, info):
+        # pydantic's lax mode reads `epochs: true` as 1: a typo, not a number
+        ann = cls.model_fields[info.field_name].annotation
+        if isinstance(v, bool) and bool not in (ann, *getattr(ann, "__args__", ())) and "bool" not in str(ann):
+            raise PydanticCustomError("bool_not_number", "a yes/no value where a number or text belongs")
+        return v
+
 
 class TeacherParams(Section):
     backend: Literal["local", "openai"] = Field(
@@ -88,6 +97,26 @@ class TeacherParams(Section):
         "small teacher's preference for one label word); none: raw label probabilities"
     )
     max_text_chars: int = Field(1500, gt=0, description="texts are cut to this many characters inside teacher prompts")
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        from urllib.parse import parse_qsl, urlsplit
+
+        try:
+            parts = urlsplit(v)
+            host, _ = parts.hostname, parts.port  # .port raises on "port out of range", urlsplit on a broken IPv6 host
+        except ValueError as e:
+            raise PydanticCustomError("url", "not a valid URL ({reason})", {"reason": str(e)}) from None
+        if not host:
+            raise PydanticCustomError("url", "names no host")
+        # base_url is a stage param: it lands in dvc.lock and MLflow, so it must carry no credentials
+        secret_names = re.compile(r"key|token|secret|sig|pass|auth", re.I)
+        if parts.username or parts.password or any(secret_names.search(k) or looks_like_key(val)
+                                                   for k, val in parse_qsl(parts.query)):
+            raise PydanticCustomError("secret", "must not carry credentials (user:password@ or a key in the query): "
+                                      "put the key in an environment variable and name it in teacher.api_key_env")
+        return v
 
     @field_validator("api_key_env")
     @classmethod

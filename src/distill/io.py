@@ -102,10 +102,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            tmp_path.chmod(_usual_mode(0o666))  # mkstemp makes it owner-only; a result gets the usual mode
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _usual_mode(base: int) -> int:
+    """What open()/mkdir() would give under this process's umask (read without changing it for long)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return base & ~mask
 
 
 @contextlib.contextmanager
@@ -116,6 +125,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        tmp.chmod(_usual_mode(0o777))  # mkdtemp makes it owner-only
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
@@ -201,15 +211,31 @@ def first_error(e: ValidationError) -> str:
     return f"{loc}: {err['msg']}" + (f" (got {err['input']!r})" if shown else "")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load, except that a key given twice in one mapping is an error (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                continue  # an unhashable key: SafeLoader's own error says so
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_yaml_model(path: str | Path, model: type[M]) -> M:
     """Read a YAML file into a strict pydantic model; every problem is one line naming file and field."""
     path = Path(path)
     if not path.is_file():
         raise DistillError(f"{path}: file not found")
     try:
-        raw = yaml.safe_load(read_text(path)) or {}
+        raw = yaml.load(read_text(path), Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as e:
-        raise DistillError(f"{path}: invalid YAML ({' '.join(str(e).split())})") from None
+        where = ' '.join(str(e).split()).replace('in "<unicode string>", ', "")  # the path leads the line already
+        raise DistillError(f"{path}: invalid YAML ({where})") from None
     try:
         return model.model_validate(raw)
     except ValidationError as e:

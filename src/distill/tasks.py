@@ -161,7 +161,7 @@ def check_labels(rows: list[dict[str, Any]], spec: TaskSpec, path: Path | str) -
     known = set(spec.label_names)
     for row in rows:
         label = row.get("label")
-        if label not in known:
+        if not isinstance(label, str) or label not in known:  # a list or dict label is unknown too (and unhashable)
             raise DistillError(
                 f"{path}:{row.get('_line', '?')}: unknown label {label!r} (task.yaml labels: {', '.join(spec.label_names)})"
             )

@@ -141,30 +141,30 @@ class Teacher:
         self.stats.cache_hits += len(requests) - len(todo)
         if order is not None:
             todo.sort(key=lambda i: order(requests[i]))
-        bar = tqdm(total=len(todo), desc=desc, unit=unit, disable=not self.progress or not todo)
-        start = 0
-        while start < len(todo):
-            idx = todo[start : start + self._room(batch_size, len(todo) - start)]
-            t0 = time.perf_counter()
-            answers = call([requests[i] for i in idx])
-            self.stats.seconds += time.perf_counter() - t0
-            if kind == "gen":
-                self.stats.gen_seconds += time.perf_counter() - t0
-            self.stats.calls += len(idx)
-            self.stats.extra.update(getattr(self.backend, "counters", {}))
-            if (cost := self.cost()) is not None:
-                self.stats.extra["cost"] = round(cost, 6)  # lands in the stage metrics as llm.cost
-            new = {keys[i]: a for i, a in zip(idx, answers)}
-            share = (time.perf_counter() - t0) / max(len(idx), 1)
-            self.cache.put_many(kind, self.backend.model_id, {k: a for k, a in new.items() if _cacheable(a)}, share)
-            for a in new.values():
-                self._count_data(a, share)
-            done.update(new)
-            start += len(idx)
-            bar.update(len(idx))
-            if kind == "gen":
-                bar.set_postfix(tok_s=f"{self.stats.completion_tokens / max(self.stats.seconds, 1e-9):.0f}")
-        bar.close()
+        # closed on an error too, so the one-line error starts on its own line, not after the bar
+        with tqdm(total=len(todo), desc=desc, unit=unit, disable=not self.progress or not todo) as bar:
+            start = 0
+            while start < len(todo):
+                idx = todo[start : start + self._room(batch_size, len(todo) - start)]
+                t0 = time.perf_counter()
+                answers = call([requests[i] for i in idx])
+                self.stats.seconds += time.perf_counter() - t0
+                if kind == "gen":
+                    self.stats.gen_seconds += time.perf_counter() - t0
+                self.stats.calls += len(idx)
+                self.stats.extra.update(getattr(self.backend, "counters", {}))
+                if (cost := self.cost()) is not None:
+                    self.stats.extra["cost"] = round(cost, 6)  # lands in the stage metrics as llm.cost
+                new = {keys[i]: a for i, a in zip(idx, answers)}
+                share = (time.perf_counter() - t0) / max(len(idx), 1)
+                self.cache.put_many(kind, self.backend.model_id, {k: a for k, a in new.items() if _cacheable(a)}, share)
+                for a in new.values():
+                    self._count_data(a, share)
+                done.update(new)
+                start += len(idx)
+                bar.update(len(idx))
+                if kind == "gen":
+                    bar.set_postfix(tok_s=f"{self.stats.completion_tokens / max(self.stats.seconds, 1e-9):.0f}")
         if (data_cost := self.budget.cost(self.stats.data_prompt_tokens, self.stats.data_completion_tokens)) is not None:
             self.stats.extra["data_cost"] = round(data_cost, 6)
         return done

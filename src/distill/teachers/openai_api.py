@@ -48,7 +48,11 @@ def read_key(env_name: str | None) -> str:
 
         named = "" if looks_like_key(env_name) else f" {env_name}"
         raise DistillError(f"teacher.api_key_env: environment variable{named} is not set")
-    return key.strip()
+    key = key.strip()
+    if not key.isascii() or any(c.isspace() for c in key):  # httpx would fail deep inside with the key in its state
+        raise DistillError(f"teacher.api_key_env: the value of {env_name} is not a valid API key "
+                           "(a non-ASCII or whitespace character; a pasted quote?)")
+    return key
 
 
 class OpenAIBackend:
@@ -210,6 +214,9 @@ class OpenAIBackend:
         if last in ("timeout", "connection") or last.isdigit():
             raise DistillError(f"teacher at {self.host}: no answer after {self.p.max_retries + 1} tries "
                                f"(last: {last}); is the server up? (teacher.base_url, teacher.max_retries)")
+        if last == "malformed_json":  # not one odd completion: the server itself does not speak the API there
+            raise DistillError(f"teacher at {self.host}: {self.p.max_retries + 1} replies were not OpenAI API JSON; "
+                               "is teacher.base_url the API root (it usually ends in /v1)?")
         return None
 
     def _refused(self, e: openai.APIStatusError) -> Refused:
