@@ -193,3 +193,25 @@ def test_a_hung_exp_show_is_asked_again(monkeypatch, tmp_path):
     c = cmp.Comparison(tmp_path, "c", ["t"], ["zerogen"], [0], {}, 1, tmp_path / "r", "distill compare", log=logged.append)
     assert c.show({"base": "HEAD"})["c-t-zerogen-s0"]["state"] == "running"
     assert calls == [180, 180] and "asking again" in logged[0]
+
+
+def test_the_setfit_reference_is_planned_and_queued_with_its_own_recipe(monkeypatch, tmp_path):
+    """`setfit` in --methods: the `labelled` method on fewshot.jsonl with the setfit recipe, whatever -S says about
+    the recipe for the other methods; not planned for a pair task (SetFit embeds one text)."""
+    assert cmp.setfit_unfit(REPO, ["sst2", "rte", "svamp"]) == ["rte", "svamp"]
+    combos = cmp.plan("c", ["sst2", "rte"], ["llkd", "setfit"], [0, 1], no_setfit=["rte"])
+    assert [(c.task, c.method) for c in combos] == [("sst2", "llkd")] * 2 + [("sst2", "setfit")] * 2 + [("rte", "llkd")] * 2
+    assert combos[2].params() == {"task": "sst2", "method": "labelled", "seed": 0, "comparison": "c",
+                                  "labelled.splits": ["fewshot"], "train.recipe": "setfit"}
+    cmp.check_params(REPO / "params.yaml", {"train.recipe": "finetune"}, combos)  # both methods' params validate
+    calls = []
+    monkeypatch.setattr(cmp, "dvc", lambda root, *args, **kw: calls.append(args) or "[]")
+    comparison = cmp.Comparison(REPO, "c", ["sst2"], ["llkd", "setfit"], [0], {"train.recipe": "finetune", "train.epochs": 2},
+                                1, tmp_path, "distill compare ...")
+    assert comparison.queue({"base": "HEAD", "timing": {}}) == 2
+    queued = {a[a.index("-n") + 1]: [x for x in a if x != "-S"] for a in calls if a[:3] == ("exp", "run", "--queue")}
+    assert queued["c-sst2-llkd-s0"] == ["exp", "run", "--queue", "-n", "c-sst2-llkd-s0", 'train.recipe="finetune"', "train.epochs=2",
+                                        "task=sst2", "method=llkd", "seed=0", "comparison=c"]
+    ref = queued["c-sst2-setfit-s0"]
+    assert "train.recipe=setfit" in ref and 'labelled.splits=["fewshot"]' in ref and "method=labelled" in ref
+    assert "train.epochs=2" in ref and not any(x.startswith("train.recipe=\"") for x in ref)  # -S reaches it, not its recipe

@@ -126,7 +126,7 @@ def test_dvc_repro_remote_exp_and_noop(project, tmp_path):
     assert run.data.metrics["student_accuracy"] == pytest.approx(metrics["student_accuracy"])
     model = mlflow.pyfunc.load_model("models:/distill-sst2@champion")
     pred = model.predict(["a gorgeous , witty , seductive movie .", "the plot is nothing but boilerplate clichés ."])
-    assert set(pred["label"]) <= {"negative", "positive"}
+    assert len(pred) == 2 and set(pred["label"]) <= {"negative", "positive"}
 
     sh("git", "add", "-A", cwd=repo, env=env)
     sh("git", "commit", "-qm", "baseline results", cwd=repo, env=env)
@@ -164,7 +164,7 @@ def test_gold_exp_run(project):
     curve = (repo / "plots/iterations.tsv").read_text().splitlines()
     assert len(curve) == 3 and curve[0].startswith("iteration\tval_accuracy\tenergy_mean")
     feedback = json.loads((repo / "data/work/gold/iter_1/feedback.json").read_text())
-    assert all("energy" in f for f in feedback)
+    assert feedback and all("energy" in f for f in feedback)
     data = json.loads((repo / "metrics/data.json").read_text())
     assert data["iterations"] == 2 and data["n_samples"] > 0
     runs = mlflow.search_runs(experiment_names=["distill"])
@@ -215,22 +215,24 @@ def test_compare_on_an_unseen_task(project):
     sh("git", "add", "data/tasks", cwd=repo, env=env)
     sh("git", "commit", "-qm", "a new task", cwd=repo, env=env)
     rows, versions = llm_rows(repo), len(mlflow.MlflowClient().search_model_versions("name='distill-support'"))
-    r = subprocess.run(["distill", "compare", "--tasks", "support", "--methods", "zerogen,llkd", "--seeds", "1",
+    r = subprocess.run(["distill", "compare", "--tasks", "support", "--methods", "zerogen,llkd,setfit", "--seeds", "1",
                         "--jobs", "2", "--name", "e2e", "--poll", "5"], cwd=repo, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     report = json.loads((repo / "reports" / "compare.json").read_text())
     ok = {x["method"]: x for x in report["runs"] if x["state"] == "success"}
-    assert set(ok) == {"zerogen", "llkd"} and all(x["task"] == "support" and 0 <= x["student_accuracy"] <= 1 for x in ok.values())
+    assert set(ok) == {"zerogen", "llkd", "setfit"} and all(x["task"] == "support" and 0 <= x["student_accuracy"] <= 1 for x in ok.values())
+    assert ok["setfit"]["n_samples"] == 4 and ok["setfit"]["llm_tokens"] == 0  # the reference: fewshot.jsonl alone, no teacher
     md = (repo / "reports" / "compare.md").read_text()
-    assert "| support | zerogen | 1/1 |" in md and "| support | llkd | 1/1 |" in md and (repo / "reports" / "compare.png").is_file()
+    assert all(f"| support | {m} | 1/1 |" in md for m in ok) and (repo / "reports" / "compare.png").is_file()
     runs = mlflow.search_runs(experiment_names=["distill"], filter_string="tags.comparison = 'e2e'")
-    assert set(runs["tags.dvc_exp"]) == {"e2e-support-zerogen-s0", "e2e-support-llkd-s0"}, runs["tags.dvc_exp"].tolist()
-    assert len(mlflow.MlflowClient().search_model_versions("name='distill-support'")) == versions + 2
+    assert set(runs["tags.dvc_exp"]) == {f"e2e-support-{m}-s0" for m in ok}, runs["tags.dvc_exp"].tolist()
+    assert len(mlflow.MlflowClient().search_model_versions("name='distill-support'")) == versions + 3
+    ref = runs[runs["tags.dvc_exp"] == "e2e-support-setfit-s0"].iloc[0]
+    assert (ref["params.method"], ref["params.train.recipe"]) == ("labelled", "setfit")
     champion = mlflow.MlflowClient().get_model_version_by_alias("distill-support", "champion")  # chosen on validation
     best = max(x["val_student_accuracy"] for x in ok.values())
     assert float(champion.tags["val_student_accuracy"]) == pytest.approx(best), report["champions"]
     assert llm_rows(repo) > rows  # the queued runs' answers landed in the workspace's cache
-    assert not list((repo / ".dvc" / "tmp" / "exps").glob("tmp*/mlflow.db"))
     # LLKD, as the queue ran it: the teacher pseudo-labelled the (tiny) unlabelled pool, selection happened online.
     sh("dvc", "exp", "apply", "e2e-support-llkd-s0", cwd=repo, env=env)
     data = json.loads((repo / "metrics/data.json").read_text())
@@ -249,7 +251,7 @@ def test_s3_exp_run(project):
     for stage in ("s3_seed", "s3_round@0", "assemble", "train", "evaluate", "register"):
         assert f"Running stage '{stage}'" in out
     r1 = json.loads((repo / "metrics/s3/round_1.json").read_text())
-    assert r1["requested"] == min(3, r1["errors"]) and 0 <= r1["val_accuracy"] <= 1
+    assert r1["errors"] > 0 and r1["requested"] == min(3, r1["errors"]) and 0 <= r1["val_accuracy"] <= 1
     assert json.loads((repo / "metrics/data.json").read_text())["iterations"] == 1
 
 

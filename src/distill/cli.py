@@ -196,7 +196,9 @@ def summary(metrics_path, registered):
              "`dvc queue start -j N`, watched, then reports/compare.md (table), compare.png (bars) and compare.json.")
 @PARAMS
 @click.option("--tasks", required=True, help="comma-separated task folders under data/tasks/, e.g. sst2,ag_news")
-@click.option("--methods", default="zerogen,gold,s3,llkd", show_default=True, help="comma-separated methods")
+@click.option("--methods", default="zerogen,gold,s3,llkd,setfit", show_default=True,
+              help="comma-separated methods; setfit = the reference: SetFit on the task's fewshot.jsonl alone, no teacher "
+              "(single-text tasks)")
 @click.option("--seeds", default="3", show_default=True, help="a count (3 = seeds 0,1,2) or a list (0,7,42; a single seed: 7,)")
 @click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(1), help="experiments run at once (dvc queue start -j)")
 @click.option("--set-param", "-S", "overrides", multiple=True, help="key=value applied to every run, as in dvc exp run -S")

@@ -20,96 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import yaml
-
 from distill import report
+from distill.compare_plan import (REFERENCE, SET_BY_COMPARE, Combo, check_params, parse_list, parse_overrides,  # noqa: F401
+                                  parse_seeds, plan, setfit_unfit)
 from distill.io import DistillError, atomic_path
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")
 SHOW_CMD = ("dvc exp show --md --drop '.*' --keep "
             "'Experiment|^task$|^method$|^seed$|student_accuracy|student_macro_f1|teacher_accuracy|n_samples'")
-
-
-@dataclass(frozen=True)
-class Combo:
-    comparison: str
-    task: str
-    method: str
-    seed: int
-
-    @property
-    def name(self) -> str:
-        """The DVC experiment name (a git ref: letters, digits, '-' and '_' only)."""
-        safe = lambda s: re.sub(r"[^A-Za-z0-9_-]+", "-", s)  # noqa: E731
-        return f"{self.comparison}-{safe(self.task)}-{self.method}-s{self.seed}"
-
-    def params(self) -> dict[str, Any]:
-        """The params.yaml keys compare sets for this run (-S may not set them)."""
-        return {"task": self.task, "method": self.method, "seed": self.seed, "comparison": self.comparison}
-
-
-SET_BY_COMPARE = tuple(Combo("", "", "", 0).params())
-
-
-def plan(comparison: str, tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int]) -> list[Combo]:
-    return [Combo(comparison, t, m, s) for t in tasks for m in methods for s in seeds]
-
-
-def parse_list(text: str, option: str) -> list[str]:
-    items = [x.strip() for x in text.split(",") if x.strip()]
-    if not items:
-        raise DistillError(f"{option}: give at least one value (comma-separated)")
-    return list(dict.fromkeys(items))
-
-
-def parse_seeds(text: str) -> list[int]:
-    """'3' -> seeds 0, 1, 2; '0,7,42' -> those seeds; '7,' -> seed 7 alone (a bare number is a count)."""
-    try:
-        if "," not in text:
-            n = int(text)
-            if n < 1:
-                raise ValueError
-            return list(range(n))
-        return [int(s) for s in parse_list(text, "--seeds")]
-    except ValueError:
-        raise DistillError(f"--seeds: '{text}' is neither a count (3 = seeds 0,1,2; 1 = seed 0) nor a list of seeds (0,7,42; a single seed: 7,)") from None
-
-
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """-S key=value (dotted keys, YAML values, as `dvc exp run -S`)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise DistillError(f"-S {item}: expected key=value, e.g. -S train.epochs=2")
-        if key in SET_BY_COMPARE:
-            raise DistillError(f"-S {item}: {key} is set by compare itself (use --tasks / --methods / --seeds / --name)")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
-    return out
-
-
-def check_params(params_path: Path, overrides: dict[str, Any], combos: Sequence[Combo]) -> None:
-    """Every combination's params.yaml (with -S applied) validates, before anything is queued."""
-    from distill.config import Params
-    from distill.io import first_error, read_text
-    from pydantic import ValidationError
-
-    base = yaml.safe_load(read_text(params_path)) or {}
-    for c in {c.method: c for c in combos}.values():  # one run per method: the rest differ only in task name and seed
-        params = json.loads(json.dumps(base))
-        for key, value in {**overrides, **c.params()}.items():
-            node = params
-            *parents, leaf = key.split(".")
-            for p in parents:
-                if not isinstance(node.get(p), dict):
-                    raise DistillError(f"-S {key}: params.yaml has no section '{p}'")
-                node = node[p]
-            node[leaf] = value
-        try:
-            Params.model_validate(params)
-        except ValidationError as e:
-            raise DistillError(f"{params_path} with -S {', '.join(f'{k}={v}' for k, v in overrides.items()) or '(none)'}: "
-                               f"{first_error(e)}") from None
 
 
 def check_tasks(root: Path, tasks: Sequence[str]) -> None:
@@ -251,10 +169,11 @@ class Comparison:
     out: Path
     command: str
     log: Callable[[str], None] = print
+    no_setfit: Sequence[str] = ()  # tasks the SetFit reference cannot train (text pairs, seq2seq)
 
     @property
     def combos(self) -> list[Combo]:
-        return plan(self.name, self.tasks, self.methods, self.seeds)
+        return plan(self.name, self.tasks, self.methods, self.seeds, self.no_setfit)
 
     @property
     def manifest_path(self) -> Path:
@@ -291,8 +210,6 @@ class Comparison:
     def queue(self, manifest: dict[str, Any]) -> int:
         """Queue every combination not already finished, queued or running; failed ones are queued again."""
         known, queued = self.show(manifest), 0
-        # values go back as JSON (a subset of YAML, which `-S` parses): None stays null, lists stay lists
-        extra = [f"{k}={json.dumps(v)}" for k, v in self.overrides.items()]
         for c in self.combos:
             state = known.get(c.name, {}).get("state")
             if state in ("success", "queued", "running"):
@@ -301,7 +218,12 @@ class Comparison:
                 subprocess.run(["dvc", "queue", "remove", c.name], cwd=self.root, capture_output=True)
                 subprocess.run(["dvc", "exp", "remove", c.name], cwd=self.root, capture_output=True)
                 manifest["timing"].pop(c.name, None)
-            sets = [a for kv in [f"{k}={v}" for k, v in c.params().items()] + extra for a in ("-S", kv)]
+            # values go back as JSON (a subset of YAML, which `-S` parses): None stays null, lists stay lists. A key the
+            # run sets itself (the SetFit reference's recipe) is not also passed from -S
+            own = c.params()
+            kvs = [f"{k}={json.dumps(v)}" for k, v in self.overrides.items() if k not in own]
+            kvs += [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in own.items()]
+            sets = [a for kv in kvs for a in ("-S", kv)]
             dvc(self.root, "exp", "run", "--queue", "-n", c.name, *sets)
             queued += 1
         return queued
@@ -365,10 +287,14 @@ def run(comparison: Comparison, params_path: Path, poll_s: float, wait: bool) ->
         raise DistillError(f"--name: '{c.name}' must be letters, digits, '-' or '_' (at most 48)")
     from distill.methods.registry import METHODS
 
-    unknown = [m for m in c.methods if m not in METHODS]
+    unknown = [m for m in c.methods if m not in METHODS and m != "setfit"]
     if unknown:
-        raise DistillError(f"--methods: unknown method '{unknown[0]}' (known: {', '.join(METHODS)})")
+        raise DistillError(f"--methods: unknown method '{unknown[0]}' (known: {', '.join(METHODS)}, and the setfit reference)")
     check_tasks(c.root, c.tasks)
+    if "setfit" in c.methods and (unfit := setfit_unfit(c.root, c.tasks)):
+        c.no_setfit = unfit
+        c.log(f"compare: no setfit reference for {', '.join(unfit)} (SetFit embeds one text; `labelled` is the "
+              "real-label reference there)")
     check_params(params_path, c.overrides, c.combos)
     manifest = c.load_manifest()
     queued = c.queue(manifest)
