@@ -193,6 +193,19 @@ def test_a_hung_exp_show_is_asked_again(monkeypatch, tmp_path):
     c = cmp.Comparison(tmp_path, "c", ["t"], ["zerogen"], [0], {}, 1, tmp_path / "r", "distill compare", log=logged.append)
     assert c.show({"base": "HEAD"})["c-t-zerogen-s0"]["state"] == "running"
     assert calls == [180, 180] and "asking again" in logged[0]
+    # a queued run's temporary copy appearing or going away: asked again without a word
+    calls.clear()
+    logged.clear()
+    def copy_in_flux(root, *args, timeout=None):
+        if not calls:
+            calls.append(timeout)
+            raise DistillError("dvc exp show --json ...: ERROR: failed to show experiments - directory "
+                               "'.dvc/tmp/exps/tmpx/.dvc' does not exist")
+        return fake_dvc(root, *args, timeout=timeout)
+
+    monkeypatch.setattr(cmp.time, "sleep", lambda s: None)
+    monkeypatch.setattr(cmp, "dvc", copy_in_flux)
+    assert c.show({"base": "HEAD"})["c-t-zerogen-s0"]["state"] == "running" and logged == [] and len(calls) == 2
 
 
 def test_the_setfit_reference_is_planned_and_queued_with_its_own_recipe(monkeypatch, tmp_path):

@@ -204,7 +204,10 @@ class Comparison:
             except DistillError as e:
                 if attempt == tries - 1:
                     raise
-                self.log(f"compare: {e}; asking again")
+                if "does not exist" not in str(e):  # that one is a queued run's temporary copy coming or going: no news
+                    self.log(f"compare: {e}; asking again")
+                else:
+                    time.sleep(2)
         raise AssertionError("unreachable")
 
     def queue(self, manifest: dict[str, Any]) -> int:
