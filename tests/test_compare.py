@@ -196,6 +196,7 @@ def test_a_hung_exp_show_is_asked_again(monkeypatch, tmp_path):
     # a queued run's temporary copy appearing or going away: asked again without a word
     calls.clear()
     logged.clear()
+
     def copy_in_flux(root, *args, timeout=None):
         if not calls:
             calls.append(timeout)

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from distill import report
-from distill.compare_plan import (REFERENCE, SET_BY_COMPARE, Combo, check_params, parse_list, parse_overrides,  # noqa: F401
-                                  parse_seeds, plan, setfit_unfit)
+from distill.compare_plan import (Combo, check_params, parse_list, parse_overrides, parse_seeds, plan,  # noqa: F401
+                                  setfit_unfit)
 from distill.io import DistillError, atomic_path
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")

@@ -45,7 +45,7 @@ class Section(BaseModel):
     def _no_bool_for_numbers(cls, v, info):
         # pydantic's lax mode reads `epochs: true` as 1: a typo, not a number
         ann = cls.model_fields[info.field_name].annotation
-        if isinstance(v, bool) and bool not in (ann, *getattr(ann, "__args__", ())) and "bool" not in str(ann):
+        if isinstance(v, bool) and bool not in (ann, *getattr(ann, "__args__", ())):
             raise PydanticCustomError("bool_not_number", "a yes/no value where a number or text belongs")
         return v
 

@@ -102,8 +102,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        if tmp_path.exists():
-            tmp_path.chmod(_usual_mode(0o666))  # mkstemp makes it owner-only; a result gets the usual mode
+        tmp_path.chmod(_usual_mode(0o666))  # mkstemp makes it owner-only; a result gets the usual mode
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -218,7 +217,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, (str, int, float, bool)) or key is None:
+            if not isinstance(key, (str, int, float, bool)):
                 continue  # an unhashable key: SafeLoader's own error says so
             if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)

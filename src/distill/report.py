@@ -53,7 +53,7 @@ def markdown(name: str, command: str, runs: Sequence[dict[str, Any]], tasks: Seq
              "scoring, so LLKD's pseudo-labels show as seconds only); wall time as `distill compare` saw it.", ""]
     if "setfit" in methods:
         lines += ["`setfit` is the reference, what a user would do instead of distilling: SetFit on the task's "
-                        "fewshot.jsonl alone (its real labels, no teacher), the same student backbone.", ""]
+                  "fewshot.jsonl alone (its real labels, no teacher), the same student backbone.", ""]
     lines.append("| task | method | runs | " + " | ".join(c[0] for c in COLUMNS) + " |")
     lines.append("|" + "---|" * (3 + len(COLUMNS)))
     for g in group(runs, tasks, methods):
