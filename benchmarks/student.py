@@ -35,6 +35,7 @@ CONFIGS = {  # name -> overrides (or task -> overrides); run order: the acceptan
     "SetFit: fewshot": lambda task: SETFIT,
     "zerogen 1k": zerogen(1024),
     "llkd 5k": llkd(5000),
+    "llkd 2.5k": llkd(2500),
     "zerogen 1k, hard labels": zerogen(1024, **{"train.targets": "hard"}),
     "llkd 5k, hard labels": llkd(5000, **{"train.targets": "hard"}),
     "zerogen 256": zerogen(256),

@@ -67,6 +67,65 @@ def test_a_methods_own_epochs_are_the_whole_schedule(tiny_student):
     assert len(train_student(rows(32), LABELS, ["text"], cfg, seed=0, epochs=2)[1]) == 2
 
 
+def _no_dropout(tiny_student, path):
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(tiny_student, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    AutoModel.from_pretrained(tiny_student, config=config).save_pretrained(path)
+    AutoTokenizer.from_pretrained(tiny_student).save_pretrained(path)
+    return path
+
+
+def _spy_forward(student) -> list[tuple[int, bool]]:
+    """(rows, with gradients?) of every forward pass the student runs."""
+    calls, forward = [], student.forward
+
+    def spy(batch):
+        calls.append((len(batch["input_ids"]), torch.is_grad_enabled()))
+        return forward(batch)
+
+    student.forward = spy
+    return calls
+
+
+def test_online_selection_trains_the_kept_rows_as_weights_would(tiny_student, tmp_path):
+    """LLKD's selection runs only the kept rows forward and backward: the same student as every row at its weight with
+    the dropped ones at 0 (no dropout, so both see the same numbers), at a fraction of the cost."""
+    from distill.methods.llkd import Selector
+    from distill.students.finetune import finetune
+
+    model = _no_dropout(tiny_student, tmp_path / "no-dropout")
+    data = [{**r, "id": f"r{i}", "yhat": i % 2, "confidence": 0.9} for i, r in enumerate(rows(48))]
+    cfg = TrainParams(model=str(model), epochs=2, lr=1e-3, batch_size=16, min_steps=0, head_init="random")
+    chosen = Selector(data, 2, "random", momentum=0.9, weighting=False, fraction=0.25, seed=0)
+    a = new_student(model, LABELS, ["text"], seed=0)
+    calls = _spy_forward(a)
+    finetune(a, data, cfg, seed=0, selector=chosen, log=lambda _: None)
+    b = new_student(model, LABELS, ["text"], seed=0)
+    finetune(b, [{**r, "weight": float(r["id"] in chosen.fixed)} for r in data], cfg, seed=0, log=lambda _: None)
+    test = rows(8, seed=4)
+    assert torch.allclose(a.logits(test), b.logits(test), atol=1e-4)
+    trained = calls[:6]  # 2 epochs x 3 batches; a fixed rule needs no pass without gradients
+    assert all(grad for _, grad in trained) and max(n for n, _ in trained) < 16
+    assert 2 * len(chosen.fixed) <= sum(n for n, _ in trained) <= 2 * len(chosen.fixed) + 6  # + a weight-0 row per empty batch
+
+    # An entropy rule reads the batch's logits from a pass without gradients; the kept rows then train.
+    kept: list[int] = []
+
+    class Counted(Selector):
+        def __call__(self, batch, logits):
+            w = super().__call__(batch, logits)
+            kept.append(int(w.gt(0).sum()))
+            return w
+
+    c = new_student(model, LABELS, ["text"], seed=0)
+    calls = _spy_forward(c)
+    finetune(c, data, cfg, seed=0, selector=Counted(data, 2, "adaptive", 0.0, True, 0.25, seed=0), log=lambda _: None)
+    assert [(n, g) for n, g in calls[:12:2]] == [(16, False)] * 6
+    assert [n for n, g in calls[1:12:2]] == [max(k, 1) for k in kept] and all(g for _, g in calls[1:12:2])
+    assert 0 < sum(kept) < 96
+
+
 def test_sharpen_and_targets():
     assert sharpen([0.25, 0.75], 1.0) == pytest.approx([0.25, 0.75])
     assert sharpen([0.25, 0.75], 0.5) == pytest.approx([0.1, 0.9])  # 1/16 : 9/16

@@ -109,11 +109,16 @@ class Selector:
         self.n_rows = len(rows)
         self.seen = self.kept = 0
 
-    def __call__(self, batch: list[dict], logits: torch.Tensor) -> torch.Tensor:
+    @property
+    def needs_logits(self) -> bool:
+        """Only the student-entropy rules read the student's outputs; the fixed ones let training skip that pass."""
+        return self.mode in ("adaptive", "student_entropy")
+
+    def __call__(self, batch: list[dict], logits: torch.Tensor | None) -> torch.Tensor:
         conf = torch.tensor([float(r["confidence"]) for r in batch])
         yhat = torch.tensor([int(r["yhat"]) for r in batch])
-        ent = sequence_uncertainty(logits.float()) if self.sequence else entropy(logits.float().softmax(-1))
-        if self.mode in ("adaptive", "student_entropy"):
+        if self.needs_logits:
+            ent = sequence_uncertainty(logits.float()) if self.sequence else entropy(logits.float().softmax(-1))
             self.th = update(self.th, conf, ent, yhat, self.momentum)
             keep = select(self.th, conf, ent, yhat, use_teacher=self.mode == "adaptive")
         elif self.mode == "all":

@@ -80,14 +80,29 @@ def sequence_loss(per_row: torch.Tensor, targets: torch.Tensor, weights: torch.T
     return (per_row * weights).sum() / weights.sum().clamp(min=1e-8)
 
 
+def _selected(student, selector, batch: list[dict], idx: list[int], w: torch.Tensor, device, amp):
+    """LLKD's online selection, applied before the training forward: the selector reads the batch's logits from a
+    forward pass without gradients (in training mode, as the loss's own pass), and only the rows it keeps run
+    forward and backward. A dropped row's weight is 0, so the loss is what the whole batch would give; LLKD keeps
+    ~20 % of a batch, so this costs ~half of running every row with gradients. A batch that keeps nothing still
+    steps, on one row at weight 0, as every process under `accelerate launch` must."""
+    logits = None
+    if getattr(selector, "needs_logits", True):  # fixed selections (all, teacher_topk, random) do not read them
+        with torch.no_grad(), autocast(device, amp):
+            logits = student(student.encode(batch)).float().cpu()
+    w = w * selector(batch, logits).to(device)
+    kept = w.nonzero().squeeze(-1).tolist() or [0]
+    return [batch[i] for i in kept], [idx[i] for i in kept], w[kept]
+
+
 def finetune(student, rows: list[dict[str, Any]], cfg, seed: int, loss_fn: Loss = soft_cross_entropy,
              selector=None, select_rows: Sequence[dict[str, Any]] = (), log: Callable[[str], None] = print,
              epochs: int | None = None, lr: float | None = None, probe: bool = True) -> list[dict[str, float]]:
     """Train `student` in place on rows ({fields..., label, optional weight, optional meta.teacher_probs}).
 
     `selector` (optional, LLKD's online selection) is called on every batch with the rows and the student's
-    detached logits and returns per-row weight multipliers (0 = not selected); its `epoch_stats()` join each
-    epoch's record. `epochs` / `lr` override cfg (GOLD's refresh); `epochs` given is exactly that many passes (no
+    logits (None where its `needs_logits` is False) and returns per-row weight multipliers (0 = not selected); only
+    the kept rows train (`_selected`); its `epoch_stats()` join each epoch's record. `epochs` / `lr` override cfg (GOLD's refresh); `epochs` given is exactly that many passes (no
     `min_steps`).
     """
     from transformers import get_linear_schedule_with_warmup
@@ -124,12 +139,11 @@ def finetune(student, rows: list[dict[str, Any]], cfg, seed: int, loss_fn: Loss 
                 idx = distributed.shard(order[s : s + cfg.batch_size])
                 if not idx:  # a last batch smaller than the process count: skipped by every process alike
                     break
-                batch = [rows[i] for i in idx]
+                batch, w = [rows[i] for i in idx], weights[idx]
+                if selector is not None:
+                    batch, idx, w = _selected(student, selector, batch, idx, w, device, amp)
                 with autocast(device, amp):
                     logits = model(student.encode(batch)).float()
-                w = weights[idx]
-                if selector is not None:  # selection rules are pure CPU functions of the batch's logits
-                    w = w * selector(batch, logits.detach().cpu()).to(device)
                 loss = loss_fn(logits, targets[idx], w)
                 opt.zero_grad()
                 scaler.scale(loss).backward()
