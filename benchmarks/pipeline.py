@@ -1,4 +1,4 @@
-"""Benchmark the default pipeline end to end, per task, on this machine (not a test).
+"""Benchmark the default pipeline (`make run`: `method: auto`) end to end, per task, on this machine (not a test).
 
 For each task: a fresh copy of the repository (empty LLM cache), `dvc repro` one stage at a time with the
 default params.yaml (only `task` changed), timing each stage and its peak RSS (os.wait4 on the stage's
@@ -23,7 +23,9 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["check_task", "prompts", "generate", "assemble", "train", "evaluate", "register"]
+# The stages of the default method (`method: auto`: ZeroGen's prompts + generate, or LLKD's llkd_label; the other
+# method's stages run as no-ops in a second) and the shared ones. GOLD's and S3's stages are no-ops here, untimed.
+STAGES = ["check_task", "prompts", "generate", "llkd_label", "assemble", "train", "evaluate", "register"]
 
 
 def copy_repo(dst: Path) -> None:
@@ -86,16 +88,21 @@ def bench(task: str) -> dict:
         for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
             subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
         result = {"task": task, "stages": {"check_task": timed(["dvc", "repro", "-s", "check_task"], repo, env)}}
-        for stage in ["gold_start", "gold_iter", "s3_seed", "s3_round", "llkd_label"]:  # other methods' stages: no-ops
+        for stage in ["gold_start", "gold_iter", "s3_seed", "s3_round"]:  # other methods' stages: no-ops
             timed(["dvc", "repro", "-s", stage], repo, env)
         for stage in STAGES[1:]:
             result["stages"][stage] = timed(["dvc", "repro", "-s", stage], repo, env)
-        gen = json.loads((repo / "metrics/generate.json").read_text())
-        met = json.loads((repo / "metrics/metrics.json").read_text())
-        result.update(teacher_accuracy=met["teacher_accuracy"], teacher_uncalibrated=met["teacher_accuracy_uncalibrated"],
+        read = lambda p: json.loads((repo / p).read_text())  # noqa: E731
+        gen, pool, met = read("metrics/generate.json"), read("metrics/llkd_label.json"), read("metrics/metrics.json")
+        method = read("data/work/registered.json").get("method") or ("llkd" if "pool" in pool else "zerogen")
+        result.update(method=method, teacher_accuracy=met["teacher_accuracy"], teacher_uncalibrated=met["teacher_accuracy_uncalibrated"],
                       student_accuracy=met["student_accuracy"], student_f1=met["student_macro_f1"], n_test=met["n_test"],
-                      requested=gen["requested"], kept=gen["kept"], gen_tps=gen["llm.tokens_per_s"],
-                      raw_tps=raw_generate_tps(repo, task))
+                      val_student=met.get("val_student_accuracy"), val_teacher=met.get("val_teacher_accuracy"),
+                      data=(f"{pool['pool']} pooled → {pool['pseudo_labelled']} pseudo-labelled" if "pool" in pool
+                            else f"{gen['requested']} → {gen['kept']} generated"),
+                      n_train=read("metrics/data.json").get("n_samples"))
+        if "requested" in gen:  # ZeroGen: the pipeline's generation speed against raw model.generate
+            result.update(gen_tps=gen["llm.tokens_per_s"], raw_tps=raw_generate_tps(repo, task))
         return result
 
 
@@ -103,14 +110,16 @@ def render(results: list[dict]) -> str:
     lines = [f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
              "default `params.yaml` with only `task` changed, empty LLM cache. Reproduce: "
              "`.venv/bin/python benchmarks/pipeline.py --tasks " + " ".join(r["task"] for r in results) + "`.", "",
-             "| task | teacher acc (calibrated / raw) | student acc | student macro-F1 | generated → kept | generate tok/s (pipeline / raw `model.generate`) | total wall | peak RSS |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| task | method | teacher acc (calibrated / raw) | student acc | student macro-F1 | student / teacher val acc | "
+             "teacher's data | training rows | generate tok/s (pipeline / raw `model.generate`) | total wall | peak RSS |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         wall = sum(w for w, _ in r["stages"].values())
         rss = max(m for _, m in r["stages"].values())
-        lines.append(f"| {r['task']} | {r['teacher_accuracy']:.4f} / {r['teacher_uncalibrated']:.4f} | {r['student_accuracy']:.4f} | "
-                     f"{r['student_f1']:.4f} | {r['requested']} → {r['kept']} | {r['gen_tps']:.1f} / {r['raw_tps']:.1f} | "
-                     f"{wall / 60:.1f} min | {rss:.0f} MB |")
+        tps = f"{r['gen_tps']:.1f} / {r['raw_tps']:.1f}" if "gen_tps" in r else "–"
+        lines.append(f"| {r['task']} | {r['method']} | {r['teacher_accuracy']:.4f} / {r['teacher_uncalibrated']:.4f} | "
+                     f"{r['student_accuracy']:.4f} | {r['student_f1']:.4f} | {r['val_student']:.3f} / {r['val_teacher']:.3f} | "
+                     f"{r['data']} | {r['n_train']} | {tps} | {wall / 60:.1f} min | {rss:.0f} MB |")
     lines += ["", "Wall time (s) and peak RSS (MB) per stage:", "",
               "| task | " + " | ".join(STAGES) + " |", "|---|" + "---|" * len(STAGES)]
     for r in results:

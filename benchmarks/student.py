@@ -30,8 +30,10 @@ def llkd(pool: int, **extra):
 
 
 SETFIT = {"method": "labelled", "labelled.splits": "[fewshot]", "train.recipe": "setfit"}
+OLD_DEFAULT = {"method": "zerogen"}  # the default until 2026-12-05 (now `method: auto`: LLKD on these tasks)
 CONFIGS = {  # name -> overrides (or task -> overrides); run order: the acceptance rows first
     "default": lambda task: {},
+    "zerogen 128/label (old default)": lambda task: OLD_DEFAULT,
     "SetFit: fewshot": lambda task: SETFIT,
     "zerogen 1k": zerogen(1024),
     "llkd 5k": llkd(5000),
@@ -43,6 +45,7 @@ CONFIGS = {  # name -> overrides (or task -> overrides); run order: the acceptan
     "llkd 1k, all pseudo-labels": llkd(1000, **{"llkd.selection": "all"}),
     "zerogen 4k": zerogen(4096),
     "default, mpnet-base": lambda task: {"train.model": "mpnet-base"},
+    "zerogen 128/label, mpnet-base (old default)": lambda task: {**OLD_DEFAULT, "train.model": "mpnet-base"},
     "SetFit: fewshot, mpnet-base": lambda task: {**SETFIT, "train.model": "mpnet-base"},
 }
 RESULTS = REPO / "benchmarks" / "results" / "student.jsonl"

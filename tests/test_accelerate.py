@@ -17,8 +17,8 @@ def test_train_stage_under_accelerate_launch(tmp_path, toy_task, tiny_student, p
     rows = [{"text": f"it was {words[i % 6]} {i}", "label": label} for i in range(24)
             for label, words in (("positive", POSITIVE), ("negative", NEGATIVE))]
     write_jsonl(tmp_path / "train.jsonl", rows)
-    write_params(tmp_path / "params.yaml", train={"model": str(tiny_student), "epochs": 3, "lr": 1e-3, "batch_size": 8, "min_steps": 0,
-                                                             "device": "cpu"})
+    write_params(tmp_path / "params.yaml", method="zerogen",  # a labelled train.jsonl: no LLKD selection
+                 train={"model": str(tiny_student), "epochs": 3, "lr": 1e-3, "batch_size": 8, "min_steps": 0, "device": "cpu"})
     launcher = Path(sys.executable).parent / "accelerate"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     # one process: --cpu; two: accelerate's multi-process launcher (torchrun), here with gloo on the CPU (train.device)

@@ -17,7 +17,12 @@ def test_device_choice():
 
 
 def test_precision_choice():
-    assert resolve_dtype("auto", "cpu", training=False) == torch.float32
+    from conftest import CPU_BF16_PROBE
+
+    assert CPU_BF16_PROBE() in (True, False)  # torch's private probes answer (or the guard says no)
+    assert resolve_dtype("auto", "cpu", training=False, bf16=False) == torch.float32  # emulated bf16 is slower
+    assert resolve_dtype("auto", "cpu", training=False, bf16=True) == torch.bfloat16  # AVX512-BF16 / AMX: the teacher
+    assert resolve_dtype("auto", "cpu", training=True, bf16=True) == torch.float32  # the student trains in float32
     assert resolve_dtype("auto", "cuda", training=False, bf16=True) == torch.bfloat16
     assert resolve_dtype("auto", "cuda", training=True, bf16=True) == torch.bfloat16
     assert resolve_dtype("auto", "cuda", training=False, bf16=False) == torch.float16  # inference: fp16 is safe

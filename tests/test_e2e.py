@@ -115,13 +115,15 @@ def test_dvc_repro_remote_exp_and_noop(project, tmp_path):
 
     repo, env = project
     out = sh("dvc", "repro", cwd=repo, env=env)
-    for stage in ("prompts", "generate", "assemble", "train", "evaluate", "register"):
+    for stage in ("llkd_label", "assemble", "train", "evaluate", "register"):
         assert f"Running stage '{stage}'" in out
+    # method: auto is LLKD on a classification task with unlabeled.jsonl; ZeroGen's stages say they are skipped
+    assert "params.yaml selects method 'llkd'" in out and json.loads((repo / "metrics/llkd_label.json").read_text())["pool"] == 12
     metrics = json.loads((repo / "metrics/metrics.json").read_text())
     assert 0 <= metrics["student_accuracy"] <= 1 and 0 <= metrics["teacher_accuracy"] <= 1
     assert metrics["n_test"] == CUT and metrics["teacher_n_test"] == 8 and metrics["val_teacher_n"] == 8
     reg, run = registered_run(repo)
-    assert reg["alias"] == "champion" and reg["model_name"] == "distill-sst2"
+    assert reg["alias"] == "champion" and reg["model_name"] == "distill-sst2" and run.data.tags["method"] == reg["method"] == "llkd"
     assert run.data.params["generate.n_per_label"] == "4" and run.data.params["teacher.model"] == "smollm2-135m-instruct"
     assert run.data.metrics["student_accuracy"] == pytest.approx(metrics["student_accuracy"])
     model = mlflow.pyfunc.load_model("models:/distill-sst2@champion")

@@ -91,6 +91,23 @@ def test_repo_params_are_valid_and_documented():
     walk(Params)
 
 
+def test_method_auto_is_llkd_for_classification_with_a_pool_else_zerogen(toy_task, tmp_path):
+    from conftest import REPO, make_toy_seq2seq
+
+    from distill.config import Params
+    from distill.methods.registry import method_of, resolve
+
+    auto = load_params(REPO / "params.yaml")
+    assert auto.method == Params().method == "auto"
+    assert resolve(auto, toy_task).method == "llkd"  # labels + real unlabelled text: the teacher pseudo-labels it
+    assert resolve(auto, make_toy_seq2seq(tmp_path / "s")).method == "zerogen"  # a generation task
+    assert resolve(auto.model_copy(update={"method": "gold"}), toy_task).method == "gold"  # a concrete method stays
+    (toy_task / "unlabeled.jsonl").write_text("\n")
+    assert resolve(auto, toy_task).method == "zerogen"  # no pool to label
+    with pytest.raises(ValueError, match="resolved"):
+        method_of(auto)
+
+
 def test_unknown_label_and_task(toy_task, tmp_path):
     with (toy_task / "test.jsonl").open("a") as f:
         f.write('{"text": "meh", "label": "neutral"}\n')

@@ -242,7 +242,7 @@ def test_api_key_is_never_written(tmp_path, monkeypatch, toy_task, capsys):
     monkeypatch.chdir(tmp_path)
     server = FakeServer()
     with serve_in_thread(server) as url:
-        params = load_params(write_params(tmp_path / "params.yaml", task="toy", generate={"n_per_label": 4, "min_words": 3},
+        params = load_params(write_params(tmp_path / "params.yaml", task="toy", method="zerogen", generate={"n_per_label": 4, "min_words": 3},
                                           teacher={"backend": "openai", "base_url": url, "model": "fake", "api_key_env": "DISTILL_TEST_KEY"}))
         prompts.run(params, str(toy_task), "w/prompts.jsonl")
         generate.run(params, str(toy_task), "w/prompts.jsonl", "w/generated.jsonl", "m/generate.json")

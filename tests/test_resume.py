@@ -32,7 +32,7 @@ def test_kill_minus_9_then_resume(tmp_path, toy_task, peaked_llm):
     for name in ("killed", "clean"):
         d = tmp_path / name
         d.mkdir()
-        write_params(d / "params.yaml", task="toy", teacher={"model": str(peaked_llm), "batch_size": 2},
+        write_params(d / "params.yaml", task="toy", method="zerogen", teacher={"model": str(peaked_llm), "batch_size": 2},
                      generate={"n_per_label": 25, "max_new_tokens": 24, "label_filter": "none", "min_words": 1})
         subprocess.run([sys.executable, "-m", "distill.cli", "prompts", "--task-dir", str(toy_task), "--out", "prompts.jsonl"],
                        cwd=d, check=True, capture_output=True)

@@ -17,7 +17,7 @@ from distill.stages import evaluate, generate, prompts, register, train
 def params(tmp_path, tiny_student, monkeypatch):
     monkeypatch.chdir(tmp_path)  # .cache/ and mlflow.db land in the scratch folder
     return load_params(write_params(
-        tmp_path / "params.yaml", task="toy",
+        tmp_path / "params.yaml", task="toy", method="zerogen",  # each test picks its method; stages get it resolved
         generate={"n_per_label": 12, "min_words": 3},
         train={"model": str(tiny_student), "epochs": 3, "lr": 1e-3, "batch_size": 8, "min_steps": 0},
         evaluate={"teacher_max_examples": 10},
@@ -377,3 +377,7 @@ def test_summary_prints_both_accuracies_for_every_task_kind(tmp_path):
         out = CliRunner().invoke(group, ["summary", "--metrics", str(tmp_path / f"{name}.json"), "--registered", str(tmp_path / "none.json")])
         assert out.exit_code == 0, out.output
         assert f"student test accuracy: 0.7500  ({f1}40 rows)" in out.output and "teacher test accuracy: 0.8000" in out.output
+        assert "method:" not in out.output and "registered:" not in out.output  # nothing registered
+    (tmp_path / "reg.json").write_text(json.dumps({"model_name": "distill-toy", "alias": "champion", "version": 2, "method": "llkd"}))
+    out = CliRunner().invoke(group, ["summary", "--metrics", str(tmp_path / "cls.json"), "--registered", str(tmp_path / "reg.json")])
+    assert "method: llkd" in out.output and "registered: models:/distill-toy@champion (version 2)" in out.output  # what auto became

@@ -16,10 +16,13 @@ PARAMS = click.option("--params", "params_path", default="params.yaml", show_def
 TASK = click.option("--task-dir", required=True, help="task folder: task.yaml + JSONL splits")
 
 
-def _params(path: str):
+def _params(path: str, task_dir: str | None = None):
+    """The validated params, `method: auto` resolved for the task (its folder, else data/tasks/<task>)."""
     from distill.config import load_params
+    from distill.methods.registry import resolve
 
-    return load_params(path)
+    params = load_params(path)
+    return resolve(params, task_dir or os.path.join("data", "tasks", params.task))
 
 
 @click.group(help="distill: LLM -> small task model, as DVC stages. See README.md and `dvc dag`.")
@@ -35,7 +38,7 @@ def cli() -> None:
 def check_task(params_path, task_dir, out, metrics_out):
     from distill.stages import check_task as stage
 
-    stage.run(_params(params_path), task_dir, out, metrics_out)
+    stage.run(_params(params_path, task_dir), task_dir, out, metrics_out)
 
 
 @cli.command(help="Write one generation request per sample (label-conditioned prompts, stable ids and seeds).")
@@ -45,7 +48,7 @@ def check_task(params_path, task_dir, out, metrics_out):
 def prompts(params_path, task_dir, out):
     from distill.stages import prompts as stage
 
-    stage.run(_params(params_path), task_dir, out)
+    stage.run(_params(params_path, task_dir), task_dir, out)
 
 
 @cli.command(help="Sample the teacher for every request; cut, filter and label-check the samples.")
@@ -57,7 +60,7 @@ def prompts(params_path, task_dir, out):
 def generate(params_path, task_dir, prompts_path, out, metrics_out):
     from distill.stages import generate as stage
 
-    stage.run(_params(params_path), task_dir, prompts_path, out, metrics_out)
+    stage.run(_params(params_path, task_dir), task_dir, prompts_path, out, metrics_out)
 
 
 @cli.command("gold-start", help="GOLD iteration 0: an empty data set and no feedback.")
@@ -79,7 +82,7 @@ def gold_start(params_path, out):
 def gold_iter(params_path, task_dir, iteration, prev_dir, out, metrics_out):
     from distill.stages import gold as stage
 
-    stage.iterate(_params(params_path), task_dir, iteration, prev_dir, out, metrics_out)
+    stage.iterate(_params(params_path, task_dir), task_dir, iteration, prev_dir, out, metrics_out)
 
 
 @cli.command("s3-seed", help="S3: rationales per label, then rationale-conditioned seed data.")
@@ -90,7 +93,7 @@ def gold_iter(params_path, task_dir, iteration, prev_dir, out, metrics_out):
 def s3_seed(params_path, task_dir, out, metrics_out):
     from distill.stages import s3 as stage
 
-    stage.seed(_params(params_path), task_dir, out, metrics_out)
+    stage.seed(_params(params_path, task_dir), task_dir, out, metrics_out)
 
 
 @cli.command("s3-round", help="S3 round: fresh student, its validation errors, one extrapolated example per error.")
@@ -103,7 +106,7 @@ def s3_seed(params_path, task_dir, out, metrics_out):
 def s3_round(params_path, task_dir, k, prev_dir, out, metrics_out):
     from distill.stages import s3 as stage
 
-    stage.round_(_params(params_path), task_dir, k, prev_dir, out, metrics_out)
+    stage.round_(_params(params_path, task_dir), task_dir, k, prev_dir, out, metrics_out)
 
 
 @cli.command("llkd-label", help="LLKD: the teacher pseudo-labels the unlabelled pool (label probabilities and confidence; seq2seq: "
@@ -115,7 +118,7 @@ def s3_round(params_path, task_dir, k, prev_dir, out, metrics_out):
 def llkd_label(params_path, task_dir, out, metrics_out):
     from distill.stages import llkd as stage
 
-    stage.run(_params(params_path), task_dir, out, metrics_out)
+    stage.run(_params(params_path, task_dir), task_dir, out, metrics_out)
 
 
 @cli.command(help="Assemble the selected method's final training set and its per-iteration curve.")
@@ -131,7 +134,7 @@ def llkd_label(params_path, task_dir, out, metrics_out):
 def assemble(params_path, task_dir, generated, gold_dir, pseudo, s3_dir, out, metrics_out, plot_out):
     from distill.stages import assemble as stage
 
-    stage.run(_params(params_path), task_dir, generated, gold_dir, out, metrics_out, plot_out, pseudo, s3_dir)
+    stage.run(_params(params_path, task_dir), task_dir, generated, gold_dir, out, metrics_out, plot_out, pseudo, s3_dir)
 
 
 @cli.command(help="Fine-tune the student on generated data; save it with its tokenizer.")
@@ -144,7 +147,7 @@ def assemble(params_path, task_dir, generated, gold_dir, pseudo, s3_dir, out, me
 def train(params_path, task_dir, data_path, model_out, metrics_out, history_out):
     from distill.stages import train as stage
 
-    stage.run(_params(params_path), task_dir, data_path, model_out, metrics_out, history_out)
+    stage.run(_params(params_path, task_dir), task_dir, data_path, model_out, metrics_out, history_out)
 
 
 @cli.command(help="Accuracy and macro-F1 on test.jsonl of the student and of the teacher (few-shot).")
@@ -156,7 +159,7 @@ def train(params_path, task_dir, data_path, model_out, metrics_out, history_out)
 def evaluate(params_path, task_dir, model_dir, metrics_out, plot_out):
     from distill.stages import evaluate as stage
 
-    stage.run(_params(params_path), task_dir, model_dir, metrics_out, plot_out)
+    stage.run(_params(params_path, task_dir), task_dir, model_dir, metrics_out, plot_out)
 
 
 @cli.command(help="Log the run to MLflow, register the student, move @champion/@challenger.")
@@ -180,14 +183,17 @@ def summary(metrics_path, registered):
     from distill.io import read_json
 
     m = read_json(metrics_path)
+    try:
+        r = read_json(registered)
+    except Exception:  # summary of a pipeline that registered nothing (yet)
+        r = {}
+    if r.get("method"):
+        click.echo(f"method: {r['method']}")
     f1 = f"macro-F1 {m['student_macro_f1']:.4f}, " if "student_macro_f1" in m else ""  # a seq2seq task has no labels
     click.echo(f"student test accuracy: {m['student_accuracy']:.4f}  ({f1}{m['n_test']} rows)")
     click.echo(f"teacher test accuracy: {m['teacher_accuracy']:.4f}  (few-shot, {m['teacher_n_test']} rows)")
-    try:
-        r = read_json(registered)
+    if r:
         click.echo(f"registered: models:/{r['model_name']}@{r['alias']} (version {r['version']})")
-    except Exception:
-        pass
     click.echo("compare experiments:  dvc exp show")
     click.echo("browse runs:          mlflow ui --backend-store-uri sqlite:///mlflow.db")
 

@@ -63,8 +63,9 @@ class TeacherParams(Section):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", json_schema_extra=RUNTIME,
                         description="local: where the model runs: auto (the GPU when torch sees one, else the CPU) | cpu | cuda[:N]")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", json_schema_extra=RUNTIME, description="local: the model's precision; auto = float32 on the CPU, bfloat16 "
-        "(or float16) on a GPU. Part of the LLM cache key, so answers of different precisions never mix")
+        "auto", json_schema_extra=RUNTIME, description="local: the model's precision; auto = bfloat16 on a CPU with bf16 "
+        "instructions (AVX512-BF16/AMX), else float32; bfloat16 (or float16) on a GPU. Part of the LLM cache key, so "
+        "answers of different precisions never mix")
     base_url: str = Field("http://127.0.0.1:8000/v1", pattern=r"^https?://", description="openai: the server's API root (ends in /v1)")
     api_key_env: str | None = Field(
         None, json_schema_extra=RUNTIME, description="openai: NAME of the environment variable holding the API key (never the key itself); null: no key"
@@ -307,8 +308,10 @@ class LabelledParams(Section):
 
 class Params(Section):
     task: str = Field("sst2", description="task folder under data/tasks/")
-    method: Literal["zerogen", "gold", "s3", "llkd", "labelled"] = Field(
-        "zerogen", description="distillation method: zerogen | gold | s3 | llkd; labelled = real labels only (a reference, no teacher)")
+    method: Literal["auto", "zerogen", "gold", "s3", "llkd", "labelled"] = Field(
+        "auto", description="distillation method: zerogen | gold | s3 | llkd; labelled = real labels only (a reference, no "
+        "teacher); auto = llkd for a classification task with unlabelled text (unlabeled.jsonl), else zerogen "
+        "(methods/registry.py: resolve)")
     seed: int = Field(0, description="global random seed (sampling, splits, initialisation)")
     comparison: str | None = Field(None, description="set by `distill compare`: the MLflow tag shared by one comparison's runs")
     teacher: TeacherParams = TeacherParams()

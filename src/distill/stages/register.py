@@ -25,7 +25,7 @@ def run(params: Params, data_path: str, model_dir: str, metrics_paths: list[str]
         model_dir=model_dir, model_name=name, decide_metric=params.register.metric, curve=read_curve(curve_path),
         epochs=read_json(history_path) if history_path else None,
     )
-    write_json(out, result)
+    write_json(out, {**result, "method": params.method})  # the method `auto` became, for `distill summary`
     print(f"register: {name} version {result['version']} -> @{result['alias']} (run {result['run_id']})")
 
 

@@ -68,7 +68,8 @@ class LocalBackend:
     # -- loading ---------------------------------------------------------------------------------------
     def _load(self):
         if self._model is None:
-            self._model, self._tok = load_causal_lm(self.path, self.model_id, self.device, self.dtype)
+            # one float32 copy of the weights on disk whatever the precision: loading casts
+            self._model, self._tok = load_causal_lm(self.path, model_identity(self.path), self.device, self.dtype)
         return self._model, self._tok
 
     def _forward(self, **kwargs):
