@@ -266,7 +266,7 @@ class GoldParams(Section):
 
 
 class LLKDParams(Section):
-    pool_size: int | None = Field(1000, gt=0, description="rows of unlabeled.jsonl the teacher pseudo-labels (None = all; on 2 cores ~0.1 s per row, "
+    pool_size: int | None = Field(2500, gt=0, description="rows of unlabeled.jsonl the teacher pseudo-labels (None = all; on 2 cores ~0.1 s per row, "
                                      "a seq2seq row's 4 sampled solutions ~4-7 s)")
     selection: Literal["adaptive", "all", "teacher_topk", "student_entropy", "random"] = Field(
         "adaptive", description="adaptive: LLKD (teacher confident AND student uncertain, adaptive per-class thresholds); "
