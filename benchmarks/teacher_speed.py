@@ -199,7 +199,7 @@ NOTES = [
 
 def rss_probe() -> None:
     """Prints the peak RSS (MB) of this process after the optimised paths alone: the teacher as the stages use it."""
-    backend = LocalBackend("smollm2-135m-instruct")
+    backend = LocalBackend("smollm2-135m-instruct", dtype="float32")  # the tables are float32 (teacher_precision.py: bf16)
     with tempfile.TemporaryDirectory() as tmp:
         for case in scoring_cases(backend):
             run_optimised_scoring(backend, case, Path(tmp), passes=("probe",))
@@ -221,7 +221,7 @@ def main() -> None:
     probe = subprocess.run([sys.executable, __file__, "--rss-probe"], capture_output=True, text=True, check=True)
     rss_teacher = float(probe.stdout.split()[-1])
     m_start, cpu_start = time.perf_counter(), time.process_time()
-    backend = LocalBackend("smollm2-135m-instruct")
+    backend = LocalBackend("smollm2-135m-instruct", dtype="float32")  # the tables are float32 (teacher_precision.py: bf16)
     backend._load()
     score, gen = scoring_cases(backend), generation_cases(backend)
     with tempfile.TemporaryDirectory() as tmp:

@@ -200,7 +200,7 @@ def test_a_bad_test_split_stops_the_first_llm_stage_before_any_call(tmp_path, to
     from distill.stages import generate, prompts
 
     monkeypatch.chdir(tmp_path)
-    params = load_params(write_params(tmp_path / "params.yaml", task="toy", generate={"n_per_label": 4}))
+    params = load_params(write_params(tmp_path / "params.yaml", task="toy", method="zerogen", generate={"n_per_label": 4}))
     prompts.run(params, str(toy_task), "w/prompts.jsonl")
     (toy_task / "test.jsonl").write_text('{"text": "fine", "label": "positive"}\n{"text": "bad", "label": "neutral"}\n')
     with pytest.raises(DistillError, match=r"test\.jsonl:2: unknown label 'neutral'"):

@@ -118,7 +118,7 @@ def test_dvc_repro_remote_exp_and_noop(project, tmp_path):
     for stage in ("llkd_label", "assemble", "train", "evaluate", "register"):
         assert f"Running stage '{stage}'" in out
     # method: auto is LLKD on a classification task with unlabeled.jsonl; ZeroGen's stages say they are skipped
-    assert "params.yaml selects method 'llkd'" in out and json.loads((repo / "metrics/llkd_label.json").read_text())["pool"] == 12
+    assert "this run's method is 'llkd'" in out and json.loads((repo / "metrics/llkd_label.json").read_text())["pool"] == 12
     metrics = json.loads((repo / "metrics/metrics.json").read_text())
     assert 0 <= metrics["student_accuracy"] <= 1 and 0 <= metrics["teacher_accuracy"] <= 1
     assert metrics["n_test"] == CUT and metrics["teacher_n_test"] == 8 and metrics["val_teacher_n"] == 8
@@ -136,14 +136,14 @@ def test_dvc_repro_remote_exp_and_noop(project, tmp_path):
     sh("dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote"), cwd=repo, env=env)
     sh("dvc", "push", "--run-cache", cwd=repo, env=env)
     student_bytes = (repo / "models/student/head.safetensors").read_bytes()
-    for path in (".dvc/cache", "models/student", "data/work/generated.jsonl"):
+    for path in (".dvc/cache", "models/student", "data/work/llkd/pseudo.jsonl"):
         shutil.rmtree(repo / path) if (repo / path).is_dir() else (repo / path).unlink()
     sh("dvc", "pull", "--run-cache", cwd=repo, env=env)
     assert (repo / "models/student/head.safetensors").read_bytes() == student_bytes
     assert "up to date" in sh("dvc", "status", cwd=repo, env=env)
     sh("git", "commit", "-qam", "a DVC remote", cwd=repo, env=env)
     out = sh("dvc", "exp", "run", "-S", "train.epochs=2", cwd=repo, env=env)
-    assert "Running stage 'train'" in out and "Running stage 'generate'" not in out  # upstream reused
+    assert "Running stage 'train'" in out and "Running stage 'llkd_label'" not in out  # upstream reused
     shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, env=env, capture_output=True, text=True, check=True).stdout)
     found = all_params(shown, [])
     epochs = sorted(p["train"]["epochs"] for _, _, p in found)

@@ -228,7 +228,7 @@ def test_methods_do_not_touch_each_others_stages(tmp_path, toy_task, fake_backen
     from distill.stages import gold, llkd
 
     monkeypatch.chdir(tmp_path)
-    params = load_params(write_params(tmp_path / "params.yaml", task="toy"))  # zerogen
+    params = load_params(write_params(tmp_path / "params.yaml", task="toy", method="zerogen"))
     gold.iterate(params, str(toy_task), 1, "nope", "g/iter_1", "m/g1.json")
     llkd.run(params, str(toy_task), "w/pseudo.jsonl", "m/l.json")
     assert fake_backend.calls == 0

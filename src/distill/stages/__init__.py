@@ -6,7 +6,7 @@ def inactive(params, *methods: str) -> bool:
     """All methods share one dvc.yaml; a method's own stages do nothing (and say so) under another method."""
     if params.method in methods:
         return False
-    print(f"skipped: this stage belongs to method {'/'.join(methods)}; params.yaml selects method '{params.method}'")
+    print(f"skipped: this stage belongs to method {'/'.join(methods)}; this run's method is '{params.method}'")
     return True
 
 

@@ -83,8 +83,9 @@ def sequence_loss(per_row: torch.Tensor, targets: torch.Tensor, weights: torch.T
 def _selected(student, selector, batch: list[dict], idx: list[int], w: torch.Tensor, device, amp):
     """LLKD's online selection, applied before the training forward: the selector reads the batch's logits from a
     forward pass without gradients (in training mode, as the loss's own pass), and only the rows it keeps run
-    forward and backward. A dropped row's weight is 0, so the loss is what the whole batch would give; LLKD keeps
-    ~20 % of a batch, so this costs ~half of running every row with gradients. A batch that keeps nothing still
+    forward and backward. A dropped row's weight is 0, so the loss is what the whole batch would give (up to
+    dropout: the selector's pass draws its own masks); LLKD keeps ~20 % of a batch, so this costs ~half of running
+    every row with gradients. A batch that keeps nothing still
     steps, on one row at weight 0, as every process under `accelerate launch` must."""
     logits = None
     if getattr(selector, "needs_logits", True):  # fixed selections (all, teacher_topk, random) do not read them
@@ -140,6 +141,7 @@ def finetune(student, rows: list[dict[str, Any]], cfg, seed: int, loss_fn: Loss 
                 if not idx:  # a last batch smaller than the process count: skipped by every process alike
                     break
                 batch, w = [rows[i] for i in idx], weights[idx]
+                n_batch = len(batch)  # the loss is a weighted mean over the batch, whatever the selector kept
                 if selector is not None:
                     batch, idx, w = _selected(student, selector, batch, idx, w, device, amp)
                 with autocast(device, amp):
@@ -152,7 +154,7 @@ def finetune(student, rows: list[dict[str, Any]], cfg, seed: int, loss_fn: Loss 
                 scaler.step(opt)
                 scaler.update()
                 sched.step()
-                seen_loss, seen = seen_loss + float(loss.detach()) * len(batch), seen + len(batch)
+                seen_loss, seen = seen_loss + float(loss.detach()) * n_batch, seen + n_batch
             seen_loss, seen = distributed.all_sum([seen_loss, seen], device)
             record = {"epoch": epoch, "train_loss": seen_loss / max(seen, 1), "seconds": time.perf_counter() - t0,
                       **(selector.epoch_stats() if selector is not None else {})}
