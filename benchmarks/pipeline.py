@@ -94,8 +94,7 @@ def bench(task: str) -> dict:
             result["stages"][stage] = timed(["dvc", "repro", "-s", stage], repo, env)
         read = lambda p: json.loads((repo / p).read_text())  # noqa: E731
         gen, pool, met = read("metrics/generate.json"), read("metrics/llkd_label.json"), read("metrics/metrics.json")
-        method = read("data/work/registered.json").get("method") or ("llkd" if "pool" in pool else "zerogen")
-        result.update(method=method, teacher_accuracy=met["teacher_accuracy"], teacher_uncalibrated=met["teacher_accuracy_uncalibrated"],
+        result.update(method=read("data/work/registered.json")["method"], teacher_accuracy=met["teacher_accuracy"], teacher_uncalibrated=met["teacher_accuracy_uncalibrated"],
                       student_accuracy=met["student_accuracy"], student_f1=met["student_macro_f1"], n_test=met["n_test"],
                       val_student=met.get("val_student_accuracy"), val_teacher=met.get("val_teacher_accuracy"),
                       data=(f"{pool['pool']} pooled → {pool['pseudo_labelled']} pseudo-labelled" if "pool" in pool

@@ -61,9 +61,9 @@ def generation() -> dict:
 
 
 def report(rows: list[dict], gen: dict) -> str:
+    native = cpu_bf16_native()
     lines = [f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {machine()}; CPU bf16 instructions: "
-             f"{'yes' if cpu_bf16_native() else 'no'} (`teacher.dtype: auto` picks "
-             f"{'bfloat16' if cpu_bf16_native() else 'float32'} here). Reproduce: `.venv/bin/python benchmarks/teacher_precision.py`.",
+             f"{'yes' if native else 'no'} (`teacher.dtype: auto` picks {'bfloat16' if native else 'float32'} here). Reproduce: `.venv/bin/python benchmarks/teacher_precision.py`.",
              "", "| task | validation rows | float32 rows/s | bfloat16 rows/s | speed-up | float32 acc | bfloat16 acc | same label |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -53,12 +53,11 @@ def resolve_dtype(choice: str, device: str, training: bool, bf16: bool | None = 
     bf16: does the device compute bfloat16 natively (None: ask it)."""
     if choice != "auto":
         return DTYPES[choice]
-    if not device.startswith("cuda"):
-        native = cpu_bf16_native() if bf16 is None else bf16
-        return torch.bfloat16 if native and not training else torch.float32
-    if bf16_supported() if bf16 is None else bf16:
+    cuda = device.startswith("cuda")
+    native = (bf16_supported() if cuda else cpu_bf16_native()) if bf16 is None else bf16
+    if native and (cuda or not training):  # the CPU trains in float32 whatever it supports
         return torch.bfloat16
-    return torch.float32 if training else torch.float16
+    return torch.float16 if cuda and not training else torch.float32
 
 
 @contextlib.contextmanager

@@ -85,8 +85,8 @@ def _selected(student, selector, batch: list[dict], idx: list[int], w: torch.Ten
     forward pass without gradients (in training mode, as the loss's own pass), and only the rows it keeps run
     forward and backward. A dropped row's weight is 0, so the loss is what the whole batch would give (up to
     dropout: the selector's pass draws its own masks); LLKD keeps ~20 % of a batch, so this costs ~half of running
-    every row with gradients. A batch that keeps nothing still
-    steps, on one row at weight 0, as every process under `accelerate launch` must."""
+    every row with gradients. A batch that keeps nothing still steps, on one row at weight 0, as every process under
+    `accelerate launch` must."""
     logits = None
     if getattr(selector, "needs_logits", True):  # fixed selections (all, teacher_topk, random) do not read them
         with torch.no_grad(), autocast(device, amp):
@@ -103,8 +103,8 @@ def finetune(student, rows: list[dict[str, Any]], cfg, seed: int, loss_fn: Loss 
 
     `selector` (optional, LLKD's online selection) is called on every batch with the rows and the student's
     logits (None where its `needs_logits` is False) and returns per-row weight multipliers (0 = not selected); only
-    the kept rows train (`_selected`); its `epoch_stats()` join each epoch's record. `epochs` / `lr` override cfg (GOLD's refresh); `epochs` given is exactly that many passes (no
-    `min_steps`).
+    the kept rows train (`_selected`); its `epoch_stats()` join each epoch's record. `epochs` / `lr` override cfg
+    (GOLD's refresh); `epochs` given is exactly that many passes (no `min_steps`).
     """
     from transformers import get_linear_schedule_with_warmup
 
