@@ -12,12 +12,26 @@ from conftest import POSITIVE, NEGATIVE, write_jsonl, write_params
 from distill.students.model import load_student
 
 
-@pytest.mark.parametrize("processes", [1, 2])
-def test_train_stage_under_accelerate_launch(tmp_path, toy_task, tiny_student, processes):
+def pseudo_labelled(rows: list[dict]) -> list[dict]:
+    """LLKD's train.jsonl: the teacher's label distribution and confidence on every row (a spread of confidences)."""
+    out = []
+    for i, r in enumerate(rows):
+        conf = 0.55 + 0.4 * (i % 5) / 4
+        other = "negative" if r["label"] == "positive" else "positive"
+        out.append({**r, "id": f"pool-{i}", "source": "pseudo", "meta": {"confidence": conf, "teacher_probs": {r["label"]: conf, other: 1 - conf}}})
+    return out
+
+
+# zerogen: a labelled train.jsonl, every row trained. llkd: online selection (a no-grad probe pass, then only the
+# kept rows), where each process keeps a different number of rows per step and DDP must still average one gradient.
+@pytest.mark.parametrize("processes,method", [(1, "zerogen"), (2, "zerogen"), (2, "llkd")])
+def test_train_stage_under_accelerate_launch(tmp_path, toy_task, tiny_student, processes, method):
     rows = [{"text": f"it was {words[i % 6]} {i}", "label": label} for i in range(24)
             for label, words in (("positive", POSITIVE), ("negative", NEGATIVE))]
+    if method == "llkd":
+        rows = pseudo_labelled(rows)
     write_jsonl(tmp_path / "train.jsonl", rows)
-    write_params(tmp_path / "params.yaml", method="zerogen",  # a labelled train.jsonl: no LLKD selection
+    write_params(tmp_path / "params.yaml", method=method,
                  train={"model": str(tiny_student), "epochs": 3, "lr": 1e-3, "batch_size": 8, "min_steps": 0, "device": "cpu"})
     launcher = Path(sys.executable).parent / "accelerate"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
@@ -32,6 +46,8 @@ def test_train_stage_under_accelerate_launch(tmp_path, toy_task, tiny_student, p
     assert metrics["processes"] == processes and metrics["n_train"] == len(rows)
     history = json.loads((tmp_path / "history.json").read_text())
     assert len(history) == 3 and history[-1]["train_loss"] < history[0]["train_loss"]
+    if method == "llkd":  # the selector ran and kept some rows, not all and not none
+        assert all(0 < h["selected_fraction"] < 1 for h in history), history
     student = load_student(tmp_path / "student")
     assert student.labels == ["negative", "positive"]
     assert not list(tmp_path.glob(".student.*"))  # no half-written folder from a second writer

@@ -213,3 +213,12 @@ def test_what_the_tools_write_in_the_workspace_is_git_ignored(path):
     import subprocess
 
     assert subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO).returncode == 0, f"{path} is not git-ignored"
+
+
+def test_a_stage_that_reads_method_depends_on_the_auto_rule():
+    """The CLI resolves `method: auto` (methods/auto.py) for every stage: a new rule must re-run what it changes."""
+    rule = REPO / "src" / "distill" / "methods" / "auto.py"
+    for name, stage in dvc_stages().items():
+        if "method" in (stage.get("params") or []):
+            deps = [REPO / d for d in stage.get("deps", []) if d.startswith("src/")]
+            assert any(rule == d or d in rule.parents for d in deps), name

@@ -95,7 +95,8 @@ def test_method_auto_is_llkd_for_classification_with_a_pool_else_zerogen(toy_tas
     from conftest import REPO, make_toy_seq2seq
 
     from distill.config import Params
-    from distill.methods.registry import method_of, resolve
+    from distill.methods.auto import resolve
+    from distill.methods.registry import method_of
 
     auto = load_params(REPO / "params.yaml")
     assert auto.method == Params().method == "auto"

@@ -19,7 +19,7 @@ TASK = click.option("--task-dir", required=True, help="task folder: task.yaml + 
 def _params(path: str, task_dir: str | None = None):
     """The validated params, `method: auto` resolved for the task (its folder, else data/tasks/<task>)."""
     from distill.config import load_params
-    from distill.methods.registry import resolve
+    from distill.methods.auto import resolve
 
     params = load_params(path)
     return resolve(params, task_dir or os.path.join("data", "tasks", params.task))

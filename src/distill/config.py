@@ -311,7 +311,7 @@ class Params(Section):
     method: Literal["auto", "zerogen", "gold", "s3", "llkd", "labelled"] = Field(
         "auto", description="distillation method: zerogen | gold | s3 | llkd; labelled = real labels only (a reference, no "
         "teacher); auto = llkd for a classification task with unlabelled text (unlabeled.jsonl), else zerogen "
-        "(methods/registry.py: resolve)")
+        "(methods/auto.py)")
     seed: int = Field(0, description="global random seed (sampling, splits, initialisation)")
     comparison: str | None = Field(None, description="set by `distill compare`: the MLflow tag shared by one comparison's runs")
     teacher: TeacherParams = TeacherParams()
