@@ -26,7 +26,11 @@ def zerogen(budget: int, **extra):
 
 
 def llkd(pool: int, **extra):
-    return lambda task: {"method": "llkd", "llkd.pool_size": pool, **extra}
+    """LLKD as in the paper: the teacher's pseudo-labels alone (the rows measured before the few-shot prior existed)."""
+    return lambda task: {"method": "llkd", "llkd.pool_size": pool, "llkd.fewshot_prior": "none", **extra}
+
+
+PRIOR = {"llkd.fewshot_prior": "probe"}  # x a probe on fewshot.jsonl (the default since 2026-12-05)
 
 
 SETFIT = {"method": "labelled", "labelled.splits": "[fewshot]", "train.recipe": "setfit"}
@@ -38,6 +42,8 @@ CONFIGS = {  # name -> overrides (or task -> overrides); run order: the acceptan
     "zerogen 1k": zerogen(1024),
     "llkd 5k": llkd(5000),
     "llkd 2.5k": llkd(2500),
+    "llkd 2.5k + fewshot prior": llkd(2500, **PRIOR),
+    "llkd 2.5k + fewshot prior, float32 teacher": llkd(2500, **PRIOR, **{"teacher.dtype": "float32"}),  # the runs above used it
     "zerogen 1k, hard labels": zerogen(1024, **{"train.targets": "hard"}),
     "llkd 5k, hard labels": llkd(5000, **{"train.targets": "hard"}),
     "zerogen 256": zerogen(256),

@@ -85,3 +85,18 @@ def test_one_update_step_by_hand():
     # a batch of class 0 only leaves class 1's averages where they were
     th2 = update(th, torch.tensor([0.8]), torch.tensor([0.1]), torch.tensor([0]), momentum=0.9)
     assert (th2.m_t[1], th2.m_s[1]) == (th.m_t[1], th.m_s[1]) and th2.m_t[0] == pytest.approx(0.9 * 0.54 + 0.08)
+
+
+def test_with_prior_is_a_product_of_experts():
+    from distill.methods.llkd import with_prior
+
+    teacher = torch.tensor([[0.7, 0.3], [0.6, 0.4], [0.2, 0.8]])
+    assert torch.allclose(with_prior(teacher, torch.full((3, 2), 0.5), 1.0), teacher)  # a uniform prior changes nothing
+    assert torch.allclose(with_prior(teacher, torch.tensor([[0.1, 0.9]] * 3), 0.0), teacher)  # weight 0: nothing
+    prior = torch.tensor([[0.7, 0.3], [0.1, 0.9], [0.5, 0.5]])
+    out = with_prior(teacher, prior, 1.0)
+    assert torch.allclose(out.sum(-1), torch.ones(3))
+    assert out[0, 0] > teacher[0, 0]  # agreement: more confident
+    assert out[1].argmax() == 1  # disagreement: the surer expert (0.9 vs 0.6) wins
+    assert out[1, 1] == pytest.approx(0.4 * 0.9 / (0.6 * 0.1 + 0.4 * 0.9))
+    assert with_prior(teacher, prior, 2.0)[1, 1] > out[1, 1]  # a larger weight trusts the prior more

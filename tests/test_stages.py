@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_params
+import torch
+
+from conftest import write_jsonl, write_params
 from distill.config import load_params
 from distill.io import read_jsonl
 from distill.stages import evaluate, generate, prompts, register, train
@@ -222,6 +224,49 @@ def test_llkd_pseudo_labels_and_selects_online(tmp_path, toy_task, fake_backend,
     if selection == "adaptive":  # it selects: not every row every epoch, and the thresholds left their start
         assert min(h["selected_fraction"] for h in history) < 1
         assert history[-1]["tau_teacher.0"] != pytest.approx(0.5) and history[-1]["tau_student.0"] != pytest.approx(math.log(2) / 2)
+
+
+def test_llkd_fewshot_prior_multiplies_the_teachers_labels_by_a_probe(tmp_path, toy_task, fake_backend, tiny_student, monkeypatch, capsys):
+    """llkd.fewshot_prior: the pseudo-label distribution is the teacher's times a logistic-regression probe fitted on
+    fewshot.jsonl's normalised embeddings (the same fit as scikit-learn's, C = prior_c); `none` keeps the teacher's."""
+    from sklearn.linear_model import LogisticRegression
+
+    from distill.methods.llkd import with_prior
+    from distill.stages import llkd
+    from distill.students.model import new_student
+    from distill.tasks import load_task
+
+    monkeypatch.chdir(tmp_path)
+    sure = fake_backend.score  # the fake teacher is all but certain: soften it, so that a product can move it
+    monkeypatch.setattr(fake_backend, "score", lambda requests: [[0.05 * x for x in s] for s in sure(requests)])
+    base = dict(task="toy", method="llkd", train={"model": str(tiny_student)}, llkd={"pool_size": 12, "prior_weight": 10.0})
+    params = load_params(write_params(tmp_path / "params.yaml", **base))
+    llkd.run(params, str(toy_task), "w/pseudo.jsonl", "m/llkd_label.json")
+    rows = read_jsonl("w/pseudo.jsonl")
+    task = load_task(toy_task, quiet=True)
+    fewshot, labels = task.load("fewshot"), task.spec.label_names
+    encoder = new_student(tiny_student, labels, ["text"], 0, normalize=True)
+    reference = LogisticRegression(C=params.llkd.prior_c).fit(encoder.embeddings(fewshot).numpy(), [labels.index(r["label"]) for r in fewshot])
+    prior = torch.tensor(reference.predict_proba(encoder.embeddings(rows).numpy()), dtype=torch.float32)
+    llm = torch.tensor([[r["meta"]["llm_probs"][l] for l in labels] for r in rows])
+    expected = with_prior(llm, prior, 10.0)  # a random tiny encoder gives a weak probe: a large weight shows it
+    got = torch.tensor([[r["meta"]["teacher_probs"][l] for l in labels] for r in rows])
+    assert torch.allclose(got, expected, atol=2e-3), (got, expected)
+    assert (got - llm).abs().max() > 0.05  # the probe moved the teacher's distribution: the check above has teeth
+    assert all(r["label"] == labels[int(p.argmax())] and r["meta"]["confidence"] == pytest.approx(float(p.max()), abs=1e-4)
+               for r, p in zip(rows, got))
+    assert "prior_changed_labels" in json.loads((tmp_path / "m/llkd_label.json").read_text())
+
+    off = load_params(write_params(tmp_path / "off.yaml", **{**base, "llkd": {"pool_size": 12, "prior_weight": 10.0, "fewshot_prior": "none"}}))
+    llkd.run(off, str(toy_task), "w/off.jsonl", "m/off.json")
+    plain = read_jsonl("w/off.jsonl")
+    assert [r["meta"]["teacher_probs"] for r in plain] == [r["meta"]["llm_probs"] for r in rows]  # the teacher's alone
+    assert all("llm_probs" not in r["meta"] for r in plain)
+
+    write_jsonl(toy_task / "fewshot.jsonl", [r for r in read_jsonl(toy_task / "fewshot.jsonl") if r["label"] == "positive"])
+    llkd.run(params, str(toy_task), "w/one.jsonl", "m/one.json")  # a label without a fewshot row: no prior, said so
+    assert "no few-shot prior" in capsys.readouterr().out
+    assert [r["meta"]["teacher_probs"] for r in read_jsonl("w/one.jsonl")] == [r["meta"]["teacher_probs"] for r in plain]
 
 
 def test_methods_do_not_touch_each_others_stages(tmp_path, toy_task, fake_backend, monkeypatch):

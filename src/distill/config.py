@@ -277,6 +277,13 @@ class LLKDParams(Section):
     votes: int = Field(4, ge=1, description="seq2seq tasks: solutions the teacher samples per problem; its confidence is the "
                        "share that reach the majority answer (self-consistency); 1 = one greedy solution, confidence 1")
     temperature: float = Field(0.7, gt=0, description="seq2seq tasks: sampling temperature of those solutions (votes > 1)")
+    fewshot_prior: Literal["probe", "none"] = Field(
+        "probe", description="classification: multiply the teacher's label distribution on each pool row by a linear probe's, "
+        "fitted on frozen student-encoder embeddings of the task's labelled fewshot.jsonl (a product of experts; "
+        "none = the teacher's alone, as in the paper)")
+    prior_weight: float = Field(1.5, ge=0, description="exponent of the probe's distribution in that product (0 = off)")
+    prior_c: float = Field(3.0, gt=0, description="inverse L2 strength of the probe (scikit-learn's C: the penalty is "
+                           "|W|^2 / (2 C n) over n fewshot rows); small = a soft probe that moves few labels")
 
 
 class S3Params(Section):

@@ -138,3 +138,11 @@ class Selector:
                  **{f"tau_teacher.{i}": t for i, t in enumerate(t_cls)}, **{f"tau_student.{i}": s for i, s in enumerate(s_cls)}}
         self.seen = self.kept = 0
         return stats
+
+
+def with_prior(teacher: torch.Tensor, prior: torch.Tensor, weight: float) -> torch.Tensor:
+    """The teacher's label distribution times a prior raised to `weight`, renormalised (a product of experts):
+    p(y|x) ∝ p_T(y|x) · p_P(y|x)^weight. A uniform prior, or weight 0, leaves the teacher's distribution as it is;
+    where the two agree the label gets more confident, where they disagree the surer one wins."""
+    logp = teacher.clamp(min=1e-12).log() + weight * prior.clamp(min=1e-12).log()
+    return logp.softmax(-1)
