@@ -9,7 +9,7 @@ Classification also has a few-shot prior (`llkd.fewshot_prior: probe`, not in th
 frozen student-encoder embeddings of the task's labelled fewshot.jsonl gives its own p_P(y|x) on each pool row, and
 the pseudo-label distribution is the product p_T · p_P^w, renormalised (methods/llkd.with_prior). The 135M teacher
 and 8 real labels per class err on different rows: on validation.jsonl (3 seeds) the product labels 0.838 of AG News
-right where the teacher alone gets 0.643 and the probe 0.810, and 0.817 of SST-2 (teacher 0.805, probe 0.640)
+right where the teacher alone gets 0.643 and the probe 0.810, and 0.812 of SST-2 (teacher 0.803, probe 0.640)
 (docs/benchmarks.md). The teacher's own distribution stays in `meta.llm_probs`.
 Cached and batched; selection happens later, online, inside training.
 """
