@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from distill.methods.fewshot import label_probs, pick_demos, score_requests, scoring_prefix, teacher_probs
+from distill.methods.fewshot import label_probs, named_probs, pick_demos, score_requests, scoring_prefix, teacher_probs, top_label
 from distill.methods.zerogen import dedup_key, filter_samples, normalise
 from distill.tasks import TaskSpec
 from distill.teachers import Decoding, GenRequest, Teacher
@@ -59,8 +59,8 @@ def synthesize(
         probs, _ = classify(teacher, spec, kept, fewshot, params.teacher, params.seed, desc="check labels")
         checked = []
         for s, p in zip(kept, probs):
-            s["meta"]["teacher_probs"] = dict(zip(spec.label_names, [round(x, 5) for x in p]))
-            best = spec.label_names[max(range(len(p)), key=p.__getitem__)]
+            s["meta"]["teacher_probs"] = named_probs(spec, p)
+            best = spec.label_names[top_label(p)]
             if best != s["label"]:
                 if g.label_filter == "agree":
                     counts["rejected.label_disagree"] += 1

@@ -74,6 +74,16 @@ def batch_calibrate(probs: list[list[float]]) -> list[list[float]]:
     return out
 
 
+def top_label(p: list[float]) -> int:
+    """Index of the most probable label (the first on a tie)."""
+    return max(range(len(p)), key=p.__getitem__)
+
+
+def named_probs(spec: TaskSpec, p: list[float]) -> dict[str, float]:
+    """A label distribution as rows carry it (`meta.teacher_probs`): label name -> probability, 5 decimals."""
+    return dict(zip(spec.label_names, [round(x, 5) for x in p]))
+
+
 def teacher_probs(logprobs: list[list[float]], calibration: str) -> list[list[float]]:
     """Label log-probs of many examples -> p_T(y|x), calibrated over the batch if asked."""
     probs = [label_probs(lp) for lp in logprobs]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from distill.config import Params
 from distill.io import write_json
+from distill.methods.fewshot import top_label
 from distill.methods.s3 import error_split
 from distill.metrics import accuracy, macro_f1
 from distill.students.model import load_student
@@ -48,7 +49,7 @@ def run(params: Params, task_dir: str, model_dir: str, metrics_out: str, plot_ou
     teacher = make_teacher(params.teacher)
     probs, raw = classify(teacher, spec, rows, fewshot, params.teacher, params.seed, desc="teacher on test")
     teacher_gold = [r["label"] for r in rows]
-    argmax = lambda p: spec.label_names[max(range(len(p)), key=p.__getitem__)]  # noqa: E731
+    argmax = lambda p: spec.label_names[top_label(p)]  # noqa: E731
     teacher_pred = [argmax(p) for p in probs]
     raw_pred = [argmax(p) for p in raw]
     val = {}

@@ -21,6 +21,7 @@ import torch
 
 from distill.config import Params
 from distill.io import write_json, write_jsonl
+from distill.methods.fewshot import named_probs, top_label
 from distill.stages import checked_task, inactive
 from distill.synthesis import classify, llm_metrics, solutions
 from distill.tasks import label_counts
@@ -54,19 +55,15 @@ def _labelled(params: Params, spec, teacher, pool: list[dict], fewshot: list[dic
         from distill.methods.llkd import with_prior
 
         probs = with_prior(torch.tensor(llm), prior, params.llkd.prior_weight).tolist()
-        extra = {"prior_changed_labels": sum(argmax(p) != argmax(q) for p, q in zip(probs, llm)) / max(len(llm), 1)}
-    named = lambda p: dict(zip(spec.label_names, [round(x, 5) for x in p]))  # noqa: E731
+        extra = {"prior_changed_labels": sum(top_label(p) != top_label(q) for p, q in zip(probs, llm)) / max(len(llm), 1)}
     rows = []
     for r, p, q in zip(pool, probs, llm):
-        y = argmax(p)
-        meta = {"teacher_probs": named(p), "confidence": round(p[y], 5), **({"llm_probs": named(q)} if prior is not None else {})}
+        y = top_label(p)
+        meta = {"teacher_probs": named_probs(spec, p), "confidence": round(p[y], 5),
+                **({"llm_probs": named_probs(spec, q)} if prior is not None else {})}
         rows.append({"id": f"pool-{r['_line']}", **{f: r[f] for f in spec.field_names}, "label": spec.label_names[y],
                      "source": "pseudo", "round": 0, "meta": meta})
     return rows, {**label_counts(spec, rows), **extra}
-
-
-def argmax(p: list[float]) -> int:
-    return max(range(len(p)), key=p.__getitem__)
 
 
 def fewshot_probe(params: Params, spec, fewshot: list[dict], rows: list[dict]) -> torch.Tensor | None:
