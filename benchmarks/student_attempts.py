@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from distill.config import load_params
+from distill.methods.fewshot import top_label
 from distill.methods.llkd import with_prior
 from distill.methods.registry import method_of
 from distill.stages import llkd as llkd_stage
@@ -67,7 +68,7 @@ def relabel(rows: list[dict], probs: torch.Tensor, labels: list[str]) -> list[di
     """Rows with their label distribution replaced by `probs` (label, confidence and teacher_probs follow)."""
     out = []
     for r, p in zip(rows, probs.tolist()):
-        y = max(range(len(labels)), key=p.__getitem__)
+        y = top_label(p)
         out.append({**r, "label": labels[y], "meta": {**r["meta"], "teacher_probs": dict(zip(labels, p)), "confidence": p[y]}})
     return out
 
@@ -82,6 +83,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--results", default=str(RESULTS))
     args = ap.parse_args()
+    unknown = sorted(set(args.variants.split(",")) - set(VARIANTS))
+    if unknown:
+        ap.error(f"unknown variant {unknown[0]!r} (choose from {', '.join(VARIANTS)})")
     torch.set_num_threads(args.threads)
     params = load_params("params.yaml")
     params = params.model_copy(update={
