@@ -2,7 +2,7 @@
 
 For each task and seed: the teacher's calibrated few-shot label distribution on validation.jsonl (the scoring the
 llkd_label stage applies to the pool, same prompts and seed), the probe fitted on fewshot.jsonl (stages/llkd.py:
-fewshot_probe), and their product (methods/llkd.with_prior) over a grid of `prior_c` x `prior_weight`. The accuracy of
+fewshot_probe), and their product (methods/llkd.with_prior) over a grid of `prior_model` x `prior_c` x `prior_weight`. The accuracy of
 each labeller on validation is what `llkd.prior_c` / `llkd.prior_weight` were chosen on; test.jsonl is never read.
 The teacher's answers come from the LLM cache when a run already asked them. Results replace the `fewshot_prior`
 block of docs/benchmarks.md.
@@ -24,6 +24,7 @@ from pipeline import REPO, replace_block  # noqa: E402
 
 GRID_C = [1.0, 3.0, 10.0]
 GRID_W = [1.0, 1.5, 2.0]
+MODELS = ["minilm-l6", "mpnet-base"]  # llkd.prior_model: the probe's encoder
 
 
 def accuracy(probs: torch.Tensor, gold: torch.Tensor) -> float:
@@ -45,19 +46,20 @@ def measure(task_name: str, seed: int) -> dict[str, float]:
     teacher, _ = classify(make_teacher(params.teacher), spec, validation, fewshot, params.teacher, seed, desc=f"{task_name} seed {seed}")
     teacher = torch.tensor(teacher)
     out = {"teacher": accuracy(teacher, gold)}
-    for c in GRID_C:
-        lp = params.llkd.model_copy(update={"fewshot_prior": "probe", "prior_c": c})
-        probe = fewshot_probe(params.model_copy(update={"llkd": lp}), spec, fewshot, validation)
-        out[f"probe C={c:g}"] = accuracy(probe, gold)
-        for w in GRID_W:
-            out[f"product C={c:g} w={w:g}"] = accuracy(with_prior(teacher, probe, w), gold)
+    for model in MODELS:
+        for c in GRID_C:
+            lp = params.llkd.model_copy(update={"fewshot_prior": "probe", "prior_c": c, "prior_model": model})
+            probe = fewshot_probe(params.model_copy(update={"llkd": lp}), spec, fewshot, validation)
+            out[f"probe {model} C={c:g}"] = accuracy(probe, gold)
+            for w in GRID_W:
+                out[f"product {model} C={c:g} w={w:g}"] = accuracy(with_prior(teacher, probe, w), gold)
     return out
 
 
-def render(results: dict[str, dict[int, dict[str, float]]], defaults: tuple[float, float]) -> str:
+def render(results: dict[str, dict[int, dict[str, float]]], defaults: tuple[str, float, float]) -> str:
     tasks = list(results)
     keys = list(next(iter(results[tasks[0]].values())))
-    default = f"product C={defaults[0]:g} w={defaults[1]:g}"
+    default = f"product {defaults[0]} C={defaults[1]:g} w={defaults[2]:g}"
     head = f"| labeller | {' | '.join(f'{t} val acc' for t in tasks)} | mean |\n|---|{'---|' * (len(tasks) + 1)}\n"
     lines = []
     for k in keys:
@@ -69,8 +71,8 @@ def render(results: dict[str, dict[int, dict[str, float]]], defaults: tuple[floa
     seeds = sorted({s for t in tasks for s in results[t]})
     return (f"Measured {time.strftime('%Y-%m-%d')}: accuracy on validation.jsonl (200 rows) of each way to label it, mean "
             f"(seeds {', '.join(map(str, seeds))}); teacher = the embedded teacher's calibrated few-shot labels "
-            "(params.yaml's teacher), probe = logistic regression on frozen MiniLM embeddings of fewshot.jsonl (C = "
-            "scikit-learn's), product = teacher x probe^w. Reproduce: `.venv/bin/python benchmarks/fewshot_prior.py`.\n\n"
+            "(params.yaml's teacher), probe = logistic regression on frozen embeddings of fewshot.jsonl (the encoder: "
+            "llkd.prior_model; C = scikit-learn's), product = teacher x probe^w. Reproduce: `.venv/bin/python benchmarks/fewshot_prior.py`.\n\n"
             + head + "\n".join(lines))
 
 
@@ -83,7 +85,8 @@ def main() -> None:
     from distill.config import Params
 
     results = {t: {s: measure(t, s) for s in args.seeds} for t in args.tasks}
-    defaults = (Params().llkd.prior_c, Params().llkd.prior_weight)
+    p = Params()
+    defaults = (p.train.model if p.llkd.prior_model == "student" else p.llkd.prior_model, p.llkd.prior_c, p.llkd.prior_weight)
     table = render(results, defaults)
     print(table)
     replace_block(Path(args.out), "fewshot_prior", table)

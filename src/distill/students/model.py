@@ -28,15 +28,16 @@ META = "distill.json"
 HEAD = "head.safetensors"
 
 
-def resolve_student(name: str) -> Path:
-    """An embedded student's name or a local model folder -> the folder with its config.json."""
+def resolve_student(name: str, field: str = "train.model") -> Path:
+    """An embedded student's name or a local model folder -> the folder with its config.json (`field` names the
+    param it came from in errors)."""
     if name in EMBEDDED_STUDENTS:
         from distill.students import embedded
 
-        return embedded.path(name, EMBEDDED_STUDENTS[name])
+        return embedded.path(name, EMBEDDED_STUDENTS[name], field)
     path = Path(name)
     if not (path / "config.json").is_file():
-        raise DistillError(f"train.model: '{name}' is neither an embedded student ({', '.join(EMBEDDED_STUDENTS)}) nor a model folder")
+        raise DistillError(f"{field}: '{name}' is neither an embedded student ({', '.join(EMBEDDED_STUDENTS)}) nor a model folder")
     return path
 
 
