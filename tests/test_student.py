@@ -216,7 +216,7 @@ def test_split_zip_student_is_joined_and_unpacked_once(tmp_path, monkeypatch):
         parts[f"part-{i}"] = tmp_path / f"x.zip.{i:03d}"
         parts[f"part-{i}"].write_bytes(blob[cut[i] : cut[i + 1]])
     reads = []
-    monkeypatch.setattr(embedded, "part_file", lambda dist: reads.append(dist) or parts[dist])
+    monkeypatch.setattr(embedded, "part_file", lambda dist, field: reads.append(dist) or parts[dist])
     home = tmp_path / "home"
     out = embedded.unpack_split_zip(list(parts), "model-x", home)
     assert out == home / "students" / "model-x" and (out / "config.json").read_text() == '{"model_type": "bert"}'
@@ -224,12 +224,14 @@ def test_split_zip_student_is_joined_and_unpacked_once(tmp_path, monkeypatch):
     assert embedded.unpack_split_zip(list(parts), "model-x", home) == out and len(reads) == 3  # second call: no reads
 
 
-def test_missing_student_package_is_one_clear_line(monkeypatch):
+def test_missing_student_package_is_one_clear_line(monkeypatch, tmp_path):
     from distill.io import DistillError
     from distill.students import embedded
 
     with pytest.raises(DistillError, match=r"needs package no-such-distribution-xyz \(`pip install -e \.` installs it\)"):
         embedded.part_file("no-such-distribution-xyz")
     monkeypatch.setattr(embedded, "MPNET_PARTS", ["no-such-distribution-xyz"])
-    with pytest.raises(DistillError, match=r"^llkd.prior_model: mpnet-base needs package no-such-distribution-xyz"):
+    monkeypatch.setenv("DISTILL_HOME", str(tmp_path))  # not yet unpacked: the parts are read
+    with pytest.raises(DistillError, match=r"^llkd.prior_model: this model needs package no-such-distribution-xyz"):
         embedded.path("mpnet-base", "unused", "llkd.prior_model")
+    assert not (tmp_path / "students" / "all-mpnet-base-v2").exists()  # nothing half-unpacked

