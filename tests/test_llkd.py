@@ -53,6 +53,13 @@ def test_select_requires_both_conditions_and_weights():
     assert w[0].item() == pytest.approx(0.9 * 0.6 / math.log(2)) and w[1:].sum() == 0
 
 
+def test_a_row_at_its_batch_mean_is_kept_despite_rounding():
+    conf, ent = torch.full((16,), 0.9), torch.full((16,), 0.3)
+    assert float(conf.mean()) > float(conf[0])  # float32: the mean of sixteen 0.9s rounds above 0.9
+    th = update(init_thresholds(2), conf, ent, torch.zeros(16, dtype=torch.long), momentum=0.0)
+    assert select(th, conf, ent, torch.zeros(16, dtype=torch.long)).all()
+
+
 def test_sequence_uncertainty_is_one_minus_geometric_token_probability():
     nll = torch.tensor([0.0, math.log(2), 50.0])
     assert sequence_uncertainty(nll).tolist() == pytest.approx([0.0, 0.5, 1.0])

@@ -1,11 +1,13 @@
 """The student (encoder + pooling + head), its two recipes and the pure helpers of the training loop."""
+import random
+
 import pytest
 import torch
 
 from conftest import NEGATIVE, POSITIVE
 from distill.config import TrainParams
 from distill.students import train_student
-from distill.students.finetune import schedule, sharpen, soft_cross_entropy, target_rows
+from distill.students.finetune import epoch_batches, row_length, schedule, sharpen, soft_cross_entropy, target_rows
 from distill.students.model import load_student, new_student
 
 LABELS = ["negative", "positive"]
@@ -58,6 +60,32 @@ def test_schedule_gives_small_data_more_epochs():
     assert schedule(n_rows=3200, batch_size=32, epochs=4, min_steps=200) == (4, 400)  # big: epochs decide
     assert schedule(n_rows=32, batch_size=32, epochs=4, min_steps=200) == (200, 200)  # tiny: min_steps decide
     assert schedule(n_rows=100, batch_size=32, epochs=4, min_steps=0) == (4, 16)
+
+
+@pytest.mark.parametrize("n", [1, 31, 32, 100, 1601, 3300])
+def test_length_grouped_batches_cover_every_row_once_and_cut_padding(n):
+    rng = random.Random(n)
+    lengths = [rng.randint(5, 300) for _ in range(n)]
+    plain = epoch_batches(lengths, 32, random.Random(0), group=0)
+    grouped = epoch_batches(lengths, 32, random.Random(0), group=4)
+    for batches in (plain, grouped):
+        assert sorted(i for b in batches for i in b) == list(range(n))  # every row once
+        assert len(batches) == schedule(n, 32, 1, 0)[1]  # the step count the LR schedule was built for
+        assert all(len(b) == 32 for b in batches[:-1])  # only the last batch is short
+    padded = lambda batches: sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    if n >= 100:
+        assert padded(grouped) < 0.75 * padded(plain)  # a batch pads to its own longest row
+        assert grouped != epoch_batches(lengths, 32, random.Random(1), group=4)  # the seed still shuffles
+    # plain batches are the old shuffle: the same rng calls, the same order
+    order = list(range(n))
+    random.Random(0).shuffle(order)
+    assert [i for b in plain for i in b] == order
+    assert epoch_batches(lengths, 32, random.Random(0), group=4) == grouped  # deterministic per seed
+
+
+def test_row_length_counts_strings_but_id_and_source():
+    assert row_length({"id": "pool-12345", "text": "abcd", "label": "pos", "source": "pseudo", "round": 0,
+                       "meta": {"x": "long string ignored"}, "weight": 1.0}) == 7
 
 
 def test_a_methods_own_epochs_are_the_whole_schedule(tiny_student):

@@ -68,8 +68,9 @@ def update(th: Thresholds, conf: torch.Tensor, ent: torch.Tensor, yhat: torch.Te
 
 def select(th: Thresholds, conf: torch.Tensor, ent: torch.Tensor, yhat: torch.Tensor,
            use_teacher: bool = True, use_student: bool = True) -> torch.Tensor:
-    """Boolean mask: teacher confidence >= its class threshold and student entropy >= its class threshold."""
-    t_cls, s_cls = (torch.tensor(x) for x in th.per_class())
+    """Boolean mask: teacher confidence >= its class threshold and student entropy >= its class threshold.
+    The thresholds are float32 means: a row equal to its batch's mean must pass, so ">=" allows the mean's rounding."""
+    t_cls, s_cls = (torch.tensor(x) - 1e-6 for x in th.per_class())
     keep = torch.ones_like(conf, dtype=torch.bool)
     if use_teacher:
         keep &= conf >= t_cls[yhat]

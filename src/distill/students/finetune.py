@@ -4,7 +4,9 @@ A fixed schedule (no early stop on a dozen synthetic rows): `epochs` passes, but
 steps, so 30 rows get as many updates as 3000. Targets are the teacher's label distribution (`targets: soft`,
 knowledge distillation) or one-hot labels (`hard`); rows without teacher probabilities (real labels, S3's
 extrapolations) are one-hot either way. `select_on_validation` optionally keeps the epoch that scores best on
-real labelled rows instead of the last one.
+real labelled rows instead of the last one. `group_by_length` batches rows of similar length (as transformers'
+Trainer option of that name): a batch pads to its own longest row, and random batches of SST-2 or AG News pool
+rows carry twice their real tokens, so grouped batches train ~1.5x faster on the CPU (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -55,10 +57,38 @@ def schedule(n_rows: int, batch_size: int, epochs: int, min_steps: int) -> tuple
     return epochs, epochs * per_epoch
 
 
+def row_length(row: dict[str, Any]) -> int:
+    """Characters of a row's text fields (every string but its id and source): the length proxy for batching."""
+    return sum(len(v) for k, v in row.items() if isinstance(v, str) and k not in ("id", "source"))
+
+
+def epoch_batches(lengths: Sequence[int], batch_size: int, rng: random.Random, group: int = 50) -> list[list[int]]:
+    """One epoch's batches of row indices: a shuffle cut into batches (group 0), or, grouped by length, the shuffle
+    cut into mega-batches of `group` batches, each sorted by length and cut into batches, then all batches shuffled.
+    Either way ceil(n / batch_size) batches, every row once, only the last batch short; a mega-batch still draws
+    from the whole data set, so batch contents stay random but for length."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    if group <= 0:
+        return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    span = group * batch_size
+    batches = []
+    for m in range(0, len(order), span):
+        mega = sorted(order[m : m + span], key=lambda i: -lengths[i])
+        batches += [mega[s : s + batch_size] for s in range(0, len(mega), batch_size)]
+    last = batches.pop() if len(order) % batch_size else None  # the one short batch stays last (a full step count)
+    rng.shuffle(batches)
+    return batches + ([last] if last else [])
+
+
 def fit_head(student, rows: Sequence[dict[str, Any]], targets: torch.Tensor, weights: torch.Tensor, l2: float = 1e-3) -> None:
     """Linear probe: fit the head on frozen embeddings first (LP-FT, Kumar et al. 2022), so fine-tuning starts
     from a sensible classifier instead of a random one that would first scramble the encoder."""
-    x = student.embeddings(rows)
+    student.head.load_state_dict(fit_linear(student.embeddings(rows), targets, weights, l2).state_dict())
+
+
+def fit_linear(x: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, l2: float) -> torch.nn.Linear:
+    """A linear classifier on fixed features x: weighted soft cross-entropy + l2 |W|^2, by L-BFGS from zero."""
     head = torch.nn.Linear(x.shape[1], targets.shape[1])
     torch.nn.init.zeros_(head.weight)
     torch.nn.init.zeros_(head.bias)
@@ -71,7 +101,7 @@ def fit_head(student, rows: Sequence[dict[str, Any]], targets: torch.Tensor, wei
         return loss
 
     opt.step(closure)
-    student.head.load_state_dict(head.state_dict())
+    return head
 
 
 def sequence_loss(per_row: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -129,15 +159,15 @@ def finetune(student, rows: list[dict[str, Any]], cfg, seed: int, loss_fn: Loss 
     body_lr = lr or cfg.lr
     opt = torch.optim.AdamW(student.param_groups(body_lr, cfg.head_lr_scale), weight_decay=cfg.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
+    lengths = [row_length(r) for r in rows]
     best, best_state, history = -1.0, None, []
     with distributed.data_parallel(student, device) as model:  # `student` itself unless launched with N processes
         for epoch in range(1, n_epochs + 1):
             student.train()
             t0, seen_loss, seen = time.perf_counter(), 0.0, 0
-            order = list(range(len(rows)))
-            rng.shuffle(order)  # the same order in every process (same seed): each takes its share of each batch
-            for s in range(0, len(order), cfg.batch_size):
-                idx = distributed.shard(order[s : s + cfg.batch_size])
+            # the same batches in every process (same seed): each takes its share of each batch
+            for batch_idx in epoch_batches(lengths, cfg.batch_size, rng, 50 if cfg.group_by_length else 0):
+                idx = distributed.shard(batch_idx)
                 if not idx:  # a last batch smaller than the process count: skipped by every process alike
                     break
                 batch, w = [rows[i] for i in idx], weights[idx]
