@@ -436,3 +436,13 @@ def test_summary_prints_both_accuracies_for_every_task_kind(tmp_path):
     (tmp_path / "reg.json").write_text(json.dumps({"model_name": "distill-toy", "alias": "champion", "version": 2, "method": "llkd"}))
     out = CliRunner().invoke(group, ["summary", "--metrics", str(tmp_path / "cls.json"), "--registered", str(tmp_path / "reg.json")])
     assert "method: llkd" in out.output and "registered: models:/distill-toy@champion (version 2)" in out.output  # what auto became
+
+
+def test_teacher_baseline_cap_is_a_fixed_uniform_sample():
+    from distill.stages.evaluate import capped
+
+    rows = [{"id": i, "label": "negative" if i < 500 else "positive"} for i in range(1000)]  # a file sorted by label
+    few = capped(rows, 100)
+    assert len(few) == 100 and [r["id"] for r in few] == sorted(r["id"] for r in few)  # file order kept
+    assert 30 < sum(r["label"] == "negative" for r in few) < 70  # not the first 100 rows: both labels
+    assert capped(rows, 100) == few and capped(rows, None) == rows and capped(rows, 5000) == rows

@@ -204,8 +204,8 @@ class AssembleParams(Section):
 
 class EvaluateParams(Section):
     teacher_max_examples: int | None = Field(
-        None, gt=0, description="score the teacher on at most this many test rows, and as many validation rows (None = all)"
-    )
+        1000, gt=0, description="the teacher's baseline on at most this many test rows, and as many validation rows: a "
+        "uniform sample, the same for every seed (None = all). Each row is an LLM call; the student is scored on all rows")
     batch_size: int = Field(64, gt=0, json_schema_extra=RUNTIME, description="student inference batch size")
 
 

@@ -8,6 +8,8 @@ distilled from. Its answers are cached, so re-evaluating a new student costs no 
 """
 from __future__ import annotations
 
+import random
+
 from distill.config import Params
 from distill.io import write_json
 from distill.methods.fewshot import top_label
@@ -30,6 +32,14 @@ def judged_validation(params: Params, fields: list[str], validation: list[dict])
     return validation
 
 
+def capped(rows: list[dict], cap: int | None) -> list[dict]:
+    """At most `cap` rows, a uniform sample in file order (the same rows for every seed and method, so teacher
+    baselines compare): the first rows of a file sorted by label would measure one label."""
+    if not cap or len(rows) <= cap:
+        return rows
+    return [rows[i] for i in sorted(random.Random(0).sample(range(len(rows)), cap))]
+
+
 def run(params: Params, task_dir: str, model_dir: str, metrics_out: str, plot_out: str) -> None:
     task = checked_task(task_dir)
     spec = task.spec
@@ -40,7 +50,7 @@ def run(params: Params, task_dir: str, model_dir: str, metrics_out: str, plot_ou
 
     model = load_student(model_dir, train_device(params.train.device))
     cap = params.evaluate.teacher_max_examples  # the teacher's baseline rows, on both splits
-    rows, val_rows = (test[:cap], validation[:cap]) if cap else (test, validation)
+    rows, val_rows = capped(test, cap), capped(validation, cap)
     if spec.seq2seq:
         return evaluate_seq2seq(params, spec, model, test, validation, rows, val_rows, fewshot, metrics_out, plot_out)
     gold = [r["label"] for r in test]
