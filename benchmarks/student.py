@@ -38,6 +38,7 @@ SETFIT = {"method": "labelled", "labelled.splits": "[fewshot]", "train.recipe": 
 OLD_DEFAULT = {"method": "zerogen"}  # the default until 2026-12-05 (now `method: auto`: LLKD on these tasks)
 CONFIGS = {  # name -> overrides (or task -> overrides); run order: the acceptance rows first
     "default": lambda task: {},
+    "default, llkd pool 1k": lambda task: {"llkd.pool_size": 1000},  # the budget curve's other point, with the prior
     "zerogen 128/label (old default)": lambda task: OLD_DEFAULT,
     "SetFit: fewshot": lambda task: SETFIT,
     "zerogen 1k": zerogen(1024),
