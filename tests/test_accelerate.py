@@ -31,8 +31,11 @@ def test_train_stage_under_accelerate_launch(tmp_path, toy_task, tiny_student, p
     if method == "llkd":
         rows = pseudo_labelled(rows)
     write_jsonl(tmp_path / "train.jsonl", rows)
+    # Random batches: here a row's length gives its label away (the two word lists differ in length), so length-grouped
+    # batches would be one label each, and this test is about data parallelism, not batching.
     write_params(tmp_path / "params.yaml", method=method,
-                 train={"model": str(tiny_student), "epochs": 3, "lr": 1e-3, "batch_size": 8, "min_steps": 0, "device": "cpu"})
+                 train={"model": str(tiny_student), "epochs": 3, "lr": 1e-3, "batch_size": 8, "min_steps": 0, "device": "cpu",
+                        "group_by_length": False})
     launcher = Path(sys.executable).parent / "accelerate"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     # one process: --cpu; two: accelerate's multi-process launcher (torchrun), here with gloo on the CPU (train.device)

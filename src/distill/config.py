@@ -163,7 +163,8 @@ class TrainParams(Section):
     min_steps: int = Field(200, ge=0, description="at least this many optimiser steps: small data sets get more epochs")
     batch_size: int = Field(32, gt=0, description="training batch size")
     group_by_length: bool = Field(True, description="batches of rows of similar length, drawn from random mega-batches "
-                                  "of 50 batches (less padding: ~1.5x faster on the CPU); false = plain random batches")
+                                  "of 50 batches (less padding: ~1.5x faster on the CPU); false = plain random batches, "
+                                  "e.g. where a row's length nearly gives its label away (batches would be one label each)")
     lr: float = Field(5e-5, gt=0, description="AdamW peak learning rate of the encoder")
     head_lr_scale: float = Field(1.0, gt=0, description="the head's learning rate = lr x this")
     head_init: Literal["probe", "random"] = Field(
