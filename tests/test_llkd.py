@@ -107,3 +107,30 @@ def test_with_prior_is_a_product_of_experts():
     assert out[1].argmax() == 1  # disagreement: the surer expert (0.9 vs 0.6) wins
     assert out[1, 1] == pytest.approx(0.4 * 0.9 / (0.6 * 0.1 + 0.4 * 0.9))
     assert with_prior(teacher, prior, 2.0)[1, 1] > out[1, 1]  # a larger weight trusts the prior more
+
+
+def test_fewshot_probe_embeds_in_the_native_precision_and_fits_in_float32(tmp_path, toy_task, tiny_student, monkeypatch):
+    """The prior's embeddings run under the device's inference precision (bfloat16 on a CPU with bf16 instructions,
+    forced here: conftest turns it off for exact comparisons): its label distribution must match a float32 probe's."""
+    from conftest import write_params
+    from distill import devices
+    from distill.config import load_params
+    from distill.stages.llkd import fewshot_probe
+    from distill.students.finetune import fit_linear
+    from distill.students.model import new_student
+    from distill.tasks import load_task
+
+    task = load_task(toy_task, quiet=True)
+    params = load_params(write_params(tmp_path / "params.yaml", llkd={"prior_model": str(tiny_student)}, train={"device": "cpu"}))
+    fewshot, pool = task.load("fewshot"), task.load("unlabeled")
+    monkeypatch.setattr(devices, "cpu_bf16_native", lambda: True)
+    probs = fewshot_probe(params, task.spec, fewshot, pool)
+    assert probs.shape == (len(pool), 2) and torch.allclose(probs.sum(-1), torch.ones(len(pool)), atol=1e-5)
+
+    probe = new_student(tiny_student, task.spec.label_names, task.spec.field_names, params.seed, "mean", normalize=True)
+    y = torch.nn.functional.one_hot(torch.tensor([task.spec.label_id(r["label"]) for r in fewshot]), 2).float()
+    l2 = 1.0 / (params.llkd.prior_c * len(fewshot))
+    head = fit_linear(probe.embeddings(fewshot), y, torch.ones(len(fewshot)), l2)  # float32 throughout
+    with torch.no_grad():
+        reference = head(probe.embeddings(pool)).softmax(-1)
+    assert 0 < (probs - reference).abs().max() < 0.02  # bfloat16 did run, and changed next to nothing
