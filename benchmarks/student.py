@@ -59,8 +59,13 @@ CONFIGS = {  # name -> overrides (or task -> overrides); run order: the acceptan
 # Every row but these was measured with random batches, before `train.group_by_length` (on by default since commit
 # 6cf6610): pinned off, a re-run reproduces the batches they trained on (the same shuffle, the same rng calls).
 GROUPED = {"default", "default, llkd pool 1k"}
-CONFIGS = {name: (f if name in GROUPED else (lambda f: lambda task: {**f(task), "train.group_by_length": False})(f))
-           for name, f in CONFIGS.items()}
+
+
+def random_batches(overrides):
+    return lambda task: {**overrides(task), "train.group_by_length": False}
+
+
+CONFIGS = {name: f if name in GROUPED else random_batches(f) for name, f in CONFIGS.items()}
 RESULTS = REPO / "benchmarks" / "results" / "student.jsonl"
 
 

@@ -12,7 +12,8 @@ probe on MiniLM embeddings as when these were measured) plus the real fewshot ro
 - `epochs8`: twice the schedule, validation accuracy recorded after every epoch;
 - `mpnetprior`: the few-shot prior's probe on all-mpnet-base-v2 embeddings instead of MiniLM's (`llkd.prior_model`;
   the default since this measurement); the student stays MiniLM.
-Records without `group_by_length` batched at random (`--plain-batches`). Test accuracy is recorded, never used to choose. Results: benchmarks/results/student_attempts.jsonl.
+Records without `group_by_length` batched at random (`--plain-batches`). Test accuracy is recorded, never used to
+choose. Results: benchmarks/results/student_attempts.jsonl.
 
     DISTILL_LLM_CACHE=$PWD/.cache/llm.sqlite .venv/bin/python benchmarks/student_attempts.py sst2 0 base,crossfit
 """
@@ -84,7 +85,8 @@ def main() -> None:
     ap.add_argument("--dtype", default="bfloat16", help="teacher.dtype (float32 pairs with the float32 rows)")
     ap.add_argument("--pool", type=int, help="llkd.pool_size (default: params.yaml's)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--plain-batches", action="store_true", help="train.group_by_length: false (how runs before 2026-12-05 batched)")
+    ap.add_argument("--plain-batches", action="store_true",
+                    help="train.group_by_length: false (how runs before 2026-12-05 batched)")
     ap.add_argument("--results", default=str(RESULTS))
     args = ap.parse_args()
     unknown = sorted(set(args.variants.split(",")) - set(VARIANTS))
@@ -134,7 +136,8 @@ def main() -> None:
         if variant == "epochs8":
             extra["val_per_epoch"] = [h["val_accuracy"] for h in history]
         record = {"task": args.task, "seed": args.seed, "variant": variant, "dtype": args.dtype, "pool": len(pool),
-                  "group_by_length": params.train.group_by_length, "val": student.accuracy(val), "test": student.accuracy(test), "seconds": round(time.time() - t0), **extra}
+                  "group_by_length": params.train.group_by_length, "val": student.accuracy(val),
+                  "test": student.accuracy(test), "seconds": round(time.time() - t0), **extra}
         print(json.dumps(record), flush=True)
         with open(args.results, "a") as f:
             f.write(json.dumps(record) + "\n")
