@@ -59,6 +59,7 @@ def main() -> None:
     common_args(ap, CONFIGS, RESULTS, ["sst2", "ag_news"])
     ap.add_argument("--budget", type=int, default=1024, help="samples requested from the teacher per run")
     ap.add_argument("--iterations", type=int, default=4, help="GOLD iterations (must match params.yaml)")
+    ap.add_argument("--block", default="methods", help="the <!-- NAME:begin/end --> block of --out to rewrite")
     ap.add_argument("--set", nargs="*", default=[], help="extra params for every run, e.g. evaluate.teacher_max_examples=1000")
     args = ap.parse_args()
     results = Path(args.results)
@@ -73,28 +74,32 @@ def main() -> None:
             return {**over, **(same_size(results, task, seed) if name == "llkd, random subset" else {})}
 
         run_jobs(jobs, overrides, results, args.workers, record=lambda job: {"budget": args.budget})
-    replace_block(Path(args.out), "methods", render(load_results(results)))
+    replace_block(Path(args.out), args.block, render(load_results(results), results))
 
 
-def render(rows: list[dict]) -> str:
+def render(rows: list[dict], results: Path = RESULTS) -> str:
     by, tasks = by_task_config(rows)
     budgets = sorted({r["budget"] for r in rows})
+    shown = results.resolve().relative_to(REPO) if results.resolve().is_relative_to(REPO) else results
     lines = [f"Budget {'/'.join(map(str, budgets))} requested samples (LLKD: pool rows) per run, embedded teacher (SmolLM2-135M), "
              "student MiniLM-L6 with the default recipe (params.yaml `train`); mean ± std over the runs counted in the seeds "
-             "column. Raw runs: `benchmarks/results/methods.jsonl`. Reproduce: `.venv/bin/python benchmarks/methods.py "
-             "--workers 2` (then `--render-only`). Wall time is the whole `dvc exp run` on a shared 2-core machine "
+             f"column. Raw runs: `{shown}`. Reproduce: `.venv/bin/python benchmarks/methods.py "
+             f"--budget {'/'.join(map(str, budgets))} --workers 2` (then `--render-only`). Wall time is the whole `dvc exp run` on a shared 2-core machine "
              "(two runs at once), with what the cache already held.", "",
-             "| task | method | seeds | student accuracy | student macro-F1 | training rows | pool used (LLKD) | teacher accuracy (few-shot) | wall (min) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| task | method | seeds | student accuracy | student macro-F1 | student val acc | training rows | pool used (LLKD) | "
+             "teacher accuracy (few-shot) | teacher val acc | wall (min) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for task in tasks:
         for name in CONFIGS:
             runs = by.get((task, name), [])
             if not runs:
                 continue
             pool = fmt([r["distinct_selected_fraction"] for r in runs if "distinct_selected_fraction" in r])
-            lines.append(f"| {task} | {name} | {len(runs)} | {fmt([r['student_accuracy'] for r in runs])} | "
-                         f"{fmt([r['student_macro_f1'] for r in runs])} | {statistics.mean(r['n_samples'] or 0 for r in runs):.0f} | "
-                         f"{pool} | {fmt([r['teacher_accuracy'] for r in runs])} | {statistics.mean(r['wall_s'] for r in runs) / 60:.1f} |")
+            col = lambda k: fmt([r.get(k) for r in runs])  # noqa: E731 - '–' where no run has k
+            lines.append(f"| {task} | {name} | {len(runs)} | {col('student_accuracy')} | {col('student_macro_f1')} | "
+                         f"{col('val_student_accuracy')} | {statistics.mean(r['n_samples'] or 0 for r in runs):.0f} | {pool} | "
+                         f"{col('teacher_accuracy')} | {col('val_teacher_accuracy')} | "
+                         f"{statistics.mean(r['wall_s'] for r in runs) / 60:.1f} |")
     lines += ["", "Per-iteration curves (mean over seeds): validation accuracy of the iteration's student on the real "
               "validation.jsonl, and mean energy of the iteration's validation block (higher = more out-of-distribution).", "",
               "| task | method | iteration | seeds | val accuracy | mean energy | training rows so far |", "|---|---|---|---|---|---|---|"]

@@ -105,8 +105,18 @@ def bench(task: str) -> dict:
         return result
 
 
+def cpu_name() -> str:
+    """The CPU model, and whether it computes bfloat16 natively: the teacher's precision, hence its speed, follows it."""
+    from distill.devices import cpu_bf16_native
+
+    info = Path("/proc/cpuinfo")
+    names = [l.split(":", 1)[1].strip() for l in info.read_text().splitlines() if l.startswith("model name")] if info.exists() else []
+    bf16 = "bf16 native: teacher in bfloat16" if cpu_bf16_native() else "no native bf16: teacher in float32"
+    return f"{names[0] if names else platform.processor() or platform.machine()}, {bf16}"
+
+
 def render(results: list[dict]) -> str:
-    lines = [f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
+    lines = [f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores ({cpu_name()}), "
              "default `params.yaml` with only `task` changed, empty LLM cache. Reproduce: "
              "`.venv/bin/python benchmarks/pipeline.py --tasks " + " ".join(r["task"] for r in results) + "`.", "",
              "| task | method | teacher acc (calibrated / raw) | student acc | student macro-F1 | student / teacher val acc | "

@@ -27,7 +27,9 @@ def _params(path: str, task_dir: str | None = None):
 
 @click.group(help="distill: LLM -> small task model, as DVC stages. See README.md and `dvc dag`.")
 def cli() -> None:
-    pass
+    from distill.memory import keep_freed_memory
+
+    keep_freed_memory()  # every stage: large tensors' pages are reused instead of faulted in again (memory.py)
 
 
 @cli.command("check-task", help="Read and check every split of the task folder; write its resolved spec (task.yaml or inferred).")
