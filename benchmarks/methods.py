@@ -84,8 +84,8 @@ def render(rows: list[dict], results: Path = RESULTS) -> str:
     lines = [f"Budget {'/'.join(map(str, budgets))} requested samples (LLKD: pool rows) per run, embedded teacher (SmolLM2-135M), "
              "student MiniLM-L6 with the default recipe (params.yaml `train`); mean ± std over the runs counted in the seeds "
              f"column. Raw runs: `{shown}`. Reproduce: `.venv/bin/python benchmarks/methods.py "
-             f"--budget {'/'.join(map(str, budgets))} --workers 2` (then `--render-only`). Wall time is the whole `dvc exp run` on a shared 2-core machine "
-             "(two runs at once), with what the cache already held.", "",
+             f"--budget {'/'.join(map(str, budgets))} --workers 2` (then `--render-only`). Wall time is the whole "
+             "`dvc exp run` on a shared 2-core machine (two runs at once), with what the cache already held.", "",
              "| task | method | seeds | student accuracy | student macro-F1 | student val acc | training rows | pool used (LLKD) | "
              "teacher accuracy (few-shot) | teacher val acc | wall (min) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -110,7 +110,8 @@ def cpu_name() -> str:
     from distill.devices import cpu_bf16_native
 
     info = Path("/proc/cpuinfo")
-    names = [l.split(":", 1)[1].strip() for l in info.read_text().splitlines() if l.startswith("model name")] if info.exists() else []
+    lines = info.read_text().splitlines() if info.exists() else []
+    names = [l.split(":", 1)[1].strip() for l in lines if l.startswith("model name")]
     bf16 = "bf16 native: teacher in bfloat16" if cpu_bf16_native() else "no native bf16: teacher in float32"
     return f"{names[0] if names else platform.processor() or platform.machine()}, {bf16}"
 
