@@ -94,10 +94,10 @@ def render(rows: list[dict], results: Path = RESULTS) -> str:
             runs = by.get((task, name), [])
             if not runs:
                 continue
-            pool = fmt([r["distinct_selected_fraction"] for r in runs if "distinct_selected_fraction" in r])
             col = lambda k: fmt([r.get(k) for r in runs])  # noqa: E731 - '–' where no run has k
             lines.append(f"| {task} | {name} | {len(runs)} | {col('student_accuracy')} | {col('student_macro_f1')} | "
-                         f"{col('val_student_accuracy')} | {statistics.mean(r['n_samples'] or 0 for r in runs):.0f} | {pool} | "
+                         f"{col('val_student_accuracy')} | {statistics.mean(r['n_samples'] or 0 for r in runs):.0f} | "
+                         f"{col('distinct_selected_fraction')} | "
                          f"{col('teacher_accuracy')} | {col('val_teacher_accuracy')} | "
                          f"{statistics.mean(r['wall_s'] for r in runs) / 60:.1f} |")
     lines += ["", "Per-iteration curves (mean over seeds): validation accuracy of the iteration's student on the real "
