@@ -2,8 +2,8 @@
 
 Each worker has its own repository copy and its own git history; the LLM cache is the repository's own
 (`.cache/llm.sqlite`, shared through a symlink, SQLite WAL), so nothing any benchmark asked the teacher is asked
-twice, and no two workers run the same (task, seed) at once (the teacher's baseline and a pool's pseudo-labels
-are computed once). Every finished run is appended to a JSONL file at once: a stopped benchmark resumes where it
+twice, and no two workers run the same (task, seed) before its first run has ended (the teacher's baseline is
+computed once). Every finished run is appended to a JSONL file at once: a stopped benchmark resumes where it
 stopped, and a partial one still renders. With --workers 2 each worker uses one torch thread.
 """
 from __future__ import annotations
@@ -84,15 +84,19 @@ def by_task_config(rows: list[dict]) -> tuple[dict[tuple[str, str], list[dict]],
 
 
 class Queue:
-    """Jobs in order; a worker takes the first whose (task, seed) no other worker is running."""
+    """Jobs in order; a worker takes the first whose (task, seed) no other worker is running, until that unit's first
+    run has ended: the first run fills the cache with what every later run of the seed reuses (the teacher's
+    baseline), and after it the unit's runs go in parallel, so a seed with several configs keeps both workers busy."""
 
     def __init__(self, jobs: list[Job]):
-        self.jobs, self.busy, self.lock = list(jobs), set(), threading.Lock()
+        self.jobs, self.busy, self.warm, self.lock = list(jobs), set(), set(), threading.Lock()
 
     def take(self, done_unit: tuple | None) -> Job | tuple | None:
         with self.lock:
-            self.busy.discard(done_unit)
-            job = next((j for j in self.jobs if j[:2] not in self.busy), None)
+            if done_unit is not None:
+                self.busy.discard(done_unit)
+                self.warm.add(done_unit)
+            job = next((j for j in self.jobs if j[:2] in self.warm or j[:2] not in self.busy), None)
             if job is None:  # only busy units left: wait for them to be free (or end when none remain)
                 return ("wait",) if self.jobs else None
             self.jobs.remove(job)

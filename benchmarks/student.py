@@ -27,7 +27,7 @@ def zerogen(budget: int, **extra):
 
 def llkd(pool: int, **extra):
     """LLKD as in the paper: the teacher's pseudo-labels alone (the rows measured before the few-shot prior existed)."""
-    return lambda task: {"method": "llkd", "llkd.pool_size": pool, "llkd.fewshot_prior": "none", **extra}
+    return lambda task: {"method": "llkd", "llkd.pool_size": pool, "llkd.pool_chars": 0, "llkd.fewshot_prior": "none", **extra}
 
 
 # x a probe on fewshot.jsonl, as measured on 2026-12-05: on MiniLM embeddings (the default's probe is now mpnet's)
@@ -39,6 +39,8 @@ OLD_DEFAULT = {"method": "zerogen"}  # the default until 2026-12-05 (now `method
 CONFIGS = {  # name -> overrides (or task -> overrides); run order: the acceptance rows first
     "default": lambda task: {},
     "default, llkd pool 1k": lambda task: {"llkd.pool_size": 1000},  # the budget curve's other point, with the prior
+    # the default until llkd.pool_chars (2026-12-05): 2500 rows whatever their length (AG News: ~590k characters)
+    "default, pool 2500 rows (no character cap)": lambda task: {"llkd.pool_chars": 0},
     "zerogen 128/label (old default)": lambda task: OLD_DEFAULT,
     "SetFit: fewshot": lambda task: SETFIT,
     "zerogen 1k": zerogen(1024),
@@ -58,7 +60,7 @@ CONFIGS = {  # name -> overrides (or task -> overrides); run order: the acceptan
 }
 # Every row but these was measured with random batches, before `train.group_by_length` (on by default since commit
 # 6cf6610): pinned off, a re-run reproduces the batches they trained on (the same shuffle, the same rng calls).
-GROUPED = {"default", "default, llkd pool 1k"}
+GROUPED = {"default", "default, llkd pool 1k", "default, pool 2500 rows (no character cap)"}
 
 
 def random_batches(overrides):

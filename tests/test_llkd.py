@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from distill.methods.llkd import Selector, entropy, init_thresholds, select, sequence_uncertainty, update, weights
+from distill.methods.llkd import Selector, entropy, init_thresholds, pool_cut, select, sequence_uncertainty, update, weights
 
 
 def test_init_and_entropy():
@@ -134,3 +134,14 @@ def test_fewshot_probe_embeds_in_the_native_precision_and_fits_in_float32(tmp_pa
     with torch.no_grad():
         reference = head(probe.embeddings(pool)).softmax(-1)
     assert 0 < (probs - reference).abs().max() < 0.02  # bfloat16 did run, and changed next to nothing
+
+
+def test_pool_cut_stops_at_the_row_or_character_budget():
+    lengths = [100, 50, 200, 10, 10]
+    assert pool_cut(lengths, None, 0) == 5  # no limits: the whole pool
+    assert pool_cut(lengths, 3, 0) == 3  # rows first
+    assert pool_cut(lengths, None, 350) == 3  # 100 + 50 + 200 = 350 fits exactly; the 4th row would pass it
+    assert pool_cut(lengths, None, 349) == 2
+    assert pool_cut(lengths, 2, 10_000) == 2  # whichever limit comes first
+    assert pool_cut(lengths, None, 10) == 1  # one row longer than the budget: still one row, never an empty pool
+    assert pool_cut([], 2500, 300_000) == 0

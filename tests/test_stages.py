@@ -264,6 +264,12 @@ def test_llkd_fewshot_prior_multiplies_the_teachers_labels_by_a_probe(tmp_path, 
     assert [r["meta"]["teacher_probs"] for r in plain] == [r["meta"]["llm_probs"] for r in rows]  # the teacher's alone
     assert all("llm_probs" not in r["meta"] for r in plain)
 
+    # llkd.pool_chars: the same shuffled pool, cut where its text would pass the character budget
+    cut = {**base, "llkd": {**base["llkd"], "fewshot_prior": "none", "pool_chars": sum(len(r["text"]) for r in plain[:5]) + 1}}
+    llkd.run(load_params(write_params(tmp_path / "cut.yaml", **cut)), str(toy_task), "w/cut.jsonl", "m/cut.json")
+    assert [r["id"] for r in read_jsonl("w/cut.jsonl")] == [r["id"] for r in plain[:5]]
+    assert json.loads((tmp_path / "m/cut.json").read_text())["pool"] == 5
+
     # llkd.prior_model: the probe's encoder, whatever the student's; a bad one is one error naming that field
     own = {**base, "train": {"model": str(tmp_path / "no-such-student")}, "llkd": {**base["llkd"], "prior_model": str(tiny_student)}}
     llkd.run(load_params(write_params(tmp_path / "own.yaml", **own)), str(toy_task), "w/own.jsonl", "m/own.json")

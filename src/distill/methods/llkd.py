@@ -38,6 +38,22 @@ class Thresholds:
                 [self.tau_s * m / top_s if top_s > 0 else self.tau_s for m in self.m_s])
 
 
+def pool_cut(lengths: list[int], max_rows: int | None, max_chars: int) -> int:
+    """How many rows of the shuffled pool (their text lengths in characters, in order) the teacher labels: the first
+    rows up to `max_rows` rows and `max_chars` characters in all (None / 0: no limit), and at least one. The teacher,
+    the prior's encoder and the student all cost per token, so a character budget keeps a run's cost the same on a
+    task of long rows as on one of short rows, where a row count alone would not."""
+    n = min(len(lengths), max_rows or len(lengths))
+    if not max_chars:
+        return n
+    total = 0
+    for i, length in enumerate(lengths[:n]):
+        total += length
+        if total > max_chars:
+            return max(i, 1)
+    return n
+
+
 def init_thresholds(k: int, tau_t: float | None = None, tau_s: float | None = None) -> Thresholds:
     """Classes: tau_T = 1/K (chance confidence); tau_S = log(K)/2 (half the maximal entropy). Or the given levels."""
     tau_t = 1.0 / k if tau_t is None else tau_t

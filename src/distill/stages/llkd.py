@@ -37,7 +37,13 @@ def run(params: Params, task_dir: str, out: str, metrics_out: str) -> None:
     spec, lp = task.spec, params.llkd
     pool, fewshot = task.load("unlabeled"), task.load("fewshot")  # validate inputs before any LLM call
     random.Random(params.seed).shuffle(pool)
-    pool = pool[: lp.pool_size] if lp.pool_size else pool
+    from distill.methods.llkd import pool_cut
+    from distill.students.finetune import row_length
+
+    n = pool_cut([row_length(r) for r in pool], lp.pool_size, lp.pool_chars)
+    if n < min(len(pool), lp.pool_size or len(pool)):
+        print(f"llkd_label: {n} pool rows (llkd.pool_chars={lp.pool_chars} characters reached before llkd.pool_size)")
+    pool = pool[:n]
     teacher = make_teacher(params.teacher)
     rows, extra = (_solved if spec.seq2seq else _labelled)(params, spec, teacher, pool, fewshot)
     write_jsonl(out, rows)
