@@ -73,7 +73,7 @@ def main() -> None:
                     **dict(s.split("=", 1) for s in args.set), **CONFIGS[name]}
             return {**over, **(same_size(results, task, seed) if name == "llkd, random subset" else {})}
 
-        run_jobs(jobs, overrides, results, args.workers, record=lambda job: {"budget": args.budget})
+        run_jobs(jobs, overrides, results, args.workers, record=lambda job: {"budget": args.budget}, threads=args.threads)
     replace_block(Path(args.out), args.block, render(load_results(results), results))
 
 

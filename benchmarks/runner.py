@@ -133,12 +133,12 @@ def worker(queue: Queue, overrides_of: Callable[[Job], dict], results: Path, thr
                   f"teacher {m['teacher_accuracy']:.4f} n {m['n_samples']} ({m['wall_s']} s)", flush=True)
 
 
-def run_jobs(jobs: list[Job], overrides_of, results: Path, workers: int, record=lambda job: {}) -> None:
+def run_jobs(jobs: list[Job], overrides_of, results: Path, workers: int, record=lambda job: {}, threads: int | None = None) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     results.parent.mkdir(parents=True, exist_ok=True)
     queue = Queue(jobs)
-    threads = max(1, (os.cpu_count() or 2) // workers)
+    threads = threads or max(1, (os.cpu_count() or 2) // workers)
     with ThreadPoolExecutor(workers) as pool:
         for f in [pool.submit(worker, queue, overrides_of, results, threads, record) for _ in range(workers)]:
             f.result()
@@ -149,7 +149,8 @@ def common_args(ap, configs: dict, results: Path, tasks: list[str]) -> None:
     ap.add_argument("--tasks", nargs="+", default=tasks)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--configs", nargs="+", default=list(configs), help=f"subset of: {', '.join(configs)}")
-    ap.add_argument("--workers", type=int, default=1, help="parallel (task, seed) units; each gets 2/workers torch threads")
+    ap.add_argument("--workers", type=int, default=1, help="parallel (task, seed) units; each gets cores/workers torch threads")
+    ap.add_argument("--threads", type=int, help="torch threads per worker instead (to leave cores to another benchmark)")
     ap.add_argument("--results", default=str(results), help="JSONL of finished runs (appended; runs in it are skipped)")
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
     ap.add_argument("--render-only", action="store_true", help="only rewrite the table(s) from --results")

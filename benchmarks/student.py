@@ -79,7 +79,7 @@ def main() -> None:
     if not args.render_only:
         done = {(r["task"], r["seed"], r["config"]) for r in load_results(results)}
         jobs = [(t, s, c) for c in args.configs for s in args.seeds for t in args.tasks if (t, s, c) not in done]
-        run_jobs(jobs, lambda job: {"task": job[0], "seed": job[1], **CONFIGS[job[2]](job[0])}, results, args.workers)
+        run_jobs(jobs, lambda job: {"task": job[0], "seed": job[1], **CONFIGS[job[2]](job[0])}, results, args.workers, threads=args.threads)
     replace_block(Path(args.out), "student", render(load_results(results)))
 
 

@@ -23,6 +23,7 @@ import torch
 from distill.config import Params
 from distill.io import write_json, write_jsonl
 from distill.methods.fewshot import named_probs, top_label
+from distill.methods.llkd import pool_cut
 from distill.stages import checked_task, inactive
 from distill.synthesis import classify, llm_metrics, solutions
 from distill.tasks import label_counts
@@ -37,10 +38,9 @@ def run(params: Params, task_dir: str, out: str, metrics_out: str) -> None:
     spec, lp = task.spec, params.llkd
     pool, fewshot = task.load("unlabeled"), task.load("fewshot")  # validate inputs before any LLM call
     random.Random(params.seed).shuffle(pool)
-    from distill.methods.llkd import pool_cut
-    from distill.students.finetune import row_length
-
-    n = pool_cut([row_length(r) for r in pool], lp.pool_size, lp.pool_chars)
+    # the characters the teacher reads: each field as its prompt clips it
+    chars = [sum(min(len(str(r.get(f, ""))), params.teacher.max_text_chars) for f in spec.field_names) for r in pool]
+    n = pool_cut(chars, lp.pool_size, lp.pool_chars)
     if n < min(len(pool), lp.pool_size or len(pool)):
         print(f"llkd_label: {n} pool rows (llkd.pool_chars={lp.pool_chars} characters reached before llkd.pool_size)")
     pool = pool[:n]
