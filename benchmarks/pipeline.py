@@ -152,12 +152,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", nargs="+", default=["sst2", "ag_news"])
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
+    ap.add_argument("--block", default="pipeline", help="the named block of --out to rewrite (e.g. pipeline-avx2 for a CPU without bf16)")
     args = ap.parse_args()
     results = []
     for t in args.tasks:
         results.append(bench(t))
         print(json.dumps(results[-1], indent=1), flush=True)
-    replace_block(Path(args.out), "pipeline", render(results))
+    replace_block(Path(args.out), args.block, render(results))
 
 
 if __name__ == "__main__":
