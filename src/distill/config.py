@@ -271,8 +271,8 @@ class GoldParams(Section):
 class LLKDParams(Section):
     pool_size: int | None = Field(2500, gt=0, description="rows of unlabeled.jsonl the teacher pseudo-labels (None = all; on 2 cores ~0.1 s per row, "
                                      "a seq2seq row's 4 sampled solutions ~4-7 s)")
-    pool_chars: int = Field(300_000, ge=0, description="and at most this many characters of text in all, each field counted as "
-                            "the teacher's prompt clips it (0 = no limit): a compute budget, since the teacher, the prior's "
+    pool_chars: int = Field(300_000, ge=0, description="and at most this many characters of text in all, each field capped at "
+                            "teacher.max_text_chars as in the teacher's prompt (0 = no limit): a compute budget, since the teacher, the prior's "
                             "encoder and the student cost per token; 2500 SST-2 rows are ~260k characters, AG News reaches "
                             "it at ~1270 rows, RTE pairs at ~940")
     selection: Literal["adaptive", "all", "teacher_topk", "student_entropy", "random"] = Field(

@@ -38,7 +38,8 @@ def run(params: Params, task_dir: str, out: str, metrics_out: str) -> None:
     spec, lp = task.spec, params.llkd
     pool, fewshot = task.load("unlabeled"), task.load("fewshot")  # validate inputs before any LLM call
     random.Random(params.seed).shuffle(pool)
-    # the characters the teacher reads: each field as its prompt clips it
+    # about the characters the teacher reads: each field capped at the length its prompt clips it to (clip() also
+    # folds whitespace; not counted here, so the pools measured in docs/benchmarks.md stay the same)
     chars = [sum(min(len(str(r.get(f, ""))), params.teacher.max_text_chars) for f in spec.field_names) for r in pool]
     n = pool_cut(chars, lp.pool_size, lp.pool_chars)
     if n < min(len(pool), lp.pool_size or len(pool)):
