@@ -91,11 +91,14 @@ class Queue:
     def __init__(self, jobs: list[Job]):
         self.jobs, self.busy, self.warm, self.lock = list(jobs), set(), set(), threading.Lock()
 
-    def take(self, done_unit: tuple | None) -> Job | tuple | None:
+    def take(self, done_unit: tuple | None, ok: bool = True) -> Job | tuple | None:
+        """The next job; `done_unit` is the unit whose run just ended, warm only if that run succeeded (a failed
+        first run may have left the cache empty, so the unit's next run goes alone again)."""
         with self.lock:
             if done_unit is not None:
                 self.busy.discard(done_unit)
-                self.warm.add(done_unit)
+                if ok:
+                    self.warm.add(done_unit)
             job = next((j for j in self.jobs if j[:2] in self.warm or j[:2] not in self.busy), None)
             if job is None:  # only busy units left: wait for them to be free (or end when none remain)
                 return ("wait",) if self.jobs else None
@@ -114,19 +117,20 @@ def worker(queue: Queue, overrides_of: Callable[[Job], dict], results: Path, thr
         env.pop("MLFLOW_TRACKING_URI", None)
         for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
             subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
-        unit = None
-        while (job := queue.take(unit)) is not None:
+        unit, ok = None, True
+        while (job := queue.take(unit, ok)) is not None:
             if job == ("wait",):
                 unit = None
                 time.sleep(5)
                 continue
             task, seed, name = job
-            unit = (task, seed)
+            unit, ok = (task, seed), False
             try:
                 m = exp_run(repo, env, overrides_of(job))
             except RuntimeError as e:  # one failed run is reported, the rest go on
                 print(f"FAILED {task} seed {seed} {name}: {e}", flush=True)
                 continue
+            ok = True
             with _lock, results.open("a") as f:
                 f.write(json.dumps({"task": task, "seed": seed, "config": name, **record(job), **m}) + "\n")
             print(f"[{time.strftime('%H:%M:%S')}] {task} seed {seed} {name}: student {m['student_accuracy']:.4f} "
