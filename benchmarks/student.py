@@ -39,6 +39,7 @@ OLD_DEFAULT = {"method": "zerogen"}  # the default until 2026-12-05 (now `method
 CONFIGS = {  # name -> overrides (or task -> overrides); run order: the acceptance rows first
     "default": lambda task: {},
     "default, llkd pool 1k": lambda task: {"llkd.pool_size": 1000},  # the budget curve's other point, with the prior
+    "default, llkd pool 5k": lambda task: {"llkd.pool_size": 5000, "llkd.pool_chars": 0},  # ... and its far end
     # the default until llkd.pool_chars (2026-12-05): 2500 rows whatever their length (AG News: ~590k characters)
     "default, pool 2500 rows (no character cap)": lambda task: {"llkd.pool_chars": 0},
     "zerogen 128/label (old default)": lambda task: OLD_DEFAULT,
@@ -60,7 +61,7 @@ CONFIGS = {  # name -> overrides (or task -> overrides); run order: the acceptan
 }
 # Every row but these was measured with random batches, before `train.group_by_length` (on by default since commit
 # 6cf6610): pinned off, a re-run reproduces the batches they trained on (the same shuffle, the same rng calls).
-GROUPED = {"default", "default, llkd pool 1k", "default, pool 2500 rows (no character cap)"}
+GROUPED = {"default", "default, llkd pool 1k", "default, llkd pool 5k", "default, pool 2500 rows (no character cap)"}
 
 
 def random_batches(overrides):
