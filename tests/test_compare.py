@@ -209,6 +209,42 @@ def test_a_hung_exp_show_is_asked_again(monkeypatch, tmp_path):
     assert c.show({"base": "HEAD"})["c-t-zerogen-s0"]["state"] == "running" and logged == [] and len(calls) == 2
 
 
+def test_a_run_left_running_with_no_worker_alive_is_reported_not_waited_for(monkeypatch, tmp_path):
+    """DVC's queue once left a failed run "running" after both workers had shut down (the real-queue test above hung
+    on it): `watch` gives such runs up after ORPHAN_S without a worker, and says so, instead of polling forever."""
+    alive = [1]
+
+    def fake_dvc(root, *args, timeout=None):
+        if args[:2] == ("queue", "status"):
+            return f"Task  Name  Created  Status\n\nWorker status: {alive[0]} active, 0 idle\n"
+        return json.dumps([{"experiments": [{"name": "c-t-zerogen-s0", "revs": [{"name": "c-t-zerogen-s0", "data": {}}],
+                                             "executor": {"state": "running"}}]}])
+
+    clock = [1000.0]
+    monkeypatch.setattr(cmp, "dvc", fake_dvc)
+    monkeypatch.setattr(cmp.time, "time", lambda: clock[0])
+
+    def sleep(s):
+        clock[0] += s
+        if clock[0] > 1000 + 10 * cmp.ORPHAN_S:
+            alive[0] = 0  # the workers go away only after a long wait: a live worker is never given up on
+        assert clock[0] < 1000 + 20 * cmp.ORPHAN_S, "watch never gave up"
+
+    monkeypatch.setattr(cmp.time, "sleep", sleep)
+    logged = []
+    c = cmp.Comparison(tmp_path, "c", ["t"], ["zerogen"], [0], {}, 1, tmp_path / "r", "distill compare", log=logged.append)
+    known = c.watch({"base": "HEAD", "timing": {}}, poll_s=5)
+    assert known["c-t-zerogen-s0"]["state"] == "failed" and known["c-t-zerogen-s0"]["orphaned"]
+    assert 1000 + 11 * cmp.ORPHAN_S <= clock[0] <= 1000 + 12 * cmp.ORPHAN_S  # ORPHAN_S after the last worker left
+    assert any("no queue worker alive" in line for line in logged)
+    row = cmp.run_row(c.combos[0], known["c-t-zerogen-s0"], {})
+    assert row["state"] == "failed" and "no queue worker alive" in row["error"]
+    log = tmp_path / "run.out"  # a log that says why it stopped wins over the generic reason
+    log.write_text("error: data/tasks/t/test.jsonl:1: not valid JSON\nERROR: failed to reproduce 'all': exited with 1\n")
+    row = cmp.run_row(c.combos[0], {**known["c-t-zerogen-s0"], "log": str(log)}, {})
+    assert row["error"] == "all: data/tasks/t/test.jsonl:1: not valid JSON"
+
+
 def test_the_setfit_reference_is_planned_and_queued_with_its_own_recipe(monkeypatch, tmp_path):
     """`setfit` in --methods: the `labelled` method on fewshot.jsonl with the setfit recipe, whatever -S says about
     the recipe for the other methods; not planned for a pair task (SetFit embeds one text)."""

@@ -25,6 +25,7 @@ from distill.compare_plan import (Combo, check_params, parse_list, parse_overrid
                                   setfit_unfit)
 from distill.io import DistillError, atomic_path
 
+ORPHAN_S = 120.0  # seconds with no queue worker alive before runs DVC still calls running are given up
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")
 SHOW_CMD = ("dvc exp show --md --drop '.*' --keep "
             "'Experiment|^task$|^method$|^seed$|student_accuracy|student_macro_f1|teacher_accuracy|n_samples'")
@@ -64,10 +65,18 @@ def dvc(root: Path, *args: str, timeout: float | None = None) -> str:
     return stdout
 
 
-def workers(root: Path) -> int:
+def workers(root: Path, timeout: float | None = None) -> int:
     """Queue workers alive now (active + idle), from `dvc queue status`."""
-    m = re.search(r"Worker status: (\d+) active, (\d+) idle", dvc(root, "queue", "status"))
+    m = re.search(r"Worker status: (\d+) active, (\d+) idle", dvc(root, "queue", "status", timeout=timeout))
     return int(m.group(1)) + int(m.group(2)) if m else 0
+
+
+def workers_alive(root: Path) -> bool:
+    """Whether the queue still has a worker; an unanswered or unreadable `dvc queue status` counts as yes."""
+    try:
+        return workers(root, timeout=60) > 0
+    except DistillError:
+        return True
 
 
 def experiments(shown: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -120,7 +129,12 @@ def run_row(combo: Combo, exp: dict[str, Any], timing: dict[str, float]) -> dict
     row["teacher_data_s"] = sum(m.get("llm.data_seconds", 0.0) for m in data)  # scoring has no token counts locally
     if exp["state"] == "failed":
         log = Path(exp["log"]) if exp.get("log") else None
-        row["error"] = failure_reason(log.read_text(errors="replace")) if log and log.is_file() else None
+        text = log.read_text(errors="replace") if log and log.is_file() else ""
+        said = any(line.strip().lower().startswith("error:") for line in text.splitlines())
+        if exp.get("orphaned") and not said:  # given up by `watch`, and its log does not say why it stopped
+            row["error"] = "DVC still listed it as queued or running, with no queue worker alive"
+        else:
+            row["error"] = failure_reason(text) if text else None
     return row
 
 
@@ -233,7 +247,7 @@ class Comparison:
 
     def watch(self, manifest: dict[str, Any], poll_s: float) -> dict[str, dict[str, Any]]:
         """Poll `dvc exp show` until no experiment of this comparison is queued or running; log progress."""
-        last = None
+        last, idle_since, checked = None, None, 0.0
         while True:
             try:
                 known = self.show(manifest)
@@ -256,7 +270,18 @@ class Comparison:
             if line != last:
                 self.log(f"[{time.strftime('%H:%M:%S')}] {self.name}: {line}")
                 last = line
-            if not any(s in ("queued", "running") for s in states.values()):
+            pending = [n for n, s in states.items() if s in ("queued", "running")]
+            if not pending:
+                return known
+            if now - checked >= 15:  # `dvc queue status` costs a second or two: not at every poll
+                checked, idle_since = now, None if workers_alive(self.root) else (idle_since or now)
+            if idle_since and now - idle_since >= ORPHAN_S:
+                # DVC's queue has left a finished run "running" with every worker gone (a race, seen once in
+                # tests): nothing will ever change its state, so stop waiting and report it, never hang
+                self.log(f"compare: no queue worker alive for {ORPHAN_S:.0f} s; {len(pending)} run(s) DVC still lists "
+                         "as queued or running are reported as failed (`dvc queue status`)")
+                for n in pending:
+                    known[n] = {"metrics": {}, "log": None, **known.get(n, {}), "state": "failed", "orphaned": True}
                 return known
             time.sleep(poll_s)
 
