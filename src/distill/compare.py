@@ -98,8 +98,9 @@ def experiments(shown: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def failure_reason(log: str) -> str:
-    """The one line that says why: the failing stage and distill's own `error:` line (else DVC's last ERROR)."""
+def failure_reason(log: str, unsaid: str | None = None) -> str:
+    """The one line that says why: the failing stage and distill's own `error:` line (else DVC's last ERROR; else
+    `unsaid`, or the log's last line)."""
     lines = [line.strip() for line in log.splitlines()]
     ours = next((line for line in lines if line.startswith("error:")), None)
     theirs = [line for line in lines if line.startswith("ERROR:")]
@@ -109,7 +110,7 @@ def failure_reason(log: str) -> str:
     if theirs:
         return theirs[-1][len("ERROR:"):].strip()
     tail = [line for line in lines if line]
-    return tail[-1] if tail else "no log"
+    return unsaid or (tail[-1] if tail else "no log")
 
 
 def run_row(combo: Combo, exp: dict[str, Any], timing: dict[str, float]) -> dict[str, Any]:
@@ -129,12 +130,9 @@ def run_row(combo: Combo, exp: dict[str, Any], timing: dict[str, float]) -> dict
     row["teacher_data_s"] = sum(m.get("llm.data_seconds", 0.0) for m in data)  # scoring has no token counts locally
     if exp["state"] == "failed":
         log = Path(exp["log"]) if exp.get("log") else None
-        text = log.read_text(errors="replace") if log and log.is_file() else ""
-        said = any(line.strip().lower().startswith("error:") for line in text.splitlines())
-        if exp.get("orphaned") and not said:  # given up by `watch`, and its log does not say why it stopped
-            row["error"] = "DVC still listed it as queued or running, with no queue worker alive"
-        else:
-            row["error"] = failure_reason(text) if text else None
+        # given up by `watch`: its log's own error line if it has one, else why it was given up
+        orphaned = "DVC still listed it as queued or running, with no queue worker alive" if exp.get("orphaned") else None
+        row["error"] = failure_reason(log.read_text(errors="replace"), orphaned) if log and log.is_file() else orphaned
     return row
 
 
