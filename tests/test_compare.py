@@ -4,12 +4,15 @@ orchestration on a real DVC queue with a one-stage stand-in pipeline (seconds, n
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import REPO
 from distill import compare as cmp
@@ -175,6 +178,80 @@ def test_compare_on_a_real_dvc_queue(stand_in_project):
     # Same name again: finished runs are kept, only the failed ones are queued again (and fail again).
     r = distill(repo, env, *args)
     assert "4 runs (2 newly queued)" in r.stdout and r.returncode == 1, r.stdout + r.stderr
+
+
+def processes_under(folder: Path) -> list[int]:
+    """Pids whose working directory is in `folder` (a queue worker and the run it started)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(folder) in os.readlink(proc / "cwd"):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="finds the queue's processes through /proc")
+def test_a_run_whose_worker_died_is_queued_again_on_resume(stand_in_project, tmp_path):
+    """A crash or a reboot kills the queue worker mid-run: DVC goes on listing the run as running, with no worker to
+    ever finish it. Resuming the comparison marks it failed and queues it again, instead of watching it forever."""
+    repo, env = stand_in_project
+    fast = tmp_path / "fast"  # outside the repository: the queued copy sees it, and it can appear between runs
+    stage = (repo / "stage.py").read_text().replace("time.sleep(2)", f"time.sleep(2 if os.path.exists({str(fast)!r}) else 600)")
+    (repo / "stage.py").write_text(stage)
+    git(repo, "commit", "-qam", "a stage that hangs until told otherwise")
+    args = ["compare", "--tasks", "good", "--methods", "llkd", "--seeds", "1", "--name", "t2", "--poll", "1"]
+    r = distill(repo, env, *args, "--no-wait")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for _ in range(120):
+        if "Running" in subprocess.run(["dvc", "queue", "status"], cwd=repo, env=env, capture_output=True, text=True).stdout:
+            break
+        time.sleep(1)
+    time.sleep(2)  # the run's stage has started
+    for pid in processes_under(repo):
+        os.kill(pid, signal.SIGKILL)
+    status = subprocess.run(["dvc", "queue", "status"], cwd=repo, env=env, capture_output=True, text=True).stdout
+    assert "Running" in status and "0 active, 0 idle" in status, status  # the orphan, as DVC lists it
+
+    fast.touch()
+    r = distill(repo, env, *args)
+    assert r.returncode == 0 and "1 runs (1 newly queued)" in r.stdout, r.stdout + r.stderr
+    out = json.loads((repo / "reports" / "compare.json").read_text())
+    epochs = yaml.safe_load((repo / "params.yaml").read_text())["train"]["epochs"]
+    assert [x["state"] for x in out["runs"]] == ["success"] and out["runs"][0]["student_accuracy"] == pytest.approx(0.55 + 0.01 * epochs)
+
+
+def test_an_orphaned_run_is_reset_only_when_no_worker_is_alive(monkeypatch, tmp_path):
+    """The resume rule's branches: a live worker's running run is left alone; one `dvc queue kill` cannot reset is
+    left to `watch` (and said); a reset one is removed and queued again."""
+    alive, kill_ok, calls, removed = [1], [True], [], []
+
+    def fake_dvc(root, *args, timeout=None):
+        calls.append(args)
+        if args[:2] == ("queue", "status"):
+            return f"Worker status: {alive[0]} active, 0 idle\n"
+        if args[:2] == ("queue", "kill") and not kill_ok[0]:
+            raise DistillError("dvc queue kill c-t-zerogen-s0 ...: ERROR: cannot kill")
+        if args[:2] == ("exp", "show"):
+            return json.dumps([{"experiments": [{"name": "c-t-zerogen-s0", "revs": [{"name": "c-t-zerogen-s0", "data": {}}],
+                                                 "executor": {"state": "running"}}]}])
+        return ""
+
+    monkeypatch.setattr(cmp, "dvc", fake_dvc)
+    monkeypatch.setattr(cmp.subprocess, "run", lambda cmd, **kw: removed.append(cmd[1:3]))
+    logged = []
+    c = cmp.Comparison(tmp_path, "c", ["t"], ["zerogen"], [0], {}, 1, tmp_path / "r", "distill compare", log=logged.append)
+    manifest = {"base": "HEAD", "timing": {"c-t-zerogen-s0": {"start": 1.0}}}
+    assert c.queue(manifest) == 0 and not any(a[:2] == ("queue", "kill") for a in calls)  # a worker is on it
+    alive[0], kill_ok[0] = 0, False
+    assert c.queue(manifest) == 0 and "was not reset" in logged[-1]
+    kill_ok[0] = True
+    calls.clear()
+    assert c.queue(manifest) == 1
+    assert [a[:3] for a in calls if a[0] != "exp" or a[1] != "show"] == [("queue", "status"), ("queue", "kill", "c-t-zerogen-s0"),
+                                                                        ("exp", "run", "--queue")]
+    assert removed == [["queue", "remove"], ["exp", "remove"]] and manifest["timing"] == {}
 
 
 def test_a_hung_exp_show_is_asked_again(monkeypatch, tmp_path):

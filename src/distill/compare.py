@@ -7,7 +7,8 @@ temporary copies of the repository; they reach the LLM cache and the MLflow stor
 io.project_root), so nothing is asked of the teacher twice and every run lands in one registry.
 
 Run it again with the same --name to resume: finished experiments are kept, failed ones are queued again,
-queued and running ones are watched. Ctrl-C stops watching, not the queue.
+queued and running ones are watched; a run DVC lists as running with no queue worker alive is queued again.
+Ctrl-C stops watching, not the queue.
 """
 from __future__ import annotations
 
@@ -222,11 +223,29 @@ class Comparison:
                     time.sleep(2)
         raise AssertionError("unreachable")
 
+    def orphans(self, known: dict[str, dict[str, Any]]) -> set[str]:
+        """Runs DVC lists as running while no queue worker is alive (a crash, a reboot, the race `watch` gives up
+        on): nothing will ever finish them. `dvc queue kill` marks such a task failed (it has no process to stop),
+        so it can be queued again like any failed run. One it cannot mark is left to `watch`."""
+        running = [c.name for c in self.combos if known.get(c.name, {}).get("state") == "running"]
+        if not running or workers_alive(self.root):
+            return set()
+        marked = set()
+        for name in running:
+            try:
+                dvc(self.root, "queue", "kill", name, timeout=60)
+                marked.add(name)
+            except DistillError as e:
+                self.log(f"compare: {name} is listed as running with no queue worker alive and was not reset ({e})")
+        return marked
+
     def queue(self, manifest: dict[str, Any]) -> int:
-        """Queue every combination not already finished, queued or running; failed ones are queued again."""
+        """Queue every combination not already finished, queued or running; failed ones, and running ones no
+        worker is left to finish, are queued again."""
         known, queued = self.show(manifest), 0
+        orphans = self.orphans(known)
         for c in self.combos:
-            state = known.get(c.name, {}).get("state")
+            state = "failed" if c.name in orphans else known.get(c.name, {}).get("state")
             if state in ("success", "queued", "running"):
                 continue
             if state == "failed":
