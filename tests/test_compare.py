@@ -222,6 +222,12 @@ def test_a_run_whose_worker_died_is_queued_again_on_resume(stand_in_project, tmp
     assert [x["state"] for x in out["runs"]] == ["success"] and out["runs"][0]["student_accuracy"] == pytest.approx(0.55 + 0.01 * epochs)
 
 
+def shown_running() -> str:
+    """`dvc exp show --json` with one experiment, c-t-zerogen-s0, that DVC calls running."""
+    return json.dumps([{"experiments": [{"name": "c-t-zerogen-s0", "revs": [{"name": "c-t-zerogen-s0", "data": {}}],
+                                         "executor": {"state": "running"}}]}])
+
+
 def test_an_orphaned_run_is_reset_only_when_no_worker_is_alive(monkeypatch, tmp_path):
     """The resume rule's branches: a live worker's running run is left alone; one `dvc queue kill` cannot reset is
     left to `watch` (and said); a reset one is removed and queued again."""
@@ -234,8 +240,7 @@ def test_an_orphaned_run_is_reset_only_when_no_worker_is_alive(monkeypatch, tmp_
         if args[:2] == ("queue", "kill") and not kill_ok[0]:
             raise DistillError("dvc queue kill c-t-zerogen-s0 ...: ERROR: cannot kill")
         if args[:2] == ("exp", "show"):
-            return json.dumps([{"experiments": [{"name": "c-t-zerogen-s0", "revs": [{"name": "c-t-zerogen-s0", "data": {}}],
-                                                 "executor": {"state": "running"}}]}])
+            return shown_running()
         return ""
 
     monkeypatch.setattr(cmp, "dvc", fake_dvc)
@@ -262,8 +267,7 @@ def test_a_hung_exp_show_is_asked_again(monkeypatch, tmp_path):
         calls.append(timeout)
         if len(calls) == 1:
             raise DistillError("dvc exp show gave no answer in 180 s")
-        return json.dumps([{"experiments": [{"name": "c-t-zerogen-s0", "revs": [{"name": "c-t-zerogen-s0", "data": {}}],
-                                             "executor": {"state": "running"}}]}])
+        return shown_running()
 
     monkeypatch.setattr(cmp, "dvc", fake_dvc)
     logged = []
@@ -294,8 +298,7 @@ def test_a_run_left_running_with_no_worker_alive_is_reported_not_waited_for(monk
     def fake_dvc(root, *args, timeout=None):
         if args[:2] == ("queue", "status"):
             return f"Task  Name  Created  Status\n\nWorker status: {alive[0]} active, 0 idle\n"
-        return json.dumps([{"experiments": [{"name": "c-t-zerogen-s0", "revs": [{"name": "c-t-zerogen-s0", "data": {}}],
-                                             "executor": {"state": "running"}}]}])
+        return shown_running()
 
     clock = [1000.0]
     monkeypatch.setattr(cmp, "dvc", fake_dvc)
