@@ -249,8 +249,11 @@ class Comparison:
             if state in ("success", "queued", "running"):
                 continue
             if state == "failed":
-                subprocess.run(["dvc", "queue", "remove", c.name], cwd=self.root, capture_output=True)
-                subprocess.run(["dvc", "exp", "remove", c.name], cwd=self.root, capture_output=True)
+                for what in ("queue", "exp"):  # it is in one of the two lists, or both; the other one says no
+                    try:
+                        dvc(self.root, what, "remove", c.name, timeout=120)
+                    except DistillError:
+                        pass
                 manifest["timing"].pop(c.name, None)
             # values go back as JSON (a subset of YAML, which `-S` parses): None stays null, lists stay lists. A key the
             # run sets itself (the SetFit reference's recipe) is not also passed from -S
