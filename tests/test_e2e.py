@@ -209,7 +209,7 @@ def test_compare_on_an_unseen_task(project):
     """`distill compare` on a task folder this test writes (never seen by the project): one named queued experiment per
     combination, two at a time, in temporary copies (.dvc/tmp/exps/...) that share the workspace's LLM cache and
     MLflow store. LLKD's end-to-end checks are made on its queued run here (a run of its own cost a sixth of the
-    suite's e2e time). A failing combination that stops nothing else: test_compare.py, on a real DVC queue too."""
+    suite's e2e time). A failing combination that stops nothing else: test_compare_queue.py, on a real DVC queue too."""
     import mlflow
 
     repo, env = project

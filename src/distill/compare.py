@@ -13,11 +13,12 @@ Ctrl-C stops watching, not the queue.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -25,8 +26,10 @@ from distill import report
 from distill.compare_plan import (Combo, check_params, parse_list, parse_overrides, parse_seeds, plan,  # noqa: F401
                                   setfit_unfit)
 from distill.io import DistillError, atomic_path
+from distill.report import experiments, failure_reason, run_row  # noqa: F401
 
-ORPHAN_S = 120.0  # seconds with no queue worker alive before runs DVC still calls running are given up
+# seconds with no queue worker alive before runs DVC still calls running are taken as lost (tests set it shorter)
+ORPHAN_S = float(os.environ.get("DISTILL_ORPHAN_S", 120))
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")
 SHOW_CMD = ("dvc exp show --md --drop '.*' --keep "
             "'Experiment|^task$|^method$|^seed$|student_accuracy|student_macro_f1|teacher_accuracy|n_samples'")
@@ -66,10 +69,21 @@ def dvc(root: Path, *args: str, timeout: float | None = None) -> str:
     return stdout
 
 
+def queue_status(root: Path, timeout: float | None = None) -> tuple[int, dict[str, str]]:
+    """`dvc queue status` -> (queue workers alive now, active + idle; {experiment name: its status, lower case})."""
+    text = dvc(root, "queue", "status", timeout=timeout)
+    m = re.search(r"Worker status: (\d+) active, (\d+) idle", text)
+    listed = {}
+    for line in text.splitlines():  # "d8b7ba1  c-sst2-llkd-s0  08:35 AM  Running"
+        parts = line.split()
+        if len(parts) >= 4 and parts[-1] in ("Queued", "Running", "Success", "Failed"):
+            listed[parts[1]] = parts[-1].lower()
+    return (int(m.group(1)) + int(m.group(2)) if m else 0), listed
+
+
 def workers(root: Path, timeout: float | None = None) -> int:
-    """Queue workers alive now (active + idle), from `dvc queue status`."""
-    m = re.search(r"Worker status: (\d+) active, (\d+) idle", dvc(root, "queue", "status", timeout=timeout))
-    return int(m.group(1)) + int(m.group(2)) if m else 0
+    """Queue workers alive now (active + idle)."""
+    return queue_status(root, timeout)[0]
 
 
 def workers_alive(root: Path) -> bool:
@@ -78,63 +92,6 @@ def workers_alive(root: Path) -> bool:
         return workers(root, timeout=60) > 0
     except DistillError:
         return True
-
-
-def experiments(shown: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """`dvc exp show --json` -> {name: {state, params, metrics {file: data}, log}} for every named experiment."""
-    rank = {"running": 3, "queued": 3, "success": 2, "failed": 1}
-    out: dict[str, dict[str, Any]] = {}
-    for baseline in shown:
-        for exp in baseline.get("experiments") or []:
-            revs = exp.get("revs") or [{}]
-            name, rev = exp.get("name") or revs[0].get("name"), revs[0]
-            executor = exp.get("executor") or {}
-            data = rev.get("data") or {}
-            state = executor.get("state") or ("failed" if rev.get("error") else "success")
-            entry = {"state": state, "params": ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {},
-                     "metrics": {f: v["data"] for f, v in (data.get("metrics") or {}).items() if isinstance(v, dict) and "data" in v},
-                     "log": (executor.get("local") or {}).get("log")}
-            if name and rank.get(state, 0) >= rank.get(out.get(name, {}).get("state"), 0):
-                out[name] = entry
-    return out
-
-
-def failure_reason(log: str, unsaid: str | None = None) -> str:
-    """The one line that says why: the failing stage and distill's own `error:` line (else DVC's last ERROR; else
-    `unsaid`, or the log's last line)."""
-    lines = [line.strip() for line in log.splitlines()]
-    ours = next((line for line in lines if line.startswith("error:")), None)
-    theirs = [line for line in lines if line.startswith("ERROR:")]
-    stage = re.search(r"failed to reproduce '([^']+)'", "\n".join(theirs))
-    if ours:
-        return f"{stage.group(1)}: {ours[len('error:'):].strip()}" if stage else ours
-    if theirs:
-        return theirs[-1][len("ERROR:"):].strip()
-    tail = [line for line in lines if line]
-    return unsaid or (tail[-1] if tail else "no log")
-
-
-def run_row(combo: Combo, exp: dict[str, Any], timing: dict[str, float]) -> dict[str, Any]:
-    """One finished run as the report reads it."""
-    row: dict[str, Any] = {"name": combo.name, "task": combo.task, "method": combo.method, "seed": combo.seed,
-                           "state": exp["state"]}
-    if "start" in timing and "end" in timing:
-        row["wall_min"] = (timing["end"] - timing["start"]) / 60
-    metrics = exp["metrics"]
-    final = metrics.get("metrics/metrics.json", {})
-    for key in ("student_accuracy", "student_macro_f1", "val_student_accuracy", "teacher_accuracy", "llm.calls"):
-        row[key] = final.get(key)
-    row["n_samples"] = metrics.get("metrics/data.json", {}).get("n_samples")
-    # what the training data cost the teacher: every data stage's metrics, not the evaluation's teacher baseline
-    data = [m for f, m in metrics.items() if f != "metrics/metrics.json"]
-    row["llm_tokens"] = sum(m.get("llm.data_prompt_tokens", 0) + m.get("llm.data_completion_tokens", 0) for m in data)
-    row["teacher_data_s"] = sum(m.get("llm.data_seconds", 0.0) for m in data)  # scoring has no token counts locally
-    if exp["state"] == "failed":
-        log = Path(exp["log"]) if exp.get("log") else None
-        # given up by `watch`: its log's own error line if it has one, else why it was given up
-        orphaned = "DVC still listed it as queued or running, with no queue worker alive" if exp.get("orphaned") else None
-        row["error"] = failure_reason(log.read_text(errors="replace"), orphaned) if log and log.is_file() else orphaned
-    return row
 
 
 def champions(root: Path, params: dict[str, Any], combos: Sequence[Combo]) -> dict[str, str]:
@@ -183,6 +140,13 @@ class Comparison:
     command: str
     log: Callable[[str], None] = print
     no_setfit: Sequence[str] = ()  # tasks the SetFit reference cannot train (text pairs, seq2seq)
+    said: set[str] = field(default_factory=set)  # errors already logged: one retried at every poll is said once
+    requeued: set[str] = field(default_factory=set)  # runs DVC's queue lost that `watch` queued again (once each)
+
+    def say_once(self, line: str) -> None:
+        if line not in self.said:
+            self.said.add(line)
+            self.log(line)
 
     @property
     def combos(self) -> list[Combo]:
@@ -218,17 +182,22 @@ class Comparison:
                 if attempt == tries - 1:
                     raise
                 if "does not exist" not in str(e):  # that one is a queued run's temporary copy coming or going: no news
-                    self.log(f"compare: {e}; asking again")
+                    self.say_once(f"compare: {e}; asking again")
                 else:
                     time.sleep(2)
         raise AssertionError("unreachable")
 
-    def orphans(self, known: dict[str, dict[str, Any]]) -> set[str]:
-        """Runs DVC lists as running while no queue worker is alive (a crash, a reboot, the race `watch` gives up
-        on): nothing will ever finish them. `dvc queue kill` marks such a task failed (it has no process to stop),
-        so it can be queued again like any failed run. One it cannot mark is left to `watch`."""
-        running = [c.name for c in self.combos if known.get(c.name, {}).get("state") == "running"]
-        if not running or workers_alive(self.root):
+    def orphans(self) -> set[str]:
+        """Runs `dvc queue status` lists as running while no queue worker is alive (a crash, a reboot, a race in
+        DVC's queue): nothing will ever finish them, and `dvc exp show` fails outright on one whose worker died
+        before writing its info file. `dvc queue kill` marks such a task failed (it has no process to stop), so it
+        can be queued again like any failed run. One it cannot mark is left to `watch` (and said)."""
+        try:
+            alive, listed = queue_status(self.root, timeout=60)
+        except DistillError:  # unreadable: counts as a worker alive, as in workers_alive
+            return set()
+        running = [c.name for c in self.combos if listed.get(c.name) == "running"]
+        if alive or not running:
             return set()
         marked = set()
         for name in running:
@@ -239,65 +208,100 @@ class Comparison:
                 self.log(f"compare: {name} is listed as running with no queue worker alive and was not reset ({e})")
         return marked
 
+    def enqueue(self, c: Combo, manifest: dict[str, Any], again: bool) -> None:
+        """`dvc exp run --queue` one combination; one queued before (it failed, or DVC's queue lost it) is removed from
+        DVC's lists first."""
+        if again:
+            for what in ("queue", "exp"):  # it is in one of the two lists, or both; the other one says no
+                try:
+                    dvc(self.root, what, "remove", c.name, timeout=120)
+                except DistillError:
+                    pass
+            manifest["timing"].pop(c.name, None)
+        # values go back as JSON (a subset of YAML, which `-S` parses): None stays null, lists stay lists. A key the
+        # run sets itself (the SetFit reference's recipe) is not also passed from -S
+        own = c.params()
+        kvs = [f"{k}={json.dumps(v)}" for k, v in self.overrides.items() if k not in own]
+        kvs += [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in own.items()]
+        dvc(self.root, "exp", "run", "--queue", "-n", c.name, *[a for kv in kvs for a in ("-S", kv)])
+
     def queue(self, manifest: dict[str, Any]) -> int:
         """Queue every combination not already finished, queued or running; failed ones, and running ones no
         worker is left to finish, are queued again."""
+        orphans = self.orphans()  # first: `dvc exp show` can fail on an orphan until it is marked
         known, queued = self.show(manifest), 0
-        orphans = self.orphans(known)
         for c in self.combos:
             state = "failed" if c.name in orphans else known.get(c.name, {}).get("state")
             if state in ("success", "queued", "running"):
                 continue
-            if state == "failed":
-                for what in ("queue", "exp"):  # it is in one of the two lists, or both; the other one says no
-                    try:
-                        dvc(self.root, what, "remove", c.name, timeout=120)
-                    except DistillError:
-                        pass
-                manifest["timing"].pop(c.name, None)
-            # values go back as JSON (a subset of YAML, which `-S` parses): None stays null, lists stay lists. A key the
-            # run sets itself (the SetFit reference's recipe) is not also passed from -S
-            own = c.params()
-            kvs = [f"{k}={json.dumps(v)}" for k, v in self.overrides.items() if k not in own]
-            kvs += [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in own.items()]
-            sets = [a for kv in kvs for a in ("-S", kv)]
-            dvc(self.root, "exp", "run", "--queue", "-n", c.name, *sets)
+            self.enqueue(c, manifest, again=state == "failed")
             queued += 1
         return queued
 
+    def requeue_lost(self, manifest: dict[str, Any]) -> bool:
+        """While watching: runs DVC's queue lost (`orphans`) are queued again, once each, and a worker started.
+        Whether any was marked; one lost twice stays failed (said in the report)."""
+        lost = self.orphans()
+        again = [c for c in self.combos if c.name in lost and c.name not in self.requeued]
+        for c in again:
+            self.requeued.add(c.name)
+            try:
+                self.enqueue(c, manifest, again=True)
+            except DistillError as e:
+                self.log(f"compare: {c.name} was lost by DVC's queue and could not be queued again ({e})")
+        if again:
+            self.log(f"compare: {len(again)} run(s) DVC's queue lost (listed as running, no worker alive) queued again")
+            dvc(self.root, "queue", "start", "-j", str(self.jobs))
+        return bool(lost)
+
+    def clock(self, known: dict[str, dict[str, Any]], manifest: dict[str, Any], now: float) -> dict[str, str]:
+        """Each run's state now; a run's start and end times (first seen running, first seen done) kept in the
+        manifest."""
+        states = {}
+        for c in self.combos:
+            state = states[c.name] = known.get(c.name, {}).get("state", "missing")
+            t = manifest["timing"].setdefault(c.name, {})
+            if state == "running":
+                t.setdefault("start", now)
+            elif state in ("success", "failed") and "start" in t:
+                t.setdefault("end", now)
+        self.save(manifest)
+        return states
+
     def watch(self, manifest: dict[str, Any], poll_s: float) -> dict[str, dict[str, Any]]:
         """Poll `dvc exp show` until no experiment of this comparison is queued or running; log progress."""
-        last, idle_since, checked = None, None, 0.0
+        last, idle_since, checked, error = None, None, 0.0, None
         while True:
             try:
-                known = self.show(manifest)
-            except DistillError as e:  # e.g. git busy committing an experiment: try again
-                self.log(f"compare: {e} (retrying)")
-                time.sleep(poll_s)
-                continue
-            now, states = time.time(), {}
-            for c in self.combos:
-                state = known.get(c.name, {}).get("state", "missing")
-                states[c.name] = state
-                t = manifest["timing"].setdefault(c.name, {})
-                if state == "running":
-                    t.setdefault("start", now)
-                elif state in ("success", "failed") and "start" in t:
-                    t.setdefault("end", now)
-            self.save(manifest)
-            durations = [t["end"] - t["start"] for t in manifest["timing"].values() if "end" in t]
-            line = report.progress(states, durations, self.jobs)
-            if line != last:
-                self.log(f"[{time.strftime('%H:%M:%S')}] {self.name}: {line}")
-                last = line
-            pending = [n for n, s in states.items() if s in ("queued", "running")]
-            if not pending:
-                return known
+                known, error = self.show(manifest), None
+            except DistillError as e:  # e.g. git busy committing an experiment, or an orphan (below): look again
+                self.say_once(f"compare: {e} (retrying)")
+                known, error = None, str(e)
+            now, pending = time.time(), []
+            if known is not None:
+                states = self.clock(known, manifest, now)
+                durations = [t["end"] - t["start"] for t in manifest["timing"].values() if "end" in t]
+                line = report.progress(states, durations, self.jobs)
+                if line != last:
+                    self.log(f"[{time.strftime('%H:%M:%S')}] {self.name}: {line}")
+                    last = line
+                pending = [n for n, s in states.items() if s in ("queued", "running")]
+                if not pending:
+                    for n in self.requeued:  # a lost run that failed with no log of its own says why it is failed
+                        if known.get(n, {}).get("state") == "failed":
+                            known[n]["orphaned"] = True
+                    return known
             if now - checked >= 15:  # `dvc queue status` costs a second or two: not at every poll
                 checked, idle_since = now, None if workers_alive(self.root) else (idle_since or now)
             if idle_since and now - idle_since >= ORPHAN_S:
-                # DVC's queue has left a finished run "running" with every worker gone (a race, seen once in
-                # tests): nothing will ever change its state, so stop waiting and report it, never hang
+                # DVC's queue has left a run "running" with every worker gone (a race, seen in tests): nothing will
+                # ever change its state. Marked failed (`dvc exp show` works again) and queued again once
+                if self.requeue_lost(manifest):
+                    idle_since = None
+                    continue
+                if known is None:
+                    raise DistillError(f"compare: no queue worker alive for {ORPHAN_S:.0f} s and `dvc exp show` "
+                                       f"still fails ({error}); see `dvc queue status`")
                 self.log(f"compare: no queue worker alive for {ORPHAN_S:.0f} s; {len(pending)} run(s) DVC still lists "
                          "as queued or running are reported as failed (`dvc queue status`)")
                 for n in pending:

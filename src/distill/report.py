@@ -1,4 +1,5 @@
-"""The tables and plot of `distill compare`: pure functions from finished runs to reports/compare.md and .png.
+"""The tables and plot of `distill compare`: pure functions from `dvc exp show --json` to one row per run, and from
+finished runs to reports/compare.md and .png.
 
 One row per run in, one line per (task, method) out: mean ± std over seeds of the student's test accuracy and
 macro-F1, its validation accuracy (what to choose on), the teacher's few-shot accuracy, generated samples, the
@@ -6,11 +7,14 @@ LLM tokens the training data cost, and wall time. Failed runs are listed with th
 """
 from __future__ import annotations
 
+import re
 import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
-# (column title, run field, digits); the fields are what compare.run_row reads out of `dvc exp show --json`
+from distill.compare_plan import Combo
+
+# (column title, run field, digits); the fields are what run_row reads out of `dvc exp show --json`
 COLUMNS = [
     ("student acc (test)", "student_accuracy", 3),
     ("student macro-F1", "student_macro_f1", 3),
@@ -21,6 +25,63 @@ COLUMNS = [
     ("teacher s (data)", "teacher_data_s", 0),
     ("wall min/run", "wall_min", 1),
 ]
+
+
+def experiments(shown: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """`dvc exp show --json` -> {name: {state, params, metrics {file: data}, log}} for every named experiment."""
+    rank = {"running": 3, "queued": 3, "success": 2, "failed": 1}
+    out: dict[str, dict[str, Any]] = {}
+    for baseline in shown:
+        for exp in baseline.get("experiments") or []:
+            revs = exp.get("revs") or [{}]
+            name, rev = exp.get("name") or revs[0].get("name"), revs[0]
+            executor = exp.get("executor") or {}
+            data = rev.get("data") or {}
+            state = executor.get("state") or ("failed" if rev.get("error") else "success")
+            entry = {"state": state, "params": ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {},
+                     "metrics": {f: v["data"] for f, v in (data.get("metrics") or {}).items() if isinstance(v, dict) and "data" in v},
+                     "log": (executor.get("local") or {}).get("log")}
+            if name and rank.get(state, 0) >= rank.get(out.get(name, {}).get("state"), 0):
+                out[name] = entry
+    return out
+
+
+def failure_reason(log: str, unsaid: str | None = None) -> str:
+    """The one line that says why: the failing stage and distill's own `error:` line (else DVC's last ERROR; else
+    `unsaid`, or the log's last line)."""
+    lines = [line.strip() for line in log.splitlines()]
+    ours = next((line for line in lines if line.startswith("error:")), None)
+    theirs = [line for line in lines if line.startswith("ERROR:")]
+    stage = re.search(r"failed to reproduce '([^']+)'", "\n".join(theirs))
+    if ours:
+        return f"{stage.group(1)}: {ours[len('error:'):].strip()}" if stage else ours
+    if theirs:
+        return theirs[-1][len("ERROR:"):].strip()
+    tail = [line for line in lines if line]
+    return unsaid or (tail[-1] if tail else "no log")
+
+
+def run_row(combo: Combo, exp: dict[str, Any], timing: dict[str, float]) -> dict[str, Any]:
+    """One finished run as the report reads it."""
+    row: dict[str, Any] = {"name": combo.name, "task": combo.task, "method": combo.method, "seed": combo.seed,
+                           "state": exp["state"]}
+    if "start" in timing and "end" in timing:
+        row["wall_min"] = (timing["end"] - timing["start"]) / 60
+    metrics = exp["metrics"]
+    final = metrics.get("metrics/metrics.json", {})
+    for key in ("student_accuracy", "student_macro_f1", "val_student_accuracy", "teacher_accuracy", "llm.calls"):
+        row[key] = final.get(key)
+    row["n_samples"] = metrics.get("metrics/data.json", {}).get("n_samples")
+    # what the training data cost the teacher: every data stage's metrics, not the evaluation's teacher baseline
+    data = [m for f, m in metrics.items() if f != "metrics/metrics.json"]
+    row["llm_tokens"] = sum(m.get("llm.data_prompt_tokens", 0) + m.get("llm.data_completion_tokens", 0) for m in data)
+    row["teacher_data_s"] = sum(m.get("llm.data_seconds", 0.0) for m in data)  # scoring has no token counts locally
+    if exp["state"] == "failed":
+        log = Path(exp["log"]) if exp.get("log") else None
+        # given up by `watch`: its log's own error line if it has one, else why it was given up
+        orphaned = "DVC still listed it as queued or running, with no queue worker alive" if exp.get("orphaned") else None
+        row["error"] = failure_reason(log.read_text(errors="replace"), orphaned) if log and log.is_file() else orphaned
+    return row
 
 
 def mean_std(values: Sequence[float | None], digits: int = 3) -> str:
