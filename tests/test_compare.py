@@ -236,8 +236,8 @@ def test_a_run_lost_by_the_queue_is_marked_and_queued_again_once(monkeypatch, tm
     outcomes = ["success"]
     known = c.watch({"base": "HEAD", "timing": {}}, poll_s=5)
     assert known["c-t-zerogen-s0"]["state"] == "success"
-    assert [a for a in calls if a[0] != "exp" or a[1] != "show"][-6:] == [
-        ("queue", "status"), ("queue", "kill"), ("queue", "remove"), ("exp", "remove"), ("exp", "run"), ("queue", "start")]
+    assert [a for a in calls if a[0] != "exp" or a[1] != "show"][-7:] == [("queue", "status"), ("queue", "kill"),
+        ("queue", "remove"), ("exp", "remove"), ("exp", "run"), ("queue", "status"), ("queue", "start")]
     assert 1000 + cmp.ORPHAN_S <= clock[0] <= 1000 + 2 * cmp.ORPHAN_S
     assert sum("No such file" in line for line in logged) == 2  # once by show, once by watch; not at every poll
     assert any("1 run(s) DVC's queue lost" in line for line in logged)
@@ -260,6 +260,41 @@ def test_a_run_lost_by_the_queue_is_marked_and_queued_again_once(monkeypatch, tm
     state[0], clock[0] = "lost", 1000.0
     with pytest.raises(DistillError, match="no queue worker alive for 120 s and `dvc exp show` still fails"):
         c.watch({"base": "HEAD", "timing": {}}, poll_s=5)
+
+
+def test_runs_left_queued_with_no_worker_get_workers_again(monkeypatch, tmp_path):
+    """DVC's workers sometimes exit with tasks still queued (treeverse/dvc#10562; `dvc queue start` again is the
+    workaround): after ORPHAN_S with no worker, compare starts them again, at most once per run; still
+    queued after that, the run is reported failed rather than waited for."""
+    state, starts = ["queued"], []
+
+    def fake_dvc(root, *args, timeout=None):
+        if args[:2] == ("queue", "status"):
+            return queue_status(state[0].capitalize(), 0)
+        if args[:2] == ("queue", "start"):
+            starts.append(args)
+            state[0] = outcome[0]
+            return ""
+        return shown_running().replace('"running"', json.dumps(state[0]))
+
+    clock = [1000.0]
+    monkeypatch.setattr(cmp, "dvc", fake_dvc)
+    monkeypatch.setattr(cmp.time, "time", lambda: clock[0])
+
+    def sleep(s):
+        clock[0] += s
+        assert clock[0] < 1000 + 10 * cmp.ORPHAN_S, "watch never gave up"
+
+    monkeypatch.setattr(cmp.time, "sleep", sleep)
+    logged = []
+    c = cmp.Comparison(tmp_path, "c", ["t"], ["zerogen"], [0], {}, 2, tmp_path / "r", "distill compare", log=logged.append)
+    outcome = ["success"]
+    assert c.watch({"base": "HEAD", "timing": {}}, poll_s=5)["c-t-zerogen-s0"]["state"] == "success"
+    assert starts == [("queue", "start", "-j", "2")] and any("workers started again" in line for line in logged)
+    state[0], outcome[0], clock[0] = "queued", "queued", 1000.0  # a restart that does not help: reported, once tried
+    c = cmp.Comparison(tmp_path, "c", ["t"], ["zerogen"], [0], {}, 2, tmp_path / "r", "distill compare", log=logged.append)
+    known = c.watch({"base": "HEAD", "timing": {}}, poll_s=5)
+    assert known["c-t-zerogen-s0"]["state"] == "failed" and known["c-t-zerogen-s0"]["orphaned"] and len(starts) == 2
 
 
 def test_the_setfit_reference_is_planned_and_queued_with_its_own_recipe(monkeypatch, tmp_path):

@@ -142,6 +142,7 @@ class Comparison:
     no_setfit: Sequence[str] = ()  # tasks the SetFit reference cannot train (text pairs, seq2seq)
     said: set[str] = field(default_factory=set)  # errors already logged: one retried at every poll is said once
     requeued: set[str] = field(default_factory=set)  # runs DVC's queue lost that `watch` queued again (once each)
+    restarts: int = 0  # times `watch` started queue workers again for runs left queued with none alive
 
     def say_once(self, line: str) -> None:
         if line not in self.said:
@@ -238,9 +239,10 @@ class Comparison:
             queued += 1
         return queued
 
-    def requeue_lost(self, manifest: dict[str, Any]) -> bool:
-        """While watching: runs DVC's queue lost (`orphans`) are queued again, once each, and a worker started.
-        Whether any was marked; one lost twice stays failed (said in the report)."""
+    def recover(self, manifest: dict[str, Any]) -> bool:
+        """While watching, once no queue worker has been alive for ORPHAN_S: runs DVC's queue lost (`orphans`) are
+        queued again, once each, and runs still queued get workers again (DVC's workers sometimes exit with tasks
+        left in the queue: treeverse/dvc#10562), at most as many times as there are runs. Whether anything was done."""
         lost = self.orphans()
         again = [c for c in self.combos if c.name in lost and c.name not in self.requeued]
         for c in again:
@@ -251,8 +253,18 @@ class Comparison:
                 self.log(f"compare: {c.name} was lost by DVC's queue and could not be queued again ({e})")
         if again:
             self.log(f"compare: {len(again)} run(s) DVC's queue lost (listed as running, no worker alive) queued again")
+        try:
+            alive, listed = queue_status(self.root, timeout=60)
+        except DistillError:  # unreadable: counts as a worker alive, as in workers_alive
+            alive, listed = 1, {}
+        waiting = [c.name for c in self.combos if listed.get(c.name) == "queued"]
+        restart = bool(waiting) and not alive and self.restarts < len(self.combos)
+        if restart:
+            self.restarts += 1
+            if not again:
+                self.log(f"compare: {len(waiting)} run(s) still queued with no queue worker alive; workers started again")
             dvc(self.root, "queue", "start", "-j", str(self.jobs))
-        return bool(lost)
+        return bool(lost) or restart
 
     def clock(self, known: dict[str, dict[str, Any]], manifest: dict[str, Any], now: float) -> dict[str, str]:
         """Each run's state now; a run's start and end times (first seen running, first seen done) kept in the
@@ -294,9 +306,9 @@ class Comparison:
             if now - checked >= 15:  # `dvc queue status` costs a second or two: not at every poll
                 checked, idle_since = now, None if workers_alive(self.root) else (idle_since or now)
             if idle_since and now - idle_since >= ORPHAN_S:
-                # DVC's queue has left a run "running" with every worker gone (a race, seen in tests): nothing will
-                # ever change its state. Marked failed (`dvc exp show` works again) and queued again once
-                if self.requeue_lost(manifest):
+                # DVC's queue has left a run "running" (a race, seen in tests) or "queued" with every worker gone:
+                # nothing will ever change its state unless compare steps in
+                if self.recover(manifest):
                     idle_since = None
                     continue
                 if known is None:
