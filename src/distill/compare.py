@@ -224,7 +224,8 @@ class Comparison:
         own = c.params()
         kvs = [f"{k}={json.dumps(v)}" for k, v in self.overrides.items() if k not in own]
         kvs += [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in own.items()]
-        dvc(self.root, "exp", "run", "--queue", "-n", c.name, *[a for kv in kvs for a in ("-S", kv)])
+        # bounded like every dvc call here (seconds normally; a lock held forever would otherwise hang compare)
+        dvc(self.root, "exp", "run", "--queue", "-n", c.name, *[a for kv in kvs for a in ("-S", kv)], timeout=600)
 
     def queue(self, manifest: dict[str, Any]) -> int:
         """Queue every combination not already finished, queued or running; failed ones, and running ones no
@@ -263,7 +264,7 @@ class Comparison:
             self.restarts += 1
             if not again:
                 self.log(f"compare: {len(waiting)} run(s) still queued with no queue worker alive; workers started again")
-            dvc(self.root, "queue", "start", "-j", str(self.jobs))
+            dvc(self.root, "queue", "start", "-j", str(self.jobs), timeout=120)
         return bool(lost) or restart
 
     def clock(self, known: dict[str, dict[str, Any]], manifest: dict[str, Any], now: float) -> dict[str, str]:
@@ -364,8 +365,8 @@ def run(comparison: Comparison, params_path: Path, poll_s: float, wait: bool) ->
     queued = c.queue(manifest)
     c.save(manifest)
     c.log(f"compare {c.name}: {len(c.combos)} runs ({queued} newly queued); follow with `dvc queue status`")
-    if queued or not workers(c.root):  # a resumed comparison whose workers are gone (a reboot) starts them again
-        dvc(c.root, "queue", "start", "-j", str(c.jobs))
+    if queued or not workers(c.root, timeout=60):  # a resumed comparison whose workers are gone (a reboot): start again
+        dvc(c.root, "queue", "start", "-j", str(c.jobs), timeout=120)
     if not wait:
         c.log(f"not waiting: `distill compare --name {c.name} ...` again (same options) watches and writes the report")
         return None
