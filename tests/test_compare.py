@@ -161,6 +161,22 @@ def test_a_hung_exp_show_is_asked_again(monkeypatch, tmp_path):
     assert c.show({"base": "HEAD"})["c-t-zerogen-s0"]["state"] == "running" and logged == [] and len(calls) == 2
 
 
+def fake_clock(monkeypatch, fake_dvc, tick=None) -> list[float]:
+    """`dvc` faked, and a clock that moves only when `watch` sleeps: a test fails instead of polling forever."""
+    clock = [1000.0]
+    monkeypatch.setattr(cmp, "dvc", fake_dvc)
+    monkeypatch.setattr(cmp.time, "time", lambda: clock[0])
+
+    def sleep(s):
+        clock[0] += s
+        if tick:
+            tick(clock[0])
+        assert clock[0] < 1000 + 20 * cmp.ORPHAN_S, "watch never gave up"
+
+    monkeypatch.setattr(cmp.time, "sleep", sleep)
+    return clock
+
+
 def test_a_run_left_running_with_no_worker_alive_is_reported_not_waited_for(monkeypatch, tmp_path):
     """DVC's queue once left a failed run "running" after both workers had shut down (the real-queue test in
     test_compare_queue.py hung on it): `watch` gives such runs up after ORPHAN_S without a worker, and says so,
@@ -172,17 +188,11 @@ def test_a_run_left_running_with_no_worker_alive_is_reported_not_waited_for(monk
             return f"Task  Name  Created  Status\n\nWorker status: {alive[0]} active, 0 idle\n"
         return shown_running()
 
-    clock = [1000.0]
-    monkeypatch.setattr(cmp, "dvc", fake_dvc)
-    monkeypatch.setattr(cmp.time, "time", lambda: clock[0])
-
-    def sleep(s):
-        clock[0] += s
-        if clock[0] > 1000 + 10 * cmp.ORPHAN_S:
+    def tick(now):
+        if now > 1000 + 10 * cmp.ORPHAN_S:
             alive[0] = 0  # the workers go away only after a long wait: a live worker is never given up on
-        assert clock[0] < 1000 + 20 * cmp.ORPHAN_S, "watch never gave up"
 
-    monkeypatch.setattr(cmp.time, "sleep", sleep)
+    clock = fake_clock(monkeypatch, fake_dvc, tick)
     logged = []
     c = cmp.Comparison(tmp_path, "c", ["t"], ["zerogen"], [0], {}, 1, tmp_path / "r", "distill compare", log=logged.append)
     known = c.watch({"base": "HEAD", "timing": {}}, poll_s=5)
@@ -222,15 +232,7 @@ def test_a_run_lost_by_the_queue_is_marked_and_queued_again_once(monkeypatch, tm
             return shown_running().replace('"running"', json.dumps(state[0]))
         return ""
 
-    clock = [1000.0]
-    monkeypatch.setattr(cmp, "dvc", fake_dvc)
-    monkeypatch.setattr(cmp.time, "time", lambda: clock[0])
-
-    def sleep(s):
-        clock[0] += s
-        assert clock[0] < 1000 + 10 * cmp.ORPHAN_S, "watch never gave up"
-
-    monkeypatch.setattr(cmp.time, "sleep", sleep)
+    clock = fake_clock(monkeypatch, fake_dvc)
     logged = []
     c = cmp.Comparison(tmp_path, "c", ["t"], ["zerogen"], [0], {}, 1, tmp_path / "r", "distill compare", log=logged.append)
     outcomes = ["success"]
@@ -277,15 +279,7 @@ def test_runs_left_queued_with_no_worker_get_workers_again(monkeypatch, tmp_path
             return ""
         return shown_running().replace('"running"', json.dumps(state[0]))
 
-    clock = [1000.0]
-    monkeypatch.setattr(cmp, "dvc", fake_dvc)
-    monkeypatch.setattr(cmp.time, "time", lambda: clock[0])
-
-    def sleep(s):
-        clock[0] += s
-        assert clock[0] < 1000 + 10 * cmp.ORPHAN_S, "watch never gave up"
-
-    monkeypatch.setattr(cmp.time, "sleep", sleep)
+    clock = fake_clock(monkeypatch, fake_dvc)
     logged = []
     c = cmp.Comparison(tmp_path, "c", ["t"], ["zerogen"], [0], {}, 2, tmp_path / "r", "distill compare", log=logged.append)
     outcome = ["success"]

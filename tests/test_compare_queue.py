@@ -117,25 +117,38 @@ def processes_under(folder: Path) -> list[int]:
     return pids
 
 
-@pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="finds the queue's processes through /proc")
-def test_a_run_whose_worker_died_is_queued_again_on_resume(stand_in_project, tmp_path):
-    """A crash or a reboot kills the queue worker mid-run: DVC goes on listing the run as running, with no worker to
-    ever finish it. Resuming the comparison marks it failed and queues it again, instead of watching it forever."""
-    repo, env = stand_in_project
-    fast = tmp_path / "fast"  # outside the repository: the queued copy sees it, and it can appear between runs
+def hanging_stage(repo: Path, fast: Path) -> None:
+    """The stand-in stage sleeps 10 min until `fast` exists (outside the repository: the queued copy sees it, and it
+    can appear between runs), then 2 s."""
     stage = (repo / "stage.py").read_text().replace("time.sleep(2)", f"time.sleep(2 if os.path.exists({str(fast)!r}) else 600)")
     (repo / "stage.py").write_text(stage)
     git(repo, "commit", "-qam", "a stage that hangs until told otherwise")
-    args = ["compare", "--tasks", "good", "--methods", "llkd", "--seeds", "1", "--name", "t2", "--poll", "1"]
-    r = distill(repo, env, *args, "--no-wait")
-    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def crash_mid_run(repo: Path, env: dict, spare: int | None = None) -> None:
+    """Once DVC lists the run as running and its stage has started, SIGKILL every process working in the repository
+    (the queue worker and the run), as a crash would; `spare` lives."""
     for _ in range(120):
         if "Running" in subprocess.run(["dvc", "queue", "status"], cwd=repo, env=env, capture_output=True, text=True).stdout:
             break
         time.sleep(1)
     time.sleep(2)  # the run's stage has started
     for pid in processes_under(repo):
-        os.kill(pid, signal.SIGKILL)
+        if pid != spare:
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="finds the queue's processes through /proc")
+def test_a_run_whose_worker_died_is_queued_again_on_resume(stand_in_project, tmp_path):
+    """A crash or a reboot kills the queue worker mid-run: DVC goes on listing the run as running, with no worker to
+    ever finish it. Resuming the comparison marks it failed and queues it again, instead of watching it forever."""
+    repo, env = stand_in_project
+    fast = tmp_path / "fast"
+    hanging_stage(repo, fast)
+    args = ["compare", "--tasks", "good", "--methods", "llkd", "--seeds", "1", "--name", "t2", "--poll", "1"]
+    r = distill(repo, env, *args, "--no-wait")
+    assert r.returncode == 0, r.stdout + r.stderr
+    crash_mid_run(repo, env)
     status = subprocess.run(["dvc", "queue", "status"], cwd=repo, env=env, capture_output=True, text=True).stdout
     assert "Running" in status and "0 active, 0 idle" in status, status  # the orphan, as DVC lists it
 
@@ -155,22 +168,13 @@ def test_a_run_the_queue_loses_while_watched_is_queued_again(stand_in_project, t
     repo, env = stand_in_project
     env = {**env, "DISTILL_ORPHAN_S": "5"}
     fast = tmp_path / "fast"
-    stage = (repo / "stage.py").read_text().replace("time.sleep(2)", f"time.sleep(2 if os.path.exists({str(fast)!r}) else 600)")
-    (repo / "stage.py").write_text(stage)
-    git(repo, "commit", "-qam", "a stage that hangs until told otherwise")
+    hanging_stage(repo, fast)
     args = ["compare", "--tasks", "good", "--methods", "llkd", "--seeds", "1", "--name", "t3", "--poll", "1"]
     with open(tmp_path / "compare.log", "w") as log:
         watcher = subprocess.Popen([str(Path(sys.executable).parent / "distill"), *args], cwd=repo, env=env, stdout=log,
                                    stderr=subprocess.STDOUT)
     try:
-        for _ in range(120):
-            if "Running" in subprocess.run(["dvc", "queue", "status"], cwd=repo, env=env, capture_output=True, text=True).stdout:
-                break
-            time.sleep(1)
-        time.sleep(2)  # the run's stage has started
-        for pid in processes_under(repo):
-            if pid != watcher.pid:
-                os.kill(pid, signal.SIGKILL)
+        crash_mid_run(repo, env, spare=watcher.pid)
         for run in (repo / ".dvc" / "tmp" / "exps" / "run").iterdir():
             shutil.rmtree(run)
         shown = subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, env=env, capture_output=True, text=True)
