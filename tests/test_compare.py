@@ -291,6 +291,13 @@ def test_runs_left_queued_with_no_worker_get_workers_again(monkeypatch, tmp_path
     assert known["c-t-zerogen-s0"]["state"] == "failed" and known["c-t-zerogen-s0"]["orphaned"] and len(starts) == 2
 
 
+def test_orphan_seconds_from_the_environment():
+    assert cmp.orphan_seconds("5") == 5.0 and cmp.orphan_seconds("120") == cmp.ORPHAN_S
+    for bad in ("soon", "0", "-3", "nan", ""):
+        with pytest.raises(DistillError, match="DISTILL_ORPHAN_S: '.*' is not a positive number of seconds"):
+            cmp.orphan_seconds(bad)
+
+
 def test_the_setfit_reference_is_planned_and_queued_with_its_own_recipe(monkeypatch, tmp_path):
     """`setfit` in --methods: the `labelled` method on fewshot.jsonl with the setfit recipe, whatever -S says about
     the recipe for the other methods; not planned for a pair task (SetFit embeds one text)."""

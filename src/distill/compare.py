@@ -28,8 +28,20 @@ from distill.compare_plan import (Combo, check_params, parse_list, parse_overrid
 from distill.io import DistillError, atomic_path
 from distill.report import experiments, failure_reason, run_row  # noqa: F401
 
-# seconds with no queue worker alive before runs DVC still calls running are taken as lost (tests set it shorter)
-ORPHAN_S = float(os.environ.get("DISTILL_ORPHAN_S", 120))
+
+def orphan_seconds(raw: str) -> float:
+    """DISTILL_ORPHAN_S: seconds with no queue worker alive before runs DVC still lists are taken as lost (tests set
+    it shorter). A bad value is one line from `distill compare`, not a traceback."""
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0:
+        raise DistillError(f"DISTILL_ORPHAN_S: '{raw}' is not a positive number of seconds")
+    return seconds
+
+
+ORPHAN_S = orphan_seconds(os.environ.get("DISTILL_ORPHAN_S", "120"))
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")
 SHOW_CMD = ("dvc exp show --md --drop '.*' --keep "
             "'Experiment|^task$|^method$|^seed$|student_accuracy|student_macro_f1|teacher_accuracy|n_samples'")
