@@ -98,12 +98,18 @@ def workers(root: Path, timeout: float | None = None) -> int:
     return queue_status(root, timeout)[0]
 
 
+def queue_seen(root: Path) -> tuple[int, dict[str, str]]:
+    """queue_status for the recovery rules: an unanswered or unreadable `dvc queue status` counts as a worker alive
+    and lists nothing, so nothing is reset on a guess."""
+    try:
+        return queue_status(root, timeout=60)
+    except DistillError:
+        return 1, {}
+
+
 def workers_alive(root: Path) -> bool:
     """Whether the queue still has a worker; an unanswered or unreadable `dvc queue status` counts as yes."""
-    try:
-        return workers(root, timeout=60) > 0
-    except DistillError:
-        return True
+    return queue_seen(root)[0] > 0
 
 
 def champions(root: Path, params: dict[str, Any], combos: Sequence[Combo]) -> dict[str, str]:
@@ -205,10 +211,7 @@ class Comparison:
         DVC's queue): nothing will ever finish them, and `dvc exp show` fails outright on one whose worker died
         before writing its info file. `dvc queue kill` marks such a task failed (it has no process to stop), so it
         can be queued again like any failed run. One it cannot mark is left to `watch` (and said)."""
-        try:
-            alive, listed = queue_status(self.root, timeout=60)
-        except DistillError:  # unreadable: counts as a worker alive, as in workers_alive
-            return set()
+        alive, listed = queue_seen(self.root)
         running = [c.name for c in self.combos if listed.get(c.name) == "running"]
         if alive or not running:
             return set()
@@ -266,10 +269,7 @@ class Comparison:
                 self.log(f"compare: {c.name} was lost by DVC's queue and could not be queued again ({e})")
         if again:
             self.log(f"compare: {len(again)} run(s) DVC's queue lost (listed as running, no worker alive) queued again")
-        try:
-            alive, listed = queue_status(self.root, timeout=60)
-        except DistillError:  # unreadable: counts as a worker alive, as in workers_alive
-            alive, listed = 1, {}
+        alive, listed = queue_seen(self.root)  # again: the runs just queued are listed now
         waiting = [c.name for c in self.combos if listed.get(c.name) == "queued"]
         restart = bool(waiting) and not alive and self.restarts < len(self.combos)
         if restart:
