@@ -108,11 +108,14 @@ def write_jsonl(path: Path, rows) -> None:
 
 
 def write_task(root: Path, spec_from: str, row, sizes: dict[str, int]) -> Path:
-    """A task folder: `spec_from`'s task.yaml and one JSONL file per split, rows from row(i, labelled)."""
+    """A task folder: `spec_from`'s task.yaml and one JSONL file per split, rows from row(i, labelled). i runs on
+    across the splits, so no split repeats a test row (check_task would warn, assemble would drop it)."""
     root.mkdir(parents=True)
     shutil.copy(REPO / "data/tasks" / spec_from / "task.yaml", root / "task.yaml")
+    start = 0
     for split, n in sizes.items():
-        write_jsonl(root / f"{split}.jsonl", [row(i, split != "unlabeled") for i in range(n)])
+        write_jsonl(root / f"{split}.jsonl", [row(i, split != "unlabeled") for i in range(start, start + n)])
+        start += n
     return root
 
 

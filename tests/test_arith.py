@@ -57,3 +57,20 @@ def test_parse_generated_sample():
     assert parse_sample("Problem: Short?\nEquation: 1 + 1\nAnswer: 2")[1] == "problem_length"
     assert parse_sample("Problem: Tom has 12 apples and eats 5. How many are left?\nEquation: 12 / 0\nAnswer: 0")[1] == \
         "equation_division_by_zero"
+
+
+def test_numbers_too_large_for_a_float_are_not_numbers():
+    """`1e309` and a 400-digit integer once reached format_number as inf (OverflowError: a stage's traceback)."""
+    from distill.methods.seq2seq import answer_of
+    from distill.tasks import load_task
+
+    for text in ("1e309", "9" * 190 + " * 1e200", "1e308 * 10", "-1e309"):
+        with pytest.raises(ArithError, match="not_finite"):
+            safe_eval(text)
+    assert parse_number("Answer: " + "9" * 400) is None and parse_number("1e999") is None
+    assert parse_number("2.5e3 apples") == 2500.0 and parse_number("The answer is 1,200.") == 1200.0
+    assert format_number(float("inf")) == "" and format_number(float("nan")) == ""
+    spec = load_task(REPO / "data/tasks/svamp", quiet=True).spec
+    assert answer_of(spec, "Equation: 1e999") == "" and answer_of(spec, "Answer: " + "9" * 400) == ""
+    sample, reason = parse_sample("Problem: Ann has some pens in a box.\nEquation: 1e999 + 1\nAnswer: 5")
+    assert sample is None and reason == "equation_not_finite"

@@ -207,6 +207,27 @@ def test_a_run_left_running_with_no_worker_alive_is_reported_not_waited_for(monk
     assert row["error"] == "all: data/tasks/t/test.jsonl:1: not valid JSON"
 
 
+def test_a_worker_that_starts_late_is_not_taken_for_a_lost_one(monkeypatch, tmp_path):
+    """What failed the real-queue test now and then (#44): compare's first look came before the queue worker had
+    started, and with a short ORPHAN_S the window closed before the next look (every 15 s), so a healthy run was
+    reported failed. Now the window is seen by at least 3 looks, and a worker alive when it closes means nothing
+    is lost."""
+    monkeypatch.setattr(cmp, "ORPHAN_S", 5.0)
+
+    def fake_dvc(root, *args, timeout=None):
+        now = cmp.time.time()
+        if args[:2] == ("queue", "status"):
+            return queue_status("Running", int(now >= 1004.5))  # the worker is up 4.5 s after compare's first look
+        return shown_running().replace('"running"', '"success"' if now >= 1030 else '"running"')
+
+    clock = fake_clock(monkeypatch, fake_dvc)
+    logged = []
+    c = cmp.Comparison(tmp_path, "c", ["t"], ["zerogen"], [0], {}, 1, tmp_path / "r", "distill compare", log=logged.append)
+    known = c.watch({"base": "HEAD", "timing": {}}, poll_s=1)
+    assert known["c-t-zerogen-s0"]["state"] == "success" and clock[0] >= 1030, logged
+    assert not any("no queue worker alive" in line or "queued again" in line for line in logged), logged
+
+
 def test_a_run_lost_by_the_queue_is_marked_and_queued_again_once(monkeypatch, tmp_path):
     """DVC's queue once left a run "running" whose worker died before writing the run's info file: every
     `dvc exp show` then failed ("No such file or directory: .../<id>.run") and `watch` retried it forever (a CI run

@@ -282,3 +282,62 @@ def test_build_once_builds_one_folder_for_concurrent_processes(tmp_path):
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0]
     assert (tmp_path / "log").read_text() == "built\n"
+
+
+def test_an_over_long_line_is_refused_with_file_and_line(tmp_path):
+    """A 5 MB single line (a corpus pasted on one line) is refused by its size, read no further than the limit."""
+    from distill.io import MAX_LINE_BYTES
+
+    p = tmp_path / "x.jsonl"
+    p.write_text('{"text": "ok"}\n{"text": "' + "a" * 5_000_000 + '"}\n{"text": "never read"}\n')
+    with pytest.raises(DistillError, match=rf"x\.jsonl:2: line is 5000012 bytes, over the {MAX_LINE_BYTES}-byte limit"):
+        read_jsonl(p)
+    p.write_bytes(b'{"t": "' + b"a" * 3 + b'"}\n' + b'{"t": "' + b"a" * 4 + b'"}')  # 12 and 13 bytes, no final newline
+    assert len(read_jsonl(p, max_line_bytes=13)) == 2  # at the limit is fine, with or without a newline
+    with pytest.raises(DistillError, match=r"x\.jsonl:2: line is 13 bytes, over the 12-byte limit"):
+        read_jsonl(p, max_line_bytes=12)
+
+
+def test_shipped_data_is_well_under_the_line_limit():
+    from conftest import REPO
+
+    from distill.io import MAX_LINE_BYTES
+
+    files = sorted(REPO.glob("data/tasks/*/*.jsonl")) + sorted((REPO.parent / "shared" / "data").glob("*/*.jsonl"))
+    assert files
+    longest = max(len(line) for f in files for line in f.read_bytes().splitlines())
+    assert longest < MAX_LINE_BYTES / 100  # ~1.5 kB (an RTE pair) against 1 MiB
+
+
+def test_integer_labels_load_with_an_inferred_or_written_spec(tmp_path):
+    """A Hugging Face export holds class ids (0, 1): with no task.yaml the labels are "0", "1", and rows load."""
+    root = tmp_path / "ints"
+    root.mkdir()
+    rows = [{"text": f"review number {i}", "label": i % 2} for i in range(6)]
+    for split in ("test", "validation", "fewshot"):
+        write_jsonl(root / f"{split}.jsonl", rows)
+    write_jsonl(root / "unlabeled.jsonl", [{"text": "an unlabelled review"}])
+    task = load_task(root, quiet=True)
+    assert task.spec.label_names == ["0", "1"] and task.check()["test"] == 6
+    assert [r["label"] for r in task.load("test")][:2] == ["0", "1"]  # names from here on, as every stage compares
+    write_jsonl(root / "test.jsonl", [{"text": "a third kind", "label": 7}, {"text": "a flag", "label": True}])
+    with pytest.raises(DistillError, match=r"test\.jsonl:1: unknown label 7 \(labels inferred from fewshot\.jsonl and "
+                       r"validation\.jsonl, no task\.yaml: 0, 1\)"):
+        task.load("test")
+    write_jsonl(root / "test.jsonl", [{"text": "a flag", "label": True}])  # a JSON true is no class id
+    with pytest.raises(DistillError, match=r"test\.jsonl:1: unknown label True \(labels inferred"):
+        task.load("test")
+    (root / "task.yaml").write_text("kind: single\ninstruction: x\nfields: [{name: text, display: T, description: d}]\n"
+                                    "labels: [{name: 0, description: bad}, {name: '1', description: good}]\n")
+    task = load_task(root)  # `name: 0` unquoted in YAML is the label "0"
+    assert task.spec.label_names == ["0", "1"] and task.load("fewshot")[1]["label"] == "1"
+    with pytest.raises(DistillError, match=r"unknown label True \(task\.yaml labels: 0, 1\)"):
+        task.load("test")
+
+
+def test_inferred_integer_labels_are_in_id_order(tmp_path):
+    root = tmp_path / "many"
+    root.mkdir()
+    write_jsonl(root / "fewshot.jsonl", [{"text": f"t {i}", "label": i} for i in range(12)])
+    write_jsonl(root / "validation.jsonl", [{"text": "t", "label": "3"}])  # a string id is the same label
+    assert load_task(root, quiet=True).spec.label_names == [str(i) for i in range(12)]  # 2 before 10

@@ -316,13 +316,17 @@ class Comparison:
                         if known.get(n, {}).get("state") == "failed":
                             known[n]["orphaned"] = True
                     return known
-            if now - checked >= 15:  # `dvc queue status` costs a second or two: not at every poll
+            # `dvc queue status` costs a second or two: not at every poll, but at least 3 looks per ORPHAN_S window
+            if now - checked >= min(15.0, ORPHAN_S / 3):
                 checked, idle_since = now, None if workers_alive(self.root) else (idle_since or now)
             if idle_since and now - idle_since >= ORPHAN_S:
                 # DVC's queue has left a run "running" (a race, seen in tests) or "queued" with every worker gone:
                 # nothing will ever change its state unless compare steps in
                 if self.recover(manifest):
                     idle_since = None
+                    continue
+                if workers_alive(self.root):  # one came (back) since the last look (a slow start): nothing is lost
+                    checked, idle_since = time.time(), None
                     continue
                 if known is None:
                     raise DistillError(f"compare: no queue worker alive for {ORPHAN_S:.0f} s and `dvc exp show` "

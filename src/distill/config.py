@@ -14,7 +14,7 @@ import warnings
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from distill.io import load_yaml_model
+from distill.io import DistillError, load_yaml_model
 
 
 # `register` is a params section; pydantic warns that it shadows ABCMeta.register, which we never use.
@@ -34,6 +34,9 @@ def looks_like_key(name: str) -> bool:
     return len(name) > 64 or (len(name) >= 24 and mixed)
 
 
+# A task is a folder directly under data/tasks/: no separators, no leading dot (so no `..`), no absolute path.
+TASK_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
 RUNTIME = {"runtime": True}  # a knob of speed or patience, not of results: in no stage's dvc.yaml params
 
 
@@ -45,8 +48,12 @@ class Section(BaseModel):
     def _no_bool_for_numbers(cls, v, info):
         # pydantic's lax mode reads `epochs: true` as 1: a typo, not a number
         ann = cls.model_fields[info.field_name].annotation
-        if isinstance(v, bool) and bool not in (ann, *getattr(ann, "__args__", ())):
+        types = (ann, *getattr(ann, "__args__", ()))
+        if isinstance(v, bool) and bool not in types:
             raise PydanticCustomError("bool_not_number", "a yes/no value where a number or text belongs")
+        # ...and `n_per_label: 1e3` (DVC writes -S 1e3 as 1000.0) as 1000: a whole number must be written as one
+        if isinstance(v, float) and int in types and float not in types:
+            raise PydanticCustomError("float_not_int", "a decimal number where a whole number belongs")
         return v
 
 
@@ -324,7 +331,7 @@ class LabelledParams(Section):
 
 
 class Params(Section):
-    task: str = Field("sst2", description="task folder under data/tasks/")
+    task: str = Field("sst2", description="task folder under data/tasks/ (a plain folder name)")
     method: Literal["auto", "zerogen", "gold", "s3", "llkd", "labelled"] = Field(
         "auto", description="distillation method: zerogen | gold | s3 | llkd; labelled = real labels only (a reference, no "
         "teacher); auto = llkd for a classification task with unlabelled text (unlabeled.jsonl), else zerogen "
@@ -343,6 +350,14 @@ class Params(Section):
     llkd: LLKDParams = LLKDParams()
     labelled: LabelledParams = LabelledParams()
 
+    @field_validator("task")
+    @classmethod
+    def _task_name(cls, v: str) -> str:
+        if not re.fullmatch(TASK_NAME, v):
+            raise PydanticCustomError("task_name", "must be the name of a folder under data/tasks/ (letters, digits, "
+                                      "'.', '_', '-'; no path)")
+        return v
+
 
 def runtime_keys(model: type[BaseModel] = None, prefix: str = "") -> set[str]:
     """Dotted keys of the fields marked runtime (how fast or how patiently, never what comes out): no stage
@@ -360,4 +375,11 @@ def runtime_keys(model: type[BaseModel] = None, prefix: str = "") -> set[str]:
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    return load_yaml_model(path, Params)
+    try:
+        return load_yaml_model(path, Params)
+    except DistillError as e:
+        if getattr(e, "secret", None):  # a pasted key: out of params.yaml and git before DVC can keep it
+            from distill.secrets import scrub
+
+            raise DistillError(f"{e} (the value: {scrub(path, e.secret)})") from None
+        raise

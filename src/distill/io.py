@@ -59,15 +59,40 @@ def file_lock(path: str | Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def read_jsonl(path: str | Path, required: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """Read a JSON Lines file; every problem is reported as `file:line: what`."""
+# One JSONL line is one example. The longest shipped row (an RTE pair) is ~1.5 kB and the teacher reads at most
+# teacher.max_text_chars (1500) characters of a text: 1 MiB leaves room for any real document and refuses a file
+# with a whole corpus (or a binary blob) on one line before it is read into memory.
+MAX_LINE_BYTES = 1 << 20
+
+
+def _line_too_long(f, head: bytes, path: Path, lineno: int, limit: int) -> DistillError:
+    """The error for a line whose first `head` bytes already pass the limit: its length counted in 1 MiB chunks
+    (the rest of the line is skipped, never held in memory)."""
+    n = len(head)
+    while chunk := f.readline(1 << 20):
+        if chunk.endswith(b"\n"):
+            n += len(chunk) - 1
+            break
+        n += len(chunk)
+    return DistillError(f"{path}:{lineno}: line is {n} bytes, over the {limit}-byte limit (one line holds one "
+                        "example: is a whole file on one line?)")
+
+
+def read_jsonl(path: str | Path, required: Iterable[str] = (),
+               max_line_bytes: int = MAX_LINE_BYTES) -> list[dict[str, Any]]:
+    """Read a JSON Lines file; every problem is reported as `file:line: what`. A line over `max_line_bytes` (its
+    newline not counted) is refused without reading more than the limit of it."""
     path = Path(path)
     if not path.is_file():
         raise DistillError(f"{path}: file not found")
     rows = []
     required = list(required)
     with path.open("rb") as f:
-        for lineno, raw in enumerate(f, start=1):
+        lineno = 0
+        while raw := f.readline(max_line_bytes + 1):  # at most the limit plus one byte: the newline, or proof of excess
+            lineno += 1
+            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+                raise _line_too_long(f, raw, path, lineno, max_line_bytes)
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -238,4 +263,8 @@ def load_yaml_model(path: str | Path, model: type[M]) -> M:
     try:
         return model.model_validate(raw)
     except ValidationError as e:
-        raise DistillError(f"{path}: {first_error(e)}") from None
+        err = DistillError(f"{path}: {first_error(e)}")
+        first = e.errors()[0]
+        # the value a "secret" error hides, so that a caller can scrub it (config.load_params); never printed
+        err.secret = first.get("input") if first["type"] == "secret" and isinstance(first.get("input"), str) else None
+        raise err from None

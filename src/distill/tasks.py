@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from distill.io import DistillError, atomic_dir, load_yaml_model, read_jsonl
 
@@ -34,6 +34,12 @@ class LabelSpec(_Strict):
     name: str = Field(description="label string exactly as in the JSONL files")
     description: str = Field(description="one line the LLM reads when asked to write an example of this label")
     verbalizer: str | None = Field(None, description="word scored after the answer prefix (default: the name)")
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _integer_name(cls, v: Any) -> Any:
+        """`name: 0` in YAML is an integer: the label named "0" (rows exported by Hugging Face hold integer ids)."""
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
     @property
     def word(self) -> str:
@@ -64,6 +70,8 @@ class TaskSpec(_Strict):
     max_new_tokens: int | None = Field(
         None, gt=0, description="tokens the teacher may write per generated example of this task; overrides "
         "generate.max_new_tokens (None = use it). A worked word problem needs ~100, a review sentence 48")
+    # Where the label names came from, for errors about a row's label: not a field, so never written to a task.yaml
+    _labels_from: str = PrivateAttr("task.yaml labels")
 
     @model_validator(mode="after")
     def _check(self) -> "TaskSpec":
@@ -130,25 +138,39 @@ class Task:
         rows = read_jsonl(path, required=self.spec.field_names)
         if labelled:
             check_labels(rows, self.spec, path)
+            if not self.spec.target:
+                for row in rows:  # an integer id (0) becomes its label name ("0"): every later stage compares names
+                    row["label"] = label_name(row["label"])
         for i, row in enumerate(rows):
             row.setdefault("id", f"{split}-{i}")
         return rows
 
-
-    def check(self) -> dict[str, int]:
-        """Read and check every split (file:line errors) -> rows per split. Stages call this before any LLM call, so
-        a bad test.jsonl stops the pipeline at its start, not after generation and training."""
-        counts = {}
+    def load_all(self) -> dict[str, list[dict[str, Any]]]:
+        """Every split, read and checked (file:line errors); only unlabeled.jsonl may be empty."""
+        splits = {}
         for split in SPLITS:
             rows = self.load(split)
             if not rows and split != "unlabeled":
                 raise DistillError(f"{self.path(split)}: no rows (every task needs labelled {split} rows)")
-            counts[split] = len(rows)
-        return counts
+            splits[split] = rows
+        return splits
+
+    def check(self) -> dict[str, int]:
+        """Read and check every split (file:line errors) -> rows per split. Stages call this before any LLM call, so
+        a bad test.jsonl stops the pipeline at its start, not after generation and training."""
+        return {split: len(rows) for split, rows in self.load_all().items()}
 
 
 def label_counts(spec: TaskSpec, rows: list[dict[str, Any]]) -> dict[str, int]:
     return {f"kept.{l}": sum(r["label"] == l for r in rows) for l in spec.label_names}  # seq2seq: none
+
+
+def label_name(label: Any) -> str | None:
+    """A row's label as a label name: a string as it is, an integer id as its digits (Hugging Face exports class ids:
+    0 is the label "0"); anything else (a list, a float, true) is no name."""
+    if isinstance(label, int) and not isinstance(label, bool):
+        return str(label)
+    return label if isinstance(label, str) else None
 
 
 def check_labels(rows: list[dict[str, Any]], spec: TaskSpec, path: Path | str) -> None:
@@ -161,17 +183,19 @@ def check_labels(rows: list[dict[str, Any]], spec: TaskSpec, path: Path | str) -
     known = set(spec.label_names)
     for row in rows:
         label = row.get("label")
-        if not isinstance(label, str) or label not in known:  # a list or dict label is unknown too (and unhashable)
-            raise DistillError(
-                f"{path}:{row.get('_line', '?')}: unknown label {label!r} (task.yaml labels: {', '.join(spec.label_names)})"
-            )
+        if label_name(label) not in known:  # a list or dict label is unknown too (and unhashable)
+            raise DistillError(f"{path}:{row.get('_line', '?')}: unknown label {label!r} "
+                               f"({spec._labels_from}: {', '.join(spec.label_names)})")
 
 
 def load_task(task_dir: str | Path, quiet: bool = False) -> Task:
     root = Path(task_dir)
     spec_path = root / "task.yaml"
     if not root.is_dir():
-        raise DistillError(f"{root}: unknown task (no such folder; a task is a folder with task.yaml and JSONL splits)")
+        parent = root.parent
+        there = sorted(d.name for d in parent.iterdir() if (d / "test.jsonl").is_file()) if parent.is_dir() else []
+        known = f"tasks in {parent}: {', '.join(there)}" if there else "a task is a folder with JSONL splits"
+        raise DistillError(f"{root}: unknown task (no such folder; {known}; add one with `distill add-task`)")
     spec = load_yaml_model(spec_path, TaskSpec) if spec_path.is_file() else infer_spec(root, quiet)
     if not spec.name:
         spec.name = root.name
@@ -225,8 +249,9 @@ def infer_spec(root: Path, quiet: bool = False) -> TaskSpec:
     card = (root / "DATASET.md").read_text(errors="replace") if (root / "DATASET.md").is_file() else ""
     listed = re.search(r"^Label names?:(.*)$", card, re.M)
     names = re.findall(r"`([^`]+)`", listed.group(1)) if listed else []
-    seen = sorted({str(r["label"]) for r in rows if "label" in r})
-    names = names if names and set(seen) <= set(names) else seen
+    seen = sorted({label_name(r.get("label")) for r in rows} - {None}, key=_label_order)
+    from_card = bool(names) and set(seen) <= set(names)
+    names = names if from_card else seen
     about = next((l.strip() for l in card.splitlines()[1:] if l.strip() and not l.startswith(("#", "|", "-"))), "")
     first = about.split(". ")[0]
     sentence = first if first.endswith(("?", "!")) else first.rstrip(".") + "."
@@ -240,9 +265,17 @@ def infer_spec(root: Path, quiet: bool = False) -> TaskSpec:
     notice(root, f"using an inferred spec ({'text pair' if len(fields) == 2 else fields[0].description}, labels "
            f"{', '.join(names)}); a task.yaml with label descriptions gives the teacher better prompts "
            f"(`distill add-task` writes one to edit)", quiet)
-    return TaskSpec(kind="pair" if len(fields) == 2 else "single", fields=fields, labels=labels, answer_name="Label",
+    spec = TaskSpec(kind="pair" if len(fields) == 2 else "single", fields=fields, labels=labels, answer_name="Label",
                     instruction=(f"{sentence} " if about else "") + f"Label each {unit} as one of: {', '.join(words)}.",
                     demos_per_prompt=3)
+    spec._labels_from = ("labels listed in DATASET.md, no task.yaml" if from_card
+                         else "labels inferred from fewshot.jsonl and validation.jsonl, no task.yaml")
+    return spec
+
+
+def _label_order(name: str) -> tuple:
+    """Integer ids in numeric order (2 before 10: id order is label order), then other names alphabetically."""
+    return (0, int(name), "") if re.fullmatch(r"-?\d+", name) else (1, 0, name)
 
 
 def infer_seq2seq(root: Path, rows: list[dict], quiet: bool) -> TaskSpec:
@@ -267,11 +300,17 @@ def add_task(src: str | Path, dest_root: str | Path = "data/tasks", name: str | 
 
     import yaml
 
+    from distill.config import TASK_NAME
+
     src = Path(src)
+    name = name or src.resolve().name
+    if not re.fullmatch(TASK_NAME, name):  # `--name ../../x` or `/abs` would write outside dest_root
+        raise DistillError(f"--name: {name!r} is not a plain folder name (letters, digits, '.', '_', '-'; no path): "
+                           f"a task is a folder directly under {dest_root}")
     task = load_task(src, quiet=True)  # the spec inferred here is written out as task.yaml: no notice
     for split in SPLITS:
         task.load(split)
-    dest = Path(dest_root) / (name or src.name)
+    dest = Path(dest_root) / name
     if dest.exists() and not force:
         raise DistillError(f"{dest}: already exists (pass --force to replace it)")
     with atomic_dir(dest) as tmp:

@@ -43,7 +43,13 @@ def _value(node: ast.AST, depth: int) -> float:
     if depth > MAX_DEPTH:
         raise ArithError("too_deep")
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return float(node.value)
+        try:  # `1e309` parses as inf, a 400-digit integer does not fit a float: neither is an answer
+            value = float(node.value)
+        except OverflowError:
+            raise ArithError("not_finite") from None
+        if not math.isfinite(value):
+            raise ArithError("not_finite")
+        return value
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         v = _value(node.operand, depth + 1)
         return -v if isinstance(node.op, ast.USub) else v
@@ -58,18 +64,21 @@ def _value(node: ast.AST, depth: int) -> float:
     raise ArithError("not_arithmetic")
 
 
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+# an exponent is part of the number it follows: '1e999' is one (too large) number, not 999
+_NUMBER = re.compile(r"(?:-?\d[\d,]*(?:\.\d+)?|-?\.\d+)(?:[eE][-+]?\d+)?")
 
 
 def parse_number(text: str) -> float | None:
-    """The answer a model wrote: the last number in the text ('The answer is 1,200.' -> 1200.0); None if none."""
+    """The answer a model wrote: the last number in the text ('The answer is 1,200.' -> 1200.0); None if none, or
+    if it is too large for a float (400 digits read as inf: not a number either)."""
     found = _NUMBER.findall(text.replace("−", "-"))
     if not found:
         return None
     try:
-        return float(found[-1].replace(",", ""))
+        value = float(found[-1].replace(",", ""))
     except ValueError:
         return None
+    return value if math.isfinite(value) else None
 
 
 def numeric_match(predicted: str, target: str, tol: float = 1e-4) -> bool:
@@ -80,7 +89,10 @@ def numeric_match(predicted: str, target: str, tol: float = 1e-4) -> bool:
 
 
 def format_number(value: float) -> str:
-    """5.0 -> '5', 2.5 -> '2.5' (targets are written like the dataset's: no trailing '.0', at most 6 decimals)."""
+    """5.0 -> '5', 2.5 -> '2.5' (targets are written like the dataset's: no trailing '.0', at most 6 decimals);
+    '' for inf or nan (safe_eval and parse_number return neither, but a caller's own float may be one)."""
+    if not math.isfinite(value):
+        return ""
     return str(int(round(value))) if abs(value - round(value)) < 1e-9 else f"{value:.6f}".rstrip("0").rstrip(".")
 
 

@@ -4,6 +4,10 @@ Where the rows come from is the method's business (methods/registry.py): ZeroGen
 GOLD's iterations, S3's seed data plus every round's extrapolations, LLKD's pseudo-labelled pool (selected
 online in training), or real labelled rows only (`labelled`, the reference a user compares against). Writes
 `plots/iterations.tsv` (one row per iteration: validation accuracy, mean energy, size) for `dvc plots show`.
+
+Every method's final set passes through here, so this is where a row that repeats a test.jsonl row (a teacher that
+wrote a test example out, a pseudo-labelled pool row that is also a test row, a fewshot row the test split shares)
+is dropped: training on the test set would make the reported accuracy meaningless.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from pathlib import Path
 
 from distill.config import Params
 from distill.io import atomic_path, write_json, write_jsonl
+from distill.leakage import drop_test_rows
 from distill.methods.registry import Inputs, method_of
 from distill.tasks import check_labels, label_counts, load_task
 
@@ -21,18 +26,24 @@ def run(params: Params, task_dir: str, generated: str, gold_dir: str, out: str, 
         pseudo: str, s3_dir: str) -> None:
     task = load_task(task_dir)
     spec = task.spec
-    data = method_of(params).training_set(params, task, Inputs(Path(generated), Path(gold_dir), Path(s3_dir), Path(pseudo)))
+    inputs = Inputs(Path(generated), Path(gold_dir), Path(s3_dir), Path(pseudo))
+    data = method_of(params).training_set(params, task, inputs)
     check_labels(data.rows, spec, data.source)
-    real = with_fewshot(task, data.rows, params.assemble.fewshot_weight)
-    rows = data.rows + real
+    test = task.load("test")
+    method_rows, leaked = drop_test_rows(spec, data.rows, test)
+    real, leaked_real = drop_test_rows(spec, with_fewshot(task, method_rows, params.assemble.fewshot_weight), test)
+    leaked += leaked_real
+    rows = method_rows + real
     write_jsonl(out, rows)
-    write_json(metrics_out, {"n_samples": len(rows), "n_fewshot": len(real), "iterations": len(data.curve), "dropped_high_energy": data.dropped,
+    write_json(metrics_out, {"n_samples": len(rows), "n_fewshot": len(real), "iterations": len(data.curve),
+                             "dropped_high_energy": data.dropped, "dropped_test_overlap": leaked,
                              **label_counts(spec, rows)})
     with atomic_path(plot_out) as tmp:
         lines = ["\t".join(CURVE)] + ["\t".join(str(c.get(k, "")) for k in CURVE) for c in data.curve]
         tmp.write_text("\n".join(lines) + "\n")
     print(f"assemble: {len(rows)} training samples for method {params.method} "
-          f"({len(real)} real fewshot rows, {len(data.curve)} iterations, {data.dropped} dropped)")
+          f"({len(real)} real fewshot rows, {len(data.curve)} iterations, {data.dropped} dropped as high-energy, "
+          f"{leaked} as copies of test rows)")
 
 
 def with_fewshot(task, rows: list[dict], weight: float) -> list[dict]:
