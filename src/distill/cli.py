@@ -255,10 +255,12 @@ def add_task(src, name, dest, force):
 @click.option("--max-tokens", default=4096, show_default=True, type=click.IntRange(1), help="largest max_tokens a request may ask (400 above it)")
 @click.option("--device", default="auto", show_default=True, help="auto (the GPU when torch sees one) | cpu | cuda[:N]")
 @click.option("--dtype", default="auto", show_default=True, type=click.Choice(["auto", "float32", "bfloat16", "float16"]))
-def serve(model, name, host, port, batch_window_ms, max_batch, max_tokens, device, dtype):
+@click.option("--request-timeout", default=300.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="seconds a request may take, waiting included (504 after)")
+def serve(model, name, host, port, batch_window_ms, max_batch, max_tokens, device, dtype, request_timeout):
     from distill.teachers.serve import serve as run
 
-    run(model, name, host, port, batch_window_ms, max_batch, max_tokens, device, dtype)
+    run(model, name, host, port, batch_window_ms, max_batch, max_tokens, device, dtype, request_timeout)
 
 def main() -> None:
     from distill.io import DistillError

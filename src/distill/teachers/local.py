@@ -51,6 +51,23 @@ def load_causal_lm(path: Path, identity: str, device: str = "cpu", dtype: torch.
     return model, tok
 
 
+def max_token_chars(tok) -> int | None:
+    """The most characters one token can cover, where that is provable, else None. For a byte-level BPE tokenizer
+    without a normalizer, a token is a span of the text no longer than its vocabulary string (one character per
+    byte) or its added token's text, and a character is at least one byte. So a text of more than context x this
+    many characters is too long for the model without tokenizing it (`distill serve`: a megabyte takes a second)."""
+    import json
+
+    if not getattr(tok, "is_fast", False):
+        return None
+    spec = json.loads(tok.backend_tokenizer.to_str())
+    pre = spec.get("pre_tokenizer") or {}
+    kinds = {pre.get("type")} | {p.get("type") for p in pre.get("pretokenizers") or []}
+    if spec.get("normalizer") is not None or spec["model"].get("type") != "BPE" or "ByteLevel" not in kinds:
+        return None
+    return max([len(t) for t in spec["model"]["vocab"]] + [len(t["content"]) for t in spec.get("added_tokens", [])])
+
+
 class LocalBackend:
     def __init__(self, model: str, reuse_prefix: bool = True, device: str = "auto", dtype: str = "auto",
                  device_field: str = "teacher.device"):
