@@ -185,6 +185,13 @@ def test_summary_prints_both_accuracies_for_every_task_kind(tmp_path):
     (tmp_path / "reg.json").write_text(json.dumps({"model_name": "distill-toy", "alias": "champion", "version": 2, "method": "llkd"}))
     out = CliRunner().invoke(group, ["summary", "--metrics", str(tmp_path / "cls.json"), "--registered", str(tmp_path / "reg.json")])
     assert "method: llkd" in out.output and "registered: models:/distill-toy@champion (version 2)" in out.output  # what auto became
+    # student, labeller and teacher side by side, on the teacher's rows too where its sample is smaller
+    (tmp_path / "lab.json").write_text(json.dumps({**base, "student_accuracy_teacher_rows": 0.625, "labeller_accuracy": 0.875,
+                                                   "val_student_accuracy": 0.7, "val_labeller_accuracy": 0.9,
+                                                   "val_teacher_accuracy": 0.6, "val_n": 20, "val_teacher_n": 20}))
+    out = CliRunner().invoke(group, ["summary", "--metrics", str(tmp_path / "lab.json"), "--registered", str(tmp_path / "none.json")])
+    assert "  on the teacher's rows: 0.6250  (8 rows)" in out.output and "labeller test accuracy: 0.8750  (8 rows)" in out.output
+    assert "validation: student 0.7000, labeller 0.9000, teacher 0.6000" in out.output
 
 
 def test_teacher_baseline_cap_is_a_fixed_uniform_sample():

@@ -193,7 +193,15 @@ def summary(metrics_path, registered):
         click.echo(f"method: {r['method']}")
     f1 = f"macro-F1 {m['student_macro_f1']:.4f}, " if "student_macro_f1" in m else ""  # a seq2seq task has no labels
     click.echo(f"student test accuracy: {m['student_accuracy']:.4f}  ({f1}{m['n_test']} rows)")
+    if m["teacher_n_test"] < m["n_test"] and "student_accuracy_teacher_rows" in m:
+        click.echo(f"  on the teacher's rows: {m['student_accuracy_teacher_rows']:.4f}  ({m['teacher_n_test']} rows)")
+    if "labeller_accuracy" in m:  # what the student was trained to imitate (LLKD: teacher x few-shot prior)
+        click.echo(f"labeller test accuracy: {m['labeller_accuracy']:.4f}  ({m['teacher_n_test']} rows)")
     click.echo(f"teacher test accuracy: {m['teacher_accuracy']:.4f}  (few-shot, {m['teacher_n_test']} rows)")
+    if "val_labeller_accuracy" in m:
+        click.echo(f"validation: student {m['val_student_accuracy']:.4f}, labeller {m['val_labeller_accuracy']:.4f}, "
+                   f"teacher {m['val_teacher_accuracy']:.4f}  ({m['val_n']} rows; the labeller and teacher on "
+                   f"{m['val_teacher_n']})")
     if r:
         click.echo(f"registered: models:/{r['model_name']}@{r['alias']} (version {r['version']})")
     click.echo("compare experiments:  dvc exp show")

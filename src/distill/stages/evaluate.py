@@ -3,8 +3,13 @@ accuracies on validation.jsonl (`val_*`: what to compare experiments on when cho
 decided by; test is for reporting). `val_*` counts only the validation rows the run's data never depended on
 (`judged_validation`), so a method that reads validation.jsonl (S3) is not judged on its own material.
 
-The teacher is scored as a few-shot classifier (plain prompt, label log-probs) — the bar the student is
-distilled from. Its answers are cached, so re-evaluating a new student costs no LLM call.
+The teacher is scored as a few-shot classifier (plain prompt, label log-probs). Beside it, the *labeller*: what the
+student was trained to imitate, scored on the same rows. For LLKD that is the teacher's distribution times the
+few-shot prior (`llkd.fewshot_prior`), as llkd_label labels the pool; for ZeroGen, GOLD and S3 it is the teacher's
+own label check, the same numbers as the teacher's; the `labelled` reference and an unchecked ZeroGen
+(`generate.label_filter: none`) have none. The student is also scored on the teacher's rows (`*_teacher_rows`), so
+the three compare on one sample when the teacher's is capped (`evaluate.teacher_max_examples`). The teacher's
+answers are cached, so re-evaluating a new student costs no LLM call.
 """
 from __future__ import annotations
 
@@ -62,31 +67,71 @@ def run(params: Params, task_dir: str, model_dir: str, metrics_out: str, plot_ou
     argmax = lambda p: spec.label_names[top_label(p)]  # noqa: E731
     teacher_pred = [argmax(p) for p in probs]
     raw_pred = [argmax(p) for p in raw]
+    on_rows = ids_of(test, rows)  # the student's predictions on the teacher's rows
+    student_rows = [student[i] for i in on_rows]
+    labeller = labeller_probs(params, spec, fewshot, rows, probs)
     val = {}
     if validation:
         val_probs, _ = classify(teacher, spec, val_rows, fewshot, params.teacher, params.seed, desc="teacher on validation")
-        val = {"val_student_accuracy": accuracy([r["label"] for r in validation], model.predict(validation, params.evaluate.batch_size)),
-               "val_teacher_accuracy": accuracy([r["label"] for r in val_rows], [argmax(p) for p in val_probs]),
-               "val_teacher_n": len(val_rows)}
+        val_gold, val_student = [r["label"] for r in val_rows], model.predict(validation, params.evaluate.batch_size)
+        val = {"val_student_accuracy": accuracy([r["label"] for r in validation], val_student),
+               "val_student_accuracy_teacher_rows": accuracy(val_gold, [val_student[i] for i in ids_of(validation, val_rows)]),
+               "val_teacher_accuracy": accuracy(val_gold, [argmax(p) for p in val_probs]), "val_teacher_n": len(val_rows)}
+        if labeller is not None:
+            val_labeller = labeller_probs(params, spec, fewshot, val_rows, val_probs)
+            val["val_labeller_accuracy"] = accuracy(val_gold, [argmax(p) for p in val_labeller])
 
     metrics = {
         "student_accuracy": accuracy(gold, student), "student_macro_f1": macro_f1(gold, student, spec.label_names),
+        "student_accuracy_teacher_rows": accuracy(teacher_gold, student_rows),
         "teacher_accuracy": accuracy(teacher_gold, teacher_pred), "teacher_macro_f1": macro_f1(teacher_gold, teacher_pred, spec.label_names),
         "teacher_accuracy_uncalibrated": accuracy(teacher_gold, raw_pred),
         "n_test": len(test), "teacher_n_test": len(rows), "val_n": len(validation), **val, **llm_metrics(teacher),
     }
+    if labeller is not None:
+        labeller_pred = [argmax(p) for p in labeller]
+        metrics.update(labeller_accuracy=accuracy(teacher_gold, labeller_pred),
+                       labeller_macro_f1=macro_f1(teacher_gold, labeller_pred, spec.label_names))
     write_json(metrics_out, metrics)
     write_json(plot_out, [{"actual": g, "predicted": p} for g, p in zip(gold, student)])
+    said = f"labeller {metrics['labeller_accuracy']:.4f}, " if labeller is not None else ""
     print(f"evaluate: student accuracy {metrics['student_accuracy']:.4f} (macro-F1 {metrics['student_macro_f1']:.4f}); "
-          f"teacher accuracy {metrics['teacher_accuracy']:.4f} on {len(rows)} test rows; {val_line(metrics)}")
+          f"on the teacher's {len(rows)} test rows: student {metrics['student_accuracy_teacher_rows']:.4f}, {said}"
+          f"teacher {metrics['teacher_accuracy']:.4f}; {val_line(metrics)}")
+
+
+def ids_of(rows: list[dict], sample: list[dict]) -> list[int]:
+    """Positions in `rows` of a sample's rows (`capped` keeps the row objects themselves)."""
+    at = {id(r): i for i, r in enumerate(rows)}
+    return [at[id(r)] for r in sample]
+
+
+def labeller_probs(params: Params, spec, fewshot: list[dict], rows: list[dict], teacher_probs: list[list[float]]):
+    """What the student learned from, as label distributions on `rows` (None where it learned from real or requested
+    labels): LLKD's teacher x few-shot prior, as llkd_label computes it on the pool; the other methods' label check is
+    the teacher itself. The prior's probe is fitted again here (deterministic for a seed: the same probe)."""
+    if params.method == "labelled" or (params.method == "zerogen" and params.generate.label_filter == "none"):
+        return None
+    if params.method != "llkd":
+        return teacher_probs
+    import torch
+
+    from distill.methods.llkd import with_prior
+    from distill.students.prior import fewshot_probe
+
+    prior = fewshot_probe(params, spec, fewshot, rows)
+    if prior is None:
+        return teacher_probs
+    return with_prior(torch.tensor(teacher_probs), prior, params.llkd.prior_weight).tolist()
 
 
 def val_line(metrics: dict) -> str:
     if not metrics["val_n"]:
         return "no val_* metrics: this run's training data used all of validation.jsonl"
-    capped = f" (first {metrics['val_teacher_n']} rows)" if metrics["val_teacher_n"] < metrics["val_n"] else ""
+    capped = f" (a sample of {metrics['val_teacher_n']} rows)" if metrics["val_teacher_n"] < metrics["val_n"] else ""
+    said = f"labeller {metrics['val_labeller_accuracy']:.4f}, " if "val_labeller_accuracy" in metrics else ""
     return (f"on {metrics['val_n']} validation rows: student {metrics['val_student_accuracy']:.4f}, "
-            f"teacher {metrics['val_teacher_accuracy']:.4f}{capped}")
+            f"{said}teacher {metrics['val_teacher_accuracy']:.4f}{capped}")
 
 
 def evaluate_seq2seq(params: Params, spec, model, test: list[dict], validation: list[dict], rows: list[dict],

@@ -25,6 +25,7 @@ from distill.io import write_json, write_jsonl
 from distill.methods.fewshot import named_probs, top_label
 from distill.methods.llkd import pool_cut
 from distill.stages import checked_task, inactive
+from distill.students.prior import fewshot_probe  # noqa: F401 - also the probe's old home for callers
 from distill.synthesis import classify, llm_metrics, solutions
 from distill.tasks import label_counts
 from distill.teachers import make_teacher
@@ -72,38 +73,6 @@ def _labelled(params: Params, spec, teacher, pool: list[dict], fewshot: list[dic
         rows.append({"id": f"pool-{r['_line']}", **{f: r[f] for f in spec.field_names}, "label": spec.label_names[y],
                      "source": "pseudo", "round": 0, "meta": meta})
     return rows, {**label_counts(spec, rows), **extra}
-
-
-def fewshot_probe(params: Params, spec, fewshot: list[dict], rows: list[dict]) -> torch.Tensor | None:
-    """The few-shot prior: a linear probe on frozen, L2-normalised embeddings (llkd.prior_model's) of the labelled fewshot
-    rows (scikit-learn's LogisticRegression objective with C = llkd.prior_c), its label distribution on `rows`.
-    None where it is off, or where some label has no fewshot row (the probe would rule that label out)."""
-    lp, tc = params.llkd, params.train
-    if lp.fewshot_prior == "none" or lp.prior_weight == 0:
-        return None
-    missing = set(spec.label_names) - {r["label"] for r in fewshot}
-    if missing:
-        print(f"llkd_label: no few-shot prior (fewshot.jsonl has no row labelled {sorted(missing)[0]!r}); the teacher's labels alone")
-        return None
-    from distill.devices import autocast, resolve_device, resolve_dtype
-    from distill.students.finetune import fit_linear
-    from distill.students.model import new_student, resolve_student
-
-    encoder = resolve_student(tc.model) if lp.prior_model == "student" else resolve_student(lp.prior_model, "llkd.prior_model")
-    probe = new_student(encoder, spec.label_names, spec.field_names, params.seed, tc.pooling, normalize=True,
-                        max_length=tc.max_length, task=spec.name)
-    # Frozen embeddings only: bfloat16 where the device computes it natively (2x faster for mpnet on an AVX512-BF16
-    # CPU, cosine 0.99997 to float32's on AG News), the fit itself in float32.
-    device = resolve_device(tc.device, "train.device")
-    with autocast(device, resolve_dtype("auto", device, training=False)):
-        x_few, x_rows = probe.to(device).embeddings(fewshot), probe.embeddings(rows)
-    y = torch.tensor([spec.label_id(r["label"]) for r in fewshot])
-    # scikit-learn's penalty |w|^2 / (2 C n) on its one weight vector per class, or, with two labels, on the one vector
-    # w = w_1 - w_0 of its binomial loss: the softmax head's optimum has w_0 = -w_1, hence twice the strength there
-    l2 = (1.0 if len(spec.labels) == 2 else 0.5) / (lp.prior_c * len(fewshot))
-    head = fit_linear(x_few, torch.nn.functional.one_hot(y, len(spec.labels)).float(), torch.ones(len(fewshot)), l2)
-    with torch.no_grad():
-        return head(x_rows).softmax(-1)
 
 
 def _solved(params: Params, spec, teacher, pool: list[dict], fewshot: list[dict]) -> tuple[list[dict], dict]:

@@ -1,0 +1,62 @@
+"""evaluate scores the labeller (what the student was trained to imitate) beside the teacher and the student, on the
+teacher's rows: LLKD's teacher x few-shot prior, the teacher's own label check for generation methods, none for real
+labels."""
+import json
+
+import torch
+
+from conftest import write_params
+from distill.config import load_params
+from distill.metrics import accuracy
+
+
+def evaluated(tmp_path, toy_task, name: str, **sections) -> dict:
+    from distill.methods.auto import resolve
+    from distill.stages import evaluate
+
+    params = resolve(load_params(write_params(tmp_path / f"{name}.yaml", task="toy", **sections)), toy_task)
+    evaluate.run(params, str(toy_task), "models/student", f"m/{name}.json", "plots/confusion.json")
+    return json.loads((tmp_path / f"m/{name}.json").read_text())
+
+
+def test_labeller_is_scored_on_the_teachers_rows(tmp_path, toy_task, fake_backend, tiny_student, monkeypatch):
+    from distill.methods.llkd import with_prior
+    from distill.stages import evaluate
+    from distill.students.model import new_student
+    from distill.students.prior import fewshot_probe
+    from distill.tasks import load_task
+
+    monkeypatch.chdir(tmp_path)
+    task = load_task(toy_task, quiet=True)
+    labels = task.spec.label_names
+    new_student(tiny_student, labels, ["text"], 0).save_pretrained("models/student")  # an untrained student: evaluate only reads it
+    sure = fake_backend.score  # the fake teacher is all but certain: soften it, so that the prior can move it
+    monkeypatch.setattr(fake_backend, "score", lambda requests: [[0.05 * x for x in s] for s in sure(requests)])
+    common = dict(train={"model": str(tiny_student)}, evaluate={"teacher_max_examples": 10})
+    llkd = dict(method="llkd", llkd={"prior_weight": 10.0, "prior_model": "student"}, **common)
+    m = evaluated(tmp_path, toy_task, "llkd", **llkd)
+
+    # the labeller by hand: the teacher's distribution on the same 10 capped test rows, times the probe's
+    params = load_params(tmp_path / "llkd.yaml")
+    rows = evaluate.capped(task.load("test"), 10)
+    from distill.synthesis import classify
+    from distill.teachers import make_teacher
+
+    probs, _ = classify(make_teacher(params.teacher), task.spec, rows, task.load("fewshot"), params.teacher, params.seed)
+    prior = fewshot_probe(params, task.spec, task.load("fewshot"), rows)
+    expected = with_prior(torch.tensor(probs), prior, 10.0)
+    gold = [r["label"] for r in rows]
+    assert m["labeller_accuracy"] == accuracy(gold, [labels[int(p.argmax())] for p in expected])
+    assert (expected - torch.tensor(probs)).abs().max() > 0.05  # the prior moved the teacher's: the check has teeth
+    assert m["teacher_n_test"] == 10 and m["n_test"] == 40 and "val_labeller_accuracy" in m
+    assert {"student_accuracy_teacher_rows", "val_student_accuracy_teacher_rows", "labeller_macro_f1"} <= set(m)
+
+    # generation methods: the labeller is the teacher's label check, the same numbers; real labels: no labeller
+    zerogen = evaluated(tmp_path, toy_task, "zerogen", method="zerogen", **common)
+    assert zerogen["labeller_accuracy"] == zerogen["teacher_accuracy"] == m["teacher_accuracy"]
+    assert zerogen["val_labeller_accuracy"] == zerogen["val_teacher_accuracy"]
+    unchecked = evaluated(tmp_path, toy_task, "none", method="zerogen", generate={"label_filter": "none"}, **common)
+    labelled = evaluated(tmp_path, toy_task, "labelled", method="labelled", **common)
+    assert "labeller_accuracy" not in unchecked and "labeller_accuracy" not in labelled
+    # the student on the teacher's rows: its predictions at those rows' positions
+    assert m["student_accuracy_teacher_rows"] == zerogen["student_accuracy_teacher_rows"]
