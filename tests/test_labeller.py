@@ -49,7 +49,8 @@ def test_labeller_is_scored_on_the_teachers_rows(tmp_path, toy_task, fake_backen
     assert m["labeller_accuracy"] == accuracy(gold, [labels[int(p.argmax())] for p in expected])
     assert (expected - torch.tensor(probs)).abs().max() > 0.05  # the prior moved the teacher's: the check has teeth
     assert m["teacher_n_test"] == 10 and m["n_test"] == 40 and "val_labeller_accuracy" in m
-    assert {"student_accuracy_teacher_rows", "val_student_accuracy_teacher_rows", "labeller_macro_f1"} <= set(m)
+    assert {"student_accuracy_teacher_rows", "val_student_accuracy_teacher_rows", "labeller_macro_f1", "val_student_macro_f1",
+            "val_teacher_macro_f1", "val_labeller_macro_f1"} <= set(m)
 
     # generation methods: the labeller is the teacher's label check, the same numbers; real labels: no labeller
     zerogen = evaluated(tmp_path, toy_task, "zerogen", method="zerogen", **common)
