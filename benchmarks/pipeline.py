@@ -3,9 +3,12 @@
 For each task: a fresh copy of the repository (empty LLM cache), `dvc repro` one stage at a time with the
 default params.yaml (only `task` changed), timing each stage and its peak RSS (os.wait4 on the stage's
 process tree); then, in this process, raw batched `model.generate` on the same generation prompts for a
-tokens/s reference. Results replace the `pipeline` block of docs/benchmarks.md.
+tokens/s reference. Each task's result is appended, with its provenance (provenance.py), to
+benchmarks/results/pipeline.jsonl, and the `pipeline` block of docs/benchmarks.md (or --block) is rendered from the
+rows of that block, the latest per task.
 
     .venv/bin/python benchmarks/pipeline.py --tasks sst2 ag_news
+    .venv/bin/python benchmarks/pipeline.py --render-only
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "pipeline.jsonl"
 # The stages of the default method (`method: auto`: ZeroGen's prompts + generate, or LLKD's llkd_label; the other
 # method's stages run as no-ops in a second) and the shared ones. GOLD's and S3's stages are no-ops here, untimed.
 STAGES = ["check_task", "prompts", "generate", "llkd_label", "assemble", "train", "evaluate", "register"]
@@ -77,8 +81,11 @@ def raw_generate_tps(repo: Path, task: str, n: int = 64, batch: int = 32) -> flo
 
 
 def bench(task: str) -> dict:
+    from provenance import git_state, mlflow_run_id, provenance
+
     with tempfile.TemporaryDirectory() as d:
         repo = Path(d) / "repo"
+        state = git_state(REPO)
         copy_repo(repo)
         params = yaml.safe_load((repo / "params.yaml").read_text())
         params["task"] = task
@@ -102,6 +109,9 @@ def bench(task: str) -> dict:
                       n_train=read("metrics/data.json").get("n_samples"))
         if "requested" in gen:  # ZeroGen: the pipeline's generation speed against raw model.generate
             result.update(gen_tps=gen["llm.tokens_per_s"], raw_tps=raw_generate_tps(repo, task))
+        threads = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)  # the stages' torch threads
+        result.update(date=time.strftime("%Y-%m-%d"), cpu=cpu_name(),
+                      **provenance(REPO, repo / "params.yaml", {"task": task}, threads, mlflow_run_id(repo), state))
         return result
 
 
@@ -117,7 +127,12 @@ def cpu_name() -> str:
 
 
 def render(results: list[dict]) -> str:
-    lines = [f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores ({cpu_name()}), "
+    """The block, from rows of one machine (the first row's date and CPU head it); a row without provenance is
+    refused."""
+    from provenance import checked
+
+    first = checked(results, RESULTS)[0]
+    lines = [f"Measured {first['date']} on {first['machine']} ({first['cpu']}), "
              "default `params.yaml` with only `task` changed, empty LLM cache. Reproduce: "
              "`.venv/bin/python benchmarks/pipeline.py --tasks " + " ".join(r["task"] for r in results) + "`.", "",
              "| task | method | teacher acc (calibrated / raw) | student acc | student macro-F1 | student / teacher val acc | "
@@ -153,12 +168,27 @@ def main() -> None:
     ap.add_argument("--tasks", nargs="+", default=["sst2", "ag_news"])
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
     ap.add_argument("--block", default="pipeline", help="the named block of --out to rewrite (e.g. pipeline-avx2 for a CPU without bf16)")
+    ap.add_argument("--results", default=str(RESULTS), help="JSONL of measured tasks (appended)")
+    ap.add_argument("--render-only", action="store_true", help="only rewrite the block from --results")
     args = ap.parse_args()
-    results = []
-    for t in args.tasks:
-        results.append(bench(t))
-        print(json.dumps(results[-1], indent=1), flush=True)
-    replace_block(Path(args.out), args.block, render(results))
+    results = Path(args.results)
+    if not args.render_only:
+        results.parent.mkdir(parents=True, exist_ok=True)
+        for t in args.tasks:
+            row = {"block": args.block, **bench(t)}
+            print(json.dumps(row, indent=1), flush=True)
+            with results.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()] if results.exists() else []
+    replace_block(Path(args.out), args.block, render(latest(rows, args.block, args.tasks)))
+
+
+def latest(rows: list[dict], block: str, tasks: list[str]) -> list[dict]:
+    """The last row of each task measured for `block`, in the order of `tasks`."""
+    last = {r["task"]: r for r in rows if r.get("block") == block}
+    if not last:
+        raise SystemExit(f"no rows for block {block!r}: measure them first (without --render-only)")
+    return [last[t] for t in tasks if t in last]
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ Each worker has its own repository copy and its own git history; the LLM cache i
 (`.cache/llm.sqlite`, shared through a symlink, SQLite WAL), so nothing any benchmark asked the teacher is asked
 twice, and no two workers run the same (task, seed) before its first run has ended (the teacher's baseline is
 computed once). Every finished run is appended to a JSONL file at once: a stopped benchmark resumes where it
-stopped, and a partial one still renders. With --workers 2 each worker uses one torch thread.
+stopped, and a partial one still renders. With --workers 2 each worker uses one torch thread. Every row carries its
+provenance (provenance.py): the source commit when the worker copied it, the run's resolved params (hash) and
+overrides, CPU, threads, and the MLflow run id.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from distill.report import mean_std as fmt  # noqa: F401 - '0.812 ± 0.004', sha
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import REPO, copy_repo  # noqa: E402
+from provenance import git_state, mlflow_run_id, provenance  # noqa: E402
 
 CACHE = REPO / ".cache"
 _lock = threading.Lock()
@@ -110,6 +113,7 @@ class Queue:
 def worker(queue: Queue, overrides_of: Callable[[Job], dict], results: Path, threads: int, record: Callable[[Job], dict]) -> None:
     with tempfile.TemporaryDirectory() as d:
         repo = Path(d) / "repo"
+        state = git_state(REPO)  # the code this worker runs: a commit made while the benchmark runs is not it
         copy_repo(repo)
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "TQDM_DISABLE": "1",
                "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "DISTILL_LLM_CACHE": os.environ.get("DISTILL_LLM_CACHE") or str(CACHE / "llm.sqlite"),
@@ -125,14 +129,17 @@ def worker(queue: Queue, overrides_of: Callable[[Job], dict], results: Path, thr
                 continue
             task, seed, name = job
             unit, ok = (task, seed), False
+            over = overrides_of(job)
             try:
-                m = exp_run(repo, env, overrides_of(job))
+                m = exp_run(repo, env, over)
             except RuntimeError as e:  # one failed run is reported, the rest go on
                 print(f"FAILED {task} seed {seed} {name}: {e}", flush=True)
                 continue
             ok = True
+            # `dvc exp run -S` left params.yaml edited: it holds the params this run resolved to
+            prov = provenance(REPO, repo / "params.yaml", over, threads, mlflow_run_id(repo), state)
             with _lock, results.open("a") as f:
-                f.write(json.dumps({"task": task, "seed": seed, "config": name, **record(job), **m}) + "\n")
+                f.write(json.dumps({"task": task, "seed": seed, "config": name, **record(job), **m, **prov}) + "\n")
             print(f"[{time.strftime('%H:%M:%S')}] {task} seed {seed} {name}: student {m['student_accuracy']:.4f} "
                   f"teacher {m['teacher_accuracy']:.4f} n {m['n_samples']} ({m['wall_s']} s)", flush=True)
 

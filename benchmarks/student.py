@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import REPO, replace_block  # noqa: E402
+from provenance import checked, footnote, seeds_cell  # noqa: E402
 from runner import by_task_config, common_args, fmt, load_results, n_labels, run_jobs  # noqa: E402
 
 
@@ -85,7 +86,8 @@ def main() -> None:
 
 
 def render(rows: list[dict]) -> str:
-    by, tasks = by_task_config(rows)
+    """The `student` block; a row without provenance (provenance.py) is refused, a backfilled one marked †."""
+    by, tasks = by_task_config(checked(rows, "benchmarks/results/student.jsonl"))
     col = lambda runs, k, d=3: fmt([r.get(k) for r in runs], d)  # noqa: E731
     minutes = lambda runs, k: fmt([r[k] / 60 for r in runs if r.get(k) is not None], 1)  # noqa: E731
     lines = ["Embedded teacher (SmolLM2-135M, few-shot, calibrated), student MiniLM-L6 unless said; mean ± std over seeds "
@@ -100,11 +102,12 @@ def render(rows: list[dict]) -> str:
         for name in CONFIGS:
             runs = by.get((task, name), [])
             if runs:
-                lines.append(f"| {task} | {name} | {len(runs)} | {col(runs, 'student_accuracy')} | {col(runs, 'teacher_accuracy')} | "
+                lines.append(f"| {task} | {name} | {seeds_cell(runs)} | {col(runs, 'student_accuracy')} | "
+                             f"{col(runs, 'teacher_accuracy')} | "
                              f"{col(runs, 'val_student_accuracy')} | {col(runs, 'val_teacher_accuracy')} | "
                              f"{col(runs, 'student_macro_f1')} | {statistics.mean(r.get('n_samples') or 0 for r in runs):.0f} | "
                              f"{minutes(runs, 'wall_s')} | {fmt([r.get('teacher_seconds') or None for r in runs], 0)} | {col(runs, 'train_seconds', 0)} |")
-    return "\n".join(lines)
+    return "\n".join(lines + footnote(rows))
 
 
 if __name__ == "__main__":

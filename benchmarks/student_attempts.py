@@ -13,7 +13,8 @@ probe on MiniLM embeddings as when these were measured) plus the real fewshot ro
 - `mpnetprior`: the few-shot prior's probe on all-mpnet-base-v2 embeddings instead of MiniLM's (`llkd.prior_model`;
   the default since this measurement); the student stays MiniLM.
 Records without `group_by_length` batched at random (`--plain-batches`). Test accuracy is recorded, never used to
-choose. Results: benchmarks/results/student_attempts.jsonl.
+choose. Results: benchmarks/results/student_attempts.jsonl, each record with its provenance (provenance.py; no
+MLflow run: the students train in this process, so `mlflow_run_id` is null).
 
     DISTILL_LLM_CACHE=$PWD/.cache/llm.sqlite .venv/bin/python benchmarks/student_attempts.py sst2 0 base,crossfit
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -37,6 +39,9 @@ from distill.students import fresh_student, train_student
 from distill.synthesis import classify
 from distill.tasks import load_task
 from distill.teachers import make_teacher
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import git_state, provenance  # noqa: E402
 
 VARIANTS = ("base", "crossfit", "demo2", "epochs8", "mpnetprior")
 RESULTS = Path(__file__).resolve().parent / "results" / "student_attempts.jsonl"
@@ -93,6 +98,8 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown variant {unknown[0]!r} (choose from {', '.join(VARIANTS)})")
     torch.set_num_threads(args.threads)
+    repo = Path(__file__).resolve().parents[1]
+    state = git_state(repo)  # the code as this process loaded it, not as it is when a variant ends
     params = load_params("params.yaml")
     params = params.model_copy(update={
         "task": args.task, "seed": args.seed, "method": "llkd",
@@ -138,6 +145,11 @@ def main() -> None:
         record = {"task": args.task, "seed": args.seed, "variant": variant, "dtype": args.dtype, "pool": len(pool),
                   "group_by_length": params.train.group_by_length, "val": student.accuracy(val),
                   "test": student.accuracy(test), "seconds": round(time.time() - t0), **extra}
+        over = {"task": args.task, "seed": args.seed, "method": "llkd", "teacher.dtype": args.dtype,
+                "llkd.pool_size": params.llkd.pool_size, "train.group_by_length": params.train.group_by_length,
+                "llkd.prior_model": prior.prior_model}
+        resolved = params.model_copy(update={"llkd": prior}).model_dump(mode="json")
+        record.update(provenance(repo, resolved, over, args.threads, None, state))
         print(json.dumps(record), flush=True)
         with open(args.results, "a") as f:
             f.write(json.dumps(record) + "\n")
