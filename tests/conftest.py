@@ -28,7 +28,7 @@ if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
 REPO = Path(__file__).resolve().parents[1]
 
 from distill import devices  # noqa: E402
-from distill.teachers.base import Decoding, GenRequest, GenResult, ScoreRequest  # noqa: E402
+from distill.teachers.base import Decoding, GenResult  # noqa: E402
 
 # In-process tests compare the teacher's fast paths with reference ones to float32 rounding: `dtype: auto` stays
 # float32 in this process whatever the CPU (test_devices tests the choice and the probe). Pipelines the e2e tests

@@ -119,7 +119,7 @@ def test_seq2seq_stages_with_the_fake_llm(tmp_path, tiny_llm, fake_backend, monk
     import yaml
 
     from distill.config import Params
-    from distill.stages import assemble, evaluate, generate, gold, gold_start, llkd, prompts, register, train
+    from distill.stages import assemble, evaluate, generate, gold, gold_start, prompts, register, train
 
     task = str(make_toy_seq2seq(tmp_path))
     monkeypatch.chdir(tmp_path)

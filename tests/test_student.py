@@ -72,7 +72,9 @@ def test_length_grouped_batches_cover_every_row_once_and_cut_padding(n):
         assert sorted(i for b in batches for i in b) == list(range(n))  # every row once
         assert len(batches) == schedule(n, 32, 1, 0)[1]  # the step count the LR schedule was built for
         assert all(len(b) == 32 for b in batches[:-1])  # only the last batch is short
-    padded = lambda batches: sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    def padded(batches):
+        return sum(len(b) * max(lengths[i] for i in b) for b in batches)
+
     if n >= 100:
         assert padded(grouped) < 0.75 * padded(plain)  # a batch pads to its own longest row
         assert grouped != epoch_batches(lengths, 32, random.Random(1), group=4)  # the seed still shuffles

@@ -1,5 +1,4 @@
 """The cached Teacher front and the local transformers backend (tiny random Llama + real tokenizer)."""
-import copy
 
 import pytest
 import torch

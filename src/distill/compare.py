@@ -389,7 +389,7 @@ def run(comparison: Comparison, params_path: Path, poll_s: float, wait: bool) ->
     try:
         known = c.watch(manifest, poll_s)
     except KeyboardInterrupt:
-        c.log(f"\nstopped watching; the queue goes on (`dvc queue status`, `dvc queue kill`). Resume: the same command")
+        c.log("\nstopped watching; the queue goes on (`dvc queue status`, `dvc queue kill`). Resume: the same command")
         raise
     runs = c.write_report(manifest, known)
     c.log(f"wrote {c.out / 'compare.md'} and {c.out / 'compare.png'}")

@@ -11,7 +11,6 @@ model (body + head), so both recipes (`train.recipe`) produce the same kind of f
 """
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Any, Sequence
