@@ -223,3 +223,27 @@ def test_a_stage_that_reads_method_depends_on_the_auto_rule():
         if "method" in (stage.get("params") or []):
             deps = [REPO / d for d in stage.get("deps", []) if d.startswith("src/")]
             assert any(rule == d or d in rule.parents for d in deps), name
+
+
+def test_no_import_circle_between_packages():
+    """Imports, function-level ones included, form no cycle that crosses a package: GOLD's energy lives in
+    distill/energy.py, below methods/ and students/ (methods/gold.py <-> students/model.py was one, and made GOLD's
+    file a dependency of every stage). A package's __init__ and its own modules may import each other."""
+    src = REPO / "src" / "distill"
+    graph = {f: imports_of(f) - {f} for f in src.rglob("*.py")}
+    seen, cycles = set(), []
+
+    def walk(f, path):
+        for g in graph[f]:
+            if g in path:
+                loop = path[path.index(g):]
+                if len({p.parent for p in loop}) > 1:
+                    cycles.append(" -> ".join(p.relative_to(src).as_posix() for p in loop + [g]))
+            elif g not in seen:
+                walk(g, path + [g])
+        seen.add(f)
+
+    for f in sorted(graph):
+        if f not in seen:
+            walk(f, [f])
+    assert cycles == []

@@ -14,29 +14,11 @@ import random
 import torch
 import torch.nn.functional as F
 
+from distill.energy import energy, sequence_energy  # noqa: F401 - GOLD's score, kept below methods/ and students/
 from distill.methods.zerogen import generation_messages, make_request
 from distill.tasks import TaskSpec
 
 VAL_INSTRUCTION = "The new text must be significantly different from the examples above: a new topic, a new domain."
-
-
-def energy(logits: torch.Tensor, T: float = 1.0) -> torch.Tensor:
-    """Per-row energy of classifier logits (..., K) -> (...). Higher = more out-of-distribution."""
-    return -T * torch.logsumexp(logits / T, dim=-1)
-
-
-def sequence_energy(logits: torch.Tensor, target_mask: torch.Tensor, include_pad: bool = True, T: float = 1.0) -> torch.Tensor:
-    """Token-level energy of a generated target under teacher forcing (methods.md §2.6), one value per sequence.
-
-    logits [N, L, V] at the L target positions, target_mask [N, L] (1 = a real target token, 0 = padding).
-    E = -(1/L) sum_t T*logsumexp(f_t / T): the released code averages over every position, pads included
-    (`include_pad=True`, the default, as in the code); `include_pad=False` averages over real tokens only.
-    """
-    per = energy(logits.float(), T)  # [N, L]
-    if include_pad:
-        return per.mean(-1)
-    mask = target_mask.to(per.dtype)
-    return (per * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
 
 
 def band(energies: list[float], lo: float, hi: float) -> list[int]:
@@ -119,11 +101,9 @@ def iteration_requests(
     return rows
 
 
-def drop_high_energy(rows: list[dict], student_dir, fraction: float, T: float) -> tuple[list[dict], int]:
-    """Optional noise filter: remove the `fraction` of samples the last student finds most out-of-distribution."""
-    from distill.students.model import load_student
-
-    e = load_student(student_dir).energies(rows, T)
+def drop_high_energy(rows: list[dict], e: list[float], fraction: float) -> tuple[list[dict], int]:
+    """Optional noise filter: remove the `fraction` of samples with the highest energy `e` (the last student's: the
+    ones it finds most out-of-distribution)."""
     n_drop = int(len(rows) * fraction)
     drop = set(sorted(range(len(rows)), key=lambda i: e[i], reverse=True)[:n_drop])
     return [r for i, r in enumerate(rows) if i not in drop], n_drop

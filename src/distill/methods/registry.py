@@ -61,8 +61,10 @@ def _gold(params, task, inp: Inputs) -> TrainingSet:
     dropped = 0
     if g.drop_top_energy > 0 and rows and (last / "student").is_dir():
         from distill.methods.gold import drop_high_energy
+        from distill.students.model import load_student
 
-        rows, dropped = drop_high_energy(rows, last / "student", g.drop_top_energy, g.energy_T)
+        energies = load_student(last / "student").energies(rows, g.energy_T)
+        rows, dropped = drop_high_energy(rows, energies, g.drop_top_energy)
     return TrainingSet(rows, inp.gold_dir, curve, dropped)
 
 

@@ -88,9 +88,9 @@ class Generator(nn.Module):
     # -- inference -------------------------------------------------------------------------------------
     @torch.no_grad()
     def energies(self, rows: Sequence[dict[str, Any]], T: float = 1.0, include_pad: bool = True, batch_size: int = 16) -> list[float]:
-        """GOLD's token-level energy of each row's written part under teacher forcing (methods/gold.sequence_energy):
+        """GOLD's token-level energy of each row's written part under teacher forcing (distill/energy.py):
         positions after the row's end (the batch's padding) count when include_pad, as in the released code."""
-        from distill.methods.gold import sequence_energy
+        from distill.energy import sequence_energy
 
         was = self.training
         self.eval()

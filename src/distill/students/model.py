@@ -109,8 +109,8 @@ class Student(nn.Module):
         return [self.labels[i] for i in self.logits(rows, batch_size).argmax(-1).tolist()]
 
     def energies(self, rows: Sequence[dict[str, Any]], T: float = 1.0, include_pad: bool = True) -> list[float]:
-        """GOLD's energy of each row under this classifier (methods/gold.energy; include_pad: seq2seq only)."""
-        from distill.methods.gold import energy
+        """GOLD's energy of each row under this classifier (distill/energy.py; include_pad: seq2seq only)."""
+        from distill.energy import energy
 
         return energy(self.logits(rows), T).tolist()
 
