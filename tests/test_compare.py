@@ -36,6 +36,10 @@ def test_bad_override_is_refused_before_anything_is_queued():
         cmp.check_params(REPO / "params.yaml", {"trian.epochs": 2}, combos)
     with pytest.raises(DistillError, match="trian"):
         cmp.check_params(REPO / "params.yaml", {"trian": 2}, combos)
+    key = "sk-test-" + "CANARY1234567890abcdef"
+    with pytest.raises(DistillError, match="not the key itself") as e:  # a pasted key: refused, never echoed
+        cmp.check_params(REPO / "params.yaml", {"teacher.api_key_env": key, "seed": 3}, combos)
+    assert key not in str(e.value) and "-S teacher.api_key_env, seed:" in str(e.value)
 
 
 def test_experiments_from_dvc_exp_show_json():

@@ -113,5 +113,6 @@ def check_params(params_path: Path, overrides: dict[str, Any], combos: Sequence[
         try:
             Params.model_validate(params)
         except ValidationError as e:
-            raise DistillError(f"{params_path} with -S {', '.join(f'{k}={v}' for k, v in overrides.items()) or '(none)'}: "
-                               f"{first_error(e)}") from None
+            secret = e.errors()[0]["type"] == "secret"  # a pasted key is not echoed: the overrides are named only
+            said = ", ".join(k if secret else f"{k}={v}" for k, v in overrides.items()) or "(none)"
+            raise DistillError(f"{params_path} with -S {said}: {first_error(e)}") from None
