@@ -13,6 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))  # the benchmark scripts import each other by bare name
 
+import labeller  # noqa: E402
 import methods  # noqa: E402
 import pipeline  # noqa: E402
 import provenance as prov  # noqa: E402
@@ -208,7 +209,7 @@ def test_every_results_row_has_provenance_or_the_backfilled_mark(path):
 def test_renderers_refuse_a_row_without_provenance():
     row = {"task": "sst2", "seed": 0, "config": "zerogen", "budget": 256, "student_accuracy": 0.7, "n_samples": 1,
            "wall_s": 60}
-    for render in (methods.render, methods.render_recipe_v1, student.render):
+    for render in (methods.render, methods.render_recipe_v1, student.render, labeller.render):
         with pytest.raises(ValueError, match="has no provenance"):
             render([row])
     assert "| sst2 | zerogen | 1 |" in methods.render([{**row, **full_row(config="zerogen")}])
@@ -224,6 +225,7 @@ def doc_block(name: str) -> str:
     ("methods", methods.render, "methods.jsonl"),
     ("methods-v1", methods.render_recipe_v1, "methods_recipe_v1.jsonl"),
     ("student", lambda rows, path: student.render(rows), "student.jsonl"),
+    ("labeller", lambda rows, path: labeller.render(rows), "labeller.jsonl"),
 ])
 def test_docs_tables_are_rendered_from_the_rows(block, render, results):
     """Every cell of these blocks is computed from results rows: re-rendered, the block is verbatim in the docs."""
