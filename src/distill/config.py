@@ -245,7 +245,7 @@ class GoldParams(Section):
     val_per_iter: int = Field(16, ge=0, description="'significantly different' validation samples per iteration; they are scored by energy and also become training data, as in the code")
     real_demos: int = Field(3, ge=0, description="real same-label examples from fewshot.jsonl shown in every prompt (the code's 3 fixed examples)")
     feedback: Literal["band", "top", "random", "none"] = Field(
-        "band", description="band: energy band [ood_lo, ood_hi) (GOLD); top: highest energy; random; none: no feedback (= ZeroGen, same budget)"
+        "band", description="band: energy band [ood_lo, ood_hi) (GOLD); top: highest energy; random; none: no feedback (GOLD's rounds, label filter and loss stay: not ZeroGen)"
     )
     n_feedback: int = Field(3, ge=0, description="feedback samples per label carried to the next iteration (shown as extra numbered demos)")
     feedback_ratio: float = Field(0.5, ge=0, le=1, description="fraction of requests that show the feedback (the code: every 2nd batch)")

@@ -37,7 +37,7 @@ def select_feedback(energies: list[float], mode: str, n: int, lo: float, hi: flo
     """Which validation samples become next iteration's demonstrations.
 
     band: the [lo, hi) energy band (thinned evenly to n if larger) — GOLD; top: the n highest energies;
-    random: n at random (ablation); none: no feedback (= ZeroGen with the same budget).
+    random: n at random (ablation); none: no feedback (GOLD's rounds, label filter and loss stay: not ZeroGen).
     """
     if mode == "none" or n <= 0 or not energies:
         return []
