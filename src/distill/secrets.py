@@ -26,12 +26,14 @@ def scrub(params_path: str | Path, secret: str) -> str:
             # `key: <secret>  # comment` becomes `key:  # comment`, i.e. null: the file stays valid YAML
             tmp.write_text(text.replace(secret, ""), encoding="utf-8")
         done.append(f"removed from {path.name}")
+    else:  # written with YAML escapes or quotes split across lines: not safe to edit by pattern
+        done.append(f"not found verbatim in {path.name}: remove it by hand")
     removed, kept = scrub_git(path.resolve(), secret.encode())
     if removed:
         done.append(f"{removed} unreferenced git object(s) holding it deleted")
     if kept:
         done.append(f"{kept} committed git object(s) still hold it: rewrite that history and revoke the key")
-    return "; ".join(done) or "it was not written anywhere"
+    return "; ".join(done)
 
 
 def scrub_git(params: Path, secret: bytes) -> tuple[int, int]:
