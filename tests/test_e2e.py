@@ -238,8 +238,9 @@ def test_compare_on_an_unseen_task(project):
     assert llm_rows(repo) > rows  # the queued runs' answers landed in the workspace's cache
     # LLKD, as the queue ran it: the teacher pseudo-labelled the (tiny) unlabelled pool, selection happened online.
     sh("dvc", "exp", "apply", "e2e-support-llkd-s0", cwd=repo, env=env)
-    data = json.loads((repo / "metrics/data.json").read_text())
-    assert data["n_fewshot"] > 0 and data["n_samples"] == 12 + data["n_fewshot"]  # the pool + the real fewshot rows it lacks
+    data, pool = (json.loads((repo / f"metrics/{m}.json").read_text()) for m in ("data", "llkd_label"))
+    assert pool["pool"] == 9 and data["dropped_test_overlap"] == 0
+    assert data["n_fewshot"] == 1 and data["n_samples"] == 9 + 1  # the pool + the real fewshot row it lacks
     history = json.loads((repo / "plots/train_history.json").read_text())
     assert history and all(0 <= h["selected_fraction"] <= 1 for h in history)
     reg, run = registered_run(repo)
@@ -273,8 +274,10 @@ SUPPORT = {  # a customer-support intent task: two labels no shipped task has
 def write_support_task(tasks: Path) -> None:
     """data/tasks/support (no task.yaml: the spec is inferred)."""
     rows = [{"text": t, "label": label} for label, texts in SUPPORT.items() for t in texts]
-    splits = {"fewshot": rows[0:2] + rows[8:10], "validation": rows[2:5] + rows[10:13], "test": rows[5:8] + rows[13:16],
-              "unlabeled": [{"text": r["text"]} for r in rows]}
+    test = rows[5:8] + rows[13:16]
+    splits = {"fewshot": rows[0:2] + rows[8:10], "validation": rows[2:5] + rows[10:13], "test": test,
+              # every row but the test rows (assemble would drop those) and one fewshot row (it joins as a real row)
+              "unlabeled": [{"text": r["text"]} for r in rows[1:] if r not in test]}
     (tasks / "support").mkdir()
     for split, items in splits.items():
         (tasks / "support" / f"{split}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in items))
