@@ -115,7 +115,7 @@ def test_fewshot_probe_embeds_in_the_native_precision_and_fits_in_float32(tmp_pa
     from conftest import write_params
     from distill import devices
     from distill.config import load_params
-    from distill.stages.llkd import fewshot_probe
+    from distill.students.prior import fewshot_probe
     from distill.students.finetune import fit_linear
     from distill.students.model import new_student
     from distill.tasks import load_task

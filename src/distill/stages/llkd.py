@@ -25,7 +25,7 @@ from distill.io import write_json, write_jsonl
 from distill.methods.fewshot import named_probs, top_label
 from distill.methods.llkd import pool_cut
 from distill.stages import checked_task, inactive
-from distill.students.prior import fewshot_probe  # noqa: F401 - also the probe's old home for callers
+from distill.students.prior import fewshot_probe
 from distill.synthesis import classify, llm_metrics, solutions
 from distill.tasks import label_counts
 from distill.teachers import make_teacher
