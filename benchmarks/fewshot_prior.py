@@ -2,7 +2,7 @@
 
 For each task and seed: the teacher's calibrated few-shot label distribution on validation.jsonl (the scoring the
 llkd_label stage applies to the pool, same prompts and seed), the probe fitted on fewshot.jsonl (students/prior.py:
-fewshot_probe), and their product (methods/llkd.with_prior) over a grid of `prior_model` x `prior_c` x `prior_weight`. The accuracy of
+fewshot_probe), and their product (methods/llkd/algorithm.with_prior) over a grid of `prior_model` x `prior_c` x `prior_weight`. The accuracy of
 each labeller on validation is what `llkd.prior_c` / `llkd.prior_weight` were chosen on; test.jsonl is never read.
 The teacher's answers come from the LLM cache when a run already asked them. Results replace the `fewshot_prior`
 block of docs/benchmarks.md.
@@ -33,7 +33,7 @@ def accuracy(probs: torch.Tensor, gold: torch.Tensor) -> float:
 
 def measure(task_name: str, seed: int) -> dict[str, float]:
     from distill.config import load_params
-    from distill.methods.llkd import with_prior
+    from distill.methods.llkd.algorithm import with_prior
     from distill.students.prior import fewshot_probe
     from distill.synthesis import classify
     from distill.tasks import load_task

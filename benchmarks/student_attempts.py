@@ -6,7 +6,7 @@ probe on MiniLM embeddings as when these were measured) plus the real fewshot ro
 (`train_student`, LLKD's online selection):
 - `base`: as the pipeline did then;
 - `crossfit`: a student trained on one half of the pool re-weighs the other half's labels (teacher x prior x that
-  student, a product of experts: methods/llkd.with_prior), then the final student trains on all of it;
+  student, a product of experts: methods/llkd/algorithm.with_prior), then the final student trains on all of it;
 - `demo2`: the teacher labels every row with two demonstration sets (seeds s and s + 1000) and the two calibrated
   distributions are averaged (prompt ensembling) before the prior;
 - `epochs8`: twice the schedule, validation accuracy recorded after every epoch;
@@ -30,10 +30,10 @@ from pathlib import Path
 import torch
 
 from distill.config import load_params
-from distill.methods.fewshot import top_label
-from distill.methods.llkd import with_prior
+from distill.prompting.fewshot import top_label
+from distill.methods.llkd.algorithm import with_prior
 from distill.methods.registry import method_of
-from distill.stages import llkd as llkd_stage
+from distill.methods.llkd import stages as llkd_stage
 from distill.stages.assemble import with_fewshot
 from distill.students import fresh_student, train_student
 from distill.synthesis import classify

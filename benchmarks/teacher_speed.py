@@ -29,8 +29,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the naive scoring path is the tests' reference, not a second copy
 
-from distill.methods.fewshot import pick_demos, score_requests, scoring_prefix  # noqa: E402
-from distill.methods.zerogen import build_requests  # noqa: E402
+from distill.prompting.fewshot import pick_demos, score_requests, scoring_prefix  # noqa: E402
+from distill.prompting.generation import build_requests  # noqa: E402
 from distill.tasks import load_task  # noqa: E402
 from distill.teachers.base import Decoding, GenRequest, Teacher  # noqa: E402
 from distill.teachers.cache import LLMCache  # noqa: E402

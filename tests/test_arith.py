@@ -4,7 +4,7 @@ import json
 import pytest
 
 from conftest import REPO
-from distill.methods.arith import (ArithError, format_number, normalize_equation, numeric_match, parse_number, parse_sample,
+from distill.prompting.arith import (ArithError, format_number, normalize_equation, numeric_match, parse_number, parse_sample,
                                    safe_eval)
 
 
@@ -61,7 +61,7 @@ def test_parse_generated_sample():
 
 def test_numbers_too_large_for_a_float_are_not_numbers():
     """`1e309` and a 400-digit integer once reached format_number as inf (OverflowError: a stage's traceback)."""
-    from distill.methods.seq2seq import answer_of
+    from distill.prompting.seq2seq import answer_of
     from distill.tasks import load_task
 
     for text in ("1e309", "9" * 190 + " * 1e200", "1e308 * 10", "-1e309"):

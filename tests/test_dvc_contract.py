@@ -4,6 +4,7 @@ re-run when it changes; a declared runtime knob (a timeout) would re-run it for 
 from __future__ import annotations
 
 import ast
+import json
 import contextlib
 import re
 from pathlib import Path
@@ -52,8 +53,43 @@ def tag(params: Params) -> Params:
     return params
 
 
-def run_all_stages(params: Params, task: str, reads: dict[str, set[str]]) -> None:
-    from distill.stages import assemble, check_task, evaluate, generate, gold, gold_start, llkd, prompts, register, s3, train
+# (method, recipe, task) -> (the TrainParams the train stage trained its student with, the params MLflow shows)
+TRAINED_AND_LOGGED: dict[tuple, tuple[dict, dict]] = {}
+
+
+def spying_on_training(call, trained: list):
+    """Run `call` with the student's training entry point recording the config it is given."""
+    import distill.students as students
+
+    real = students.train_student
+
+    def spy(rows, labels, fields, cfg, *args, **kwargs):
+        trained.append(cfg)
+        return real(rows, labels, fields, cfg, *args, **kwargs)
+
+    students.train_student = spy
+    try:
+        call()
+    finally:
+        students.train_student = real
+
+
+def logged_params(run_id: str) -> dict:
+    import mlflow
+
+    from distill.tracking import tracking_uri
+
+    return mlflow.MlflowClient(tracking_uri(Path.cwd())).get_run(run_id).data.params
+
+
+def run_all_stages(params: Params, task: str, reads: dict[str, set[str]], key: tuple = ()) -> None:
+    from distill.stages import assemble, check_task, evaluate, register, train
+    from distill.methods.zerogen import generate
+    from distill.methods.gold import stages as gold
+    from distill.methods.gold import start as gold_start
+    from distill.methods.llkd import stages as llkd
+    from distill.methods.zerogen import prompts
+    from distill.methods.s3 import stages as s3
 
     calls = [
         ("check_task", lambda: check_task.run(params, task, "w/task.yaml", "m/task.json")),
@@ -64,15 +100,19 @@ def run_all_stages(params: Params, task: str, reads: dict[str, set[str]]) -> Non
         ("s3_seed", lambda: s3.seed(params, task, "s/round_0", "m/s0.json")),
         ("s3_round", lambda: s3.round_(params, task, 1, "s/round_0", "s/round_1", "m/s1.json")),
         ("llkd_label", lambda: llkd.run(params, task, "w/pseudo.jsonl", "m/llkd.json")),
-        ("assemble", lambda: assemble.run(params, task, "w/generated.jsonl", "g", "w/train.jsonl", "m/data.json",
-                                          "plots/iterations.tsv", "w/pseudo.jsonl", "s")),
-        ("train", lambda: train.run(params, task, "w/train.jsonl", "models/student", "m/train.json")),
+        ("assemble", lambda: assemble.run(params, task, {"zerogen": "w/generated.jsonl", "gold": "g", "llkd": "w/pseudo.jsonl", "s3": "s"}, "w/train.jsonl", "m/data.json", "plots/iterations.tsv")),
+        ("train", lambda: spying_on_training(
+            lambda: train.run(params, task, "w/train.jsonl", "models/student", "m/train.json"), trained)),
         ("evaluate", lambda: evaluate.run(params, task, "models/student", "m/metrics.json", "plots/confusion.json")),
-        ("register", lambda: register.run(params, "w/train.jsonl", "models/student", ["m/metrics.json"], "w/registered.json")),
+        ("register", lambda: register.run(params, "w/train.jsonl", "models/student", ["m/metrics.json"], "w/registered.json",
+                                          task_yaml="w/task.yaml")),
     ]
+    trained: list = []
     for stage, call in calls:
         with recording(reads.setdefault(stage, set())):
             call()
+    run_id = json.loads(Path("w/registered.json").read_text())["run_id"]
+    TRAINED_AND_LOGGED[key] = (trained[-1].model_dump(mode="json"), logged_params(run_id))
 
 
 @pytest.fixture(scope="module")
@@ -107,10 +147,24 @@ def recorded(tmp_path_factory, tiny_student, tiny_llm):
                 s3={"rounds": [{"i": 1, "prev": 0}], "seed_per_label": 3, "n_rationales": 2, "max_extrapolations": 3,
                     "check_extrapolations": True, "error_fraction": 0.95},  # mine ~all of the tiny validation: errors to check
                 llkd={"pool_size": 12, "prior_model": "student"}, evaluate={"teacher_max_examples": 6}).read_text())))
-            run_all_stages(params, str(sums if name == "sums" else task), reads)
+            run_all_stages(params, str(sums if name == "sums" else task), reads, (method, recipe, name))
     finally:
         mp.undo()
     return reads
+
+
+def test_mlflow_shows_what_the_student_trained_with(recorded):
+    """For every method (and the setfit recipe, and a seq2seq task): the run's MLflow params `train.*` are the config
+    the train stage trained with, after the method's and the task kind's overrides (resolved.py), and params.yaml's
+    own value sits beside each overridden one under `yaml.`."""
+    assert len(TRAINED_AND_LOGGED) == 11
+    for key, (trained, logged) in TRAINED_AND_LOGGED.items():
+        shown = {k.removeprefix("train."): v for k, v in logged.items() if k.startswith("train.")}
+        assert shown == {k: "null" if v is None else str(v) for k, v in trained.items()}, key
+    llkd = TRAINED_AND_LOGGED[("llkd", "finetune", "toy")][1]
+    assert (llkd["train.head_init"], llkd["yaml.train.head_init"]) == ("random", "probe")  # LLKD's random head
+    sums = TRAINED_AND_LOGGED[("zerogen", "finetune", "sums")][1]
+    assert sums["train.lr"] == sums["train.lm_lr"] and sums["yaml.train.lr"] == "5e-05"  # the causal LM's rate
 
 
 def declared(stage: dict) -> set[str]:
@@ -138,10 +192,18 @@ def test_declared_params_are_exactly_what_each_stage_reads(recorded):
 
 
 def imports_of(path: Path) -> set[Path]:
-    """distill source files a module imports (at module level or inside functions)."""
+    """distill source files a module imports (at module level or inside functions; not under `if TYPE_CHECKING:`).
+    Importing methods/registry.py imports every registered method's method.py (by name, with importlib)."""
+    from distill.methods.registry import NAMES
+
     src = REPO / "src"
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING"
+                   for n in ast.walk(block)}  # `if TYPE_CHECKING:` imports are for annotations: nothing runs them
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         names = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
@@ -150,6 +212,8 @@ def imports_of(path: Path) -> set[Path]:
         for name in names:
             if not name.startswith("distill"):
                 continue
+            if name == "distill.methods.registry":
+                found |= {src / "distill" / "methods" / n / "method.py" for n in NAMES}
             base = src / Path(*name.split("."))
             for candidate in (base.with_suffix(".py"), base / "__init__.py"):
                 if candidate.is_file():
@@ -157,32 +221,42 @@ def imports_of(path: Path) -> set[Path]:
     return found
 
 
-# Plumbing every stage uses; what it could change is already a dependency (params.yaml, data/work/task.yaml).
-# secrets.py only runs on a params error (it takes a pasted key out again): it never changes an output.
-PLUMBING = {"io.py", "config.py", "cli.py", "tasks.py", "secrets.py", "__init__.py", "stages/__init__.py"}
+# Plumbing every stage uses; what it could change is already a dependency (params.yaml, data/work/task.yaml): the
+# params models (config.py, sections.py, each method's params.py) only validate what dvc.yaml declares, and
+# secrets.py only runs on a params error (it takes a pasted key out again): none changes an output. Their own
+# imports are not followed.
+PLUMBING = {"io.py", "config.py", "sections.py", "cli.py", "cli_common.py", "tasks.py", "secrets.py", "__init__.py",
+            "stages/__init__.py"}
+
+
+def plumbing(rel: str) -> bool:
+    return rel in PLUMBING or rel.endswith("/__init__.py") or re.fullmatch(r"methods/\w+/params\.py", rel) is not None
+
+
+def stage_closure(stage: dict) -> set[str]:
+    """The source files a dvc.yaml stage runs: its command's stage module and what that imports, plumbing aside."""
+    src = REPO / "src" / "distill"
+    # the shared stages' commands are in cli.py, each method's in its folder's cli.py
+    cli = "\n".join(p.read_text() for p in [src / "cli.py", *sorted((src / "methods").glob("*/cli.py"))])
+    command = stage["cmd"].split()[1]
+    block = cli[cli.index(f'"{command}"') if f'"{command}"' in cli else cli.index(f"def {command.replace('-', '_')}("):]
+    package, module = re.search(r"from distill\.(stages|methods\.\w+) import (\w+)", block).groups()
+    todo, closure = [src.joinpath(*package.split("."), f"{module}.py")], set()
+    while todo:
+        f = todo.pop()
+        rel = f.relative_to(src).as_posix()
+        if rel not in closure and not plumbing(rel):
+            closure.add(rel)
+            todo += imports_of(f)
+    return closure
 
 
 def test_declared_source_deps_cover_each_stage_modules_imports():
-    src = REPO / "src" / "distill"
-    cli = (src / "cli.py").read_text()
     problems = []
     for name, stage in dvc_stages().items():
-        command = stage["cmd"].split()[1]
-        block = cli[cli.index(f'"{command}"') if f'"{command}"' in cli else cli.index(f"def {command.replace('-', '_')}("):]
-        module = re.search(r"from distill\.stages import (\w+)", block).group(1)
-        todo, closure = [src / "stages" / f"{module}.py"], set()
-        while todo:
-            f = todo.pop()
-            if f not in closure:
-                closure.add(f)
-                todo += imports_of(f)
-        deps = [REPO / d for d in stage.get("deps", []) if d.startswith("src/")]
-        for f in sorted(closure):
-            rel = f.relative_to(src).as_posix()
-            if rel in PLUMBING:
-                continue
-            if not any(f == d or d in f.parents for d in deps):
-                problems.append(f"{name}: runs {rel} but does not depend on it")
+        deps = [d.removeprefix("src/distill/") for d in stage.get("deps", []) if d.startswith("src/")]
+        problems += [f"{name}: runs {rel} but does not depend on it" for rel in sorted(stage_closure(stage))
+                     if not any(rel == d or rel.startswith(d + "/") for d in deps)]
     assert problems == []
 
 
@@ -198,7 +272,8 @@ def test_no_stage_needs_a_task_yaml_and_llm_stages_come_after_check_task():
 def test_a_bad_test_split_stops_the_first_llm_stage_before_any_call(tmp_path, toy_task, fake_backend, monkeypatch):
     from distill.config import load_params
     from distill.io import DistillError
-    from distill.stages import generate, prompts
+    from distill.methods.zerogen import generate
+    from distill.methods.zerogen import prompts
 
     monkeypatch.chdir(tmp_path)
     params = load_params(write_params(tmp_path / "params.yaml", task="toy", method="zerogen", generate={"n_per_label": 4}))

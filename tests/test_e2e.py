@@ -126,8 +126,10 @@ def test_dvc_repro_remote_exp_and_noop(project, tmp_path):
     assert reg["alias"] == "champion" and reg["model_name"] == "distill-sst2" and run.data.tags["method"] == reg["method"] == "llkd"
     assert run.data.params["generate.n_per_label"] == "4" and run.data.params["teacher.model"] == "smollm2-135m-instruct"
     assert run.data.metrics["student_accuracy"] == pytest.approx(metrics["student_accuracy"])
+    import pandas as pd
+
     model = mlflow.pyfunc.load_model("models:/distill-sst2@champion")
-    pred = model.predict(["a gorgeous , witty , seductive movie .", "the plot is nothing but boilerplate clichés ."])
+    pred = model.predict(pd.DataFrame({"text": ["a gorgeous , witty , seductive movie .", "the plot is nothing but boilerplate clichés ."]}))
     assert len(pred) == 2 and set(pred["label"]) <= {"negative", "positive"}
 
     sh("git", "add", "-A", cwd=repo, env=env)

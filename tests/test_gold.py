@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from distill.methods.gold import band, energy, energy_stats, sce_loss, select_feedback
+from distill.methods.gold.algorithm import band, energy, energy_stats, sce_loss, select_feedback
 
 
 def test_energy_by_hand_and_sign():
@@ -56,7 +56,7 @@ def test_energy_stats():
 
 def test_sequence_energy_by_hand():
     """Token-level energy (SVAMP-style seq2seq): mean of -logsumexp over target positions, pads in or out."""
-    from distill.methods.gold import sequence_energy
+    from distill.methods.gold.algorithm import sequence_energy
 
     logits = torch.zeros(2, 3, 4)  # logsumexp of 4 zeros = log 4 at every position
     logits[1, 2] = torch.tensor([10.0, 0.0, 0.0, 0.0])  # the second sequence's last position is a pad

@@ -77,13 +77,14 @@ def test_repo_params_are_valid_and_documented():
     from conftest import REPO
 
     from distill.config import Params
+    from distill.sections import Section
 
     assert load_params(REPO / "params.yaml").task == "sst2"
 
     def walk(model):
         for name, field in model.model_fields.items():
             ann = field.annotation
-            if isinstance(ann, type) and issubclass(ann, Params.__mro__[1]):
+            if isinstance(ann, type) and issubclass(ann, Section):
                 walk(ann)
             else:
                 assert field.description, f"{model.__name__}.{name} has no help text"
@@ -187,7 +188,7 @@ def test_add_task_copies_checked_rows_and_writes_an_editable_task_yaml(toy_task,
 def test_inferred_question_task_asks_for_questions_with_real_examples(tmp_path, capsys):
     """A 6-class question folder brought in with add-task: the prompts say 'a question', show real examples of the
     label, and the written task.yaml is read without the inferred-spec notice."""
-    from distill.methods.zerogen import build_requests
+    from distill.prompting.generation import build_requests
     from distill.tasks import add_task
 
     src = tmp_path / "questions"

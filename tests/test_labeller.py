@@ -20,7 +20,7 @@ def evaluated(tmp_path, toy_task, name: str, **sections) -> dict:
 
 
 def test_labeller_is_scored_on_the_teachers_rows(tmp_path, toy_task, fake_backend, tiny_student, monkeypatch):
-    from distill.methods.llkd import with_prior
+    from distill.methods.llkd.algorithm import with_prior
     from distill.stages import evaluate
     from distill.students.model import new_student
     from distill.students.prior import fewshot_probe

@@ -74,7 +74,7 @@ def test_assemble_drops_generated_copies_of_test_rows(tmp_path, toy_task, monkey
     copy = test[3]["text"].title()  # a test row, as a teacher might write it out
     write_jsonl(tmp_path / "generated.jsonl", [generated(0, "a new review"), generated(1, copy), generated(2, "new")])
     params = load_params(write_params(tmp_path / "params.yaml", task="toy", method="zerogen"))
-    assemble.run(params, str(toy_task), "generated.jsonl", "g", "w/train.jsonl", "m/data.json", "it.tsv", "p", "s")
+    assemble.run(params, str(toy_task), {"zerogen": "generated.jsonl", "gold": "g", "llkd": "p", "s3": "s"}, "w/train.jsonl", "m/data.json", "it.tsv")
     rows = read_jsonl("w/train.jsonl")
     assert [r["id"] for r in rows if r["source"] == "llm"] == ["g0", "g2"]  # the test row's copy is gone
     m = json.loads((tmp_path / "m/data.json").read_text())

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from distill.methods.llkd import Selector, entropy, init_thresholds, pool_cut, select, sequence_uncertainty, update, weights
+from distill.methods.llkd.algorithm import Selector, entropy, init_thresholds, pool_cut, select, sequence_uncertainty, update, weights
 
 
 def test_init_and_entropy():
@@ -95,7 +95,7 @@ def test_one_update_step_by_hand():
 
 
 def test_with_prior_is_a_product_of_experts():
-    from distill.methods.llkd import with_prior
+    from distill.methods.llkd.algorithm import with_prior
 
     teacher = torch.tensor([[0.7, 0.3], [0.6, 0.4], [0.2, 0.8]])
     assert torch.allclose(with_prior(teacher, torch.full((3, 2), 0.5), 1.0), teacher)  # a uniform prior changes nothing

@@ -17,7 +17,7 @@ def real_teacher():
 
 
 def test_real_teacher_fast_scoring_matches_naive(real_teacher):
-    from distill.methods.fewshot import pick_demos, score_requests, scoring_prefix
+    from distill.prompting.fewshot import pick_demos, score_requests, scoring_prefix
     from distill.tasks import load_task
 
     reqs = []

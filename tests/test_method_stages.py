@@ -12,7 +12,9 @@ from distill.stages import train
 
 
 def test_gold_two_iterations_on_fake_llm(tmp_path, toy_task, fake_backend, tiny_student, monkeypatch):
-    from distill.stages import assemble, gold, gold_start
+    from distill.stages import assemble
+    from distill.methods.gold import stages as gold
+    from distill.methods.gold import start as gold_start
 
     monkeypatch.chdir(tmp_path)
     params = load_params(write_params(
@@ -29,7 +31,7 @@ def test_gold_two_iterations_on_fake_llm(tmp_path, toy_task, fake_backend, tiny_
     fb1 = json.loads((tmp_path / "g/iter_1/feedback.json").read_text())
     assert 0 < len(fb1) <= 4 and all("energy" in f for f in fb1)  # up to n_feedback per label
     # the feedback is each label's [50th, 80th) energy band of iteration 1's val block, as select_feedback picks it
-    from distill.methods.gold import select_feedback
+    from distill.methods.gold.algorithm import select_feedback
 
     val1 = [r for r in read_jsonl("g/iter_1/data.jsonl") if r["source"] == "llm_val"]
     for label in ("negative", "positive"):
@@ -57,7 +59,7 @@ def test_gold_two_iterations_on_fake_llm(tmp_path, toy_task, fake_backend, tiny_
     assert {"energy_mean", "energy_std", "val_accuracy"} <= set(m2)
     assert all("energy" in r["meta"] for r in read_jsonl("g/iter_2/data.jsonl") if r["source"] == "llm_val")
 
-    assemble.run(params, task, "unused.jsonl", "g", "w/train.jsonl", "m/data.json", "plots/iterations.tsv", "unused", "unused")
+    assemble.run(params, task, {"zerogen": "unused.jsonl", "gold": "g", "llkd": "unused", "s3": "unused"}, "w/train.jsonl", "m/data.json", "plots/iterations.tsv")
     assert len(read_jsonl("w/train.jsonl")) == m2["total"] + 8  # every iteration's data + the 8 real fewshot rows
     tsv = (tmp_path / "plots/iterations.tsv").read_text().splitlines()
     assert tsv[0].split("\t")[:3] == ["iteration", "val_accuracy", "energy_mean"] and len(tsv) == 3
@@ -79,7 +81,7 @@ def test_gold_two_iterations_on_fake_llm(tmp_path, toy_task, fake_backend, tiny_
 
 
 def test_gold_prompts_show_feedback_as_numbered_demos(toy_task):
-    from distill.methods.gold import VAL_INSTRUCTION, iteration_requests
+    from distill.methods.gold.algorithm import VAL_INSTRUCTION, iteration_requests
     from distill.tasks import load_task
 
     spec = load_task(toy_task).spec
@@ -96,7 +98,8 @@ def test_gold_prompts_show_feedback_as_numbered_demos(toy_task):
 
 @pytest.mark.parametrize("selection", ["adaptive", "random"])
 def test_llkd_pseudo_labels_and_selects_online(tmp_path, toy_task, fake_backend, tiny_student, monkeypatch, selection):
-    from distill.stages import assemble, llkd
+    from distill.stages import assemble
+    from distill.methods.llkd import stages as llkd
 
     monkeypatch.chdir(tmp_path)
     params = load_params(write_params(
@@ -113,7 +116,7 @@ def test_llkd_pseudo_labels_and_selects_online(tmp_path, toy_task, fake_backend,
         assert r["label"] == max(probs, key=probs.get) and r["meta"]["confidence"] == max(probs.values())
     assert "label" not in (toy_task / "unlabeled.jsonl").read_text()  # the pool really was unlabelled
 
-    assemble.run(params, task, "unused", "unused", "w/train.jsonl", "m/data.json", "plots/iterations.tsv", "w/pseudo.jsonl", "unused")
+    assemble.run(params, task, {"zerogen": "unused", "gold": "unused", "llkd": "w/pseudo.jsonl", "s3": "unused"}, "w/train.jsonl", "m/data.json", "plots/iterations.tsv")
     rows = read_jsonl("w/train.jsonl")
     real = [r for r in rows if r["source"] == "fewshot"]  # the task's real labels join every method's data
     assert len(rows) == 24 + 8 and len(real) == 8
@@ -136,8 +139,8 @@ def test_llkd_fewshot_prior_multiplies_the_teachers_labels_by_a_probe(tmp_path, 
     fewshot.jsonl's normalised embeddings (the same fit as scikit-learn's, C = prior_c); `none` keeps the teacher's."""
     from sklearn.linear_model import LogisticRegression
 
-    from distill.methods.llkd import with_prior
-    from distill.stages import llkd
+    from distill.methods.llkd.algorithm import with_prior
+    from distill.methods.llkd import stages as llkd
     from distill.students.model import new_student
     from distill.tasks import load_task
 
@@ -191,7 +194,8 @@ def test_llkd_fewshot_prior_multiplies_the_teachers_labels_by_a_probe(tmp_path, 
 
 
 def test_methods_do_not_touch_each_others_stages(tmp_path, toy_task, fake_backend, monkeypatch):
-    from distill.stages import gold, llkd
+    from distill.methods.gold import stages as gold
+    from distill.methods.llkd import stages as llkd
 
     monkeypatch.chdir(tmp_path)
     params = load_params(write_params(tmp_path / "params.yaml", task="toy", method="zerogen"))
@@ -202,7 +206,7 @@ def test_methods_do_not_touch_each_others_stages(tmp_path, toy_task, fake_backen
 
 
 def test_s3_seed_and_round_never_touch_test_or_copy_gold(tmp_path, toy_task, fake_backend, tiny_student, monkeypatch):
-    from distill.stages import s3
+    from distill.methods.s3 import stages as s3
     from distill.tasks import Task
 
     monkeypatch.chdir(tmp_path)
@@ -256,7 +260,7 @@ def test_s3_seed_and_round_never_touch_test_or_copy_gold(tmp_path, toy_task, fak
 
 
 def test_s3_prompt_builders(toy_task):
-    from distill.methods.s3 import extrapolation_requests, parse_rationales
+    from distill.methods.s3.algorithm import extrapolation_requests, parse_rationales
     from distill.tasks import load_task
 
     assert parse_rationales("1. great acting\n2) a dull plot twist\n- x\n* great acting\n3. strong score", 5) == [

@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from distill.methods.fewshot import format_example, label_probs, pick_demos, score_requests, scoring_prefix
-from distill.methods.zerogen import build_requests, cut, filter_samples
+from distill.prompting.fewshot import format_example, label_probs, pick_demos, score_requests, scoring_prefix
+from distill.prompting.generation import build_requests, cut, filter_samples
 from distill.metrics import accuracy, macro_f1
 from distill.tasks import load_task
 
@@ -99,7 +99,7 @@ def test_metrics_by_hand():
 
 
 def test_batch_calibration_removes_a_label_prior():
-    from distill.methods.fewshot import batch_calibrate, teacher_probs
+    from distill.prompting.fewshot import batch_calibrate, teacher_probs
 
     # the teacher prefers label 1 everywhere, but less so on the first two rows
     probs = [[0.4, 0.6], [0.3, 0.7], [0.1, 0.9], [0.05, 0.95]]
@@ -111,7 +111,7 @@ def test_batch_calibration_removes_a_label_prior():
 
 
 def test_s3_error_split_is_a_stable_partition_by_content():
-    from distill.methods.s3 import error_split
+    from distill.methods.s3.algorithm import error_split
 
     rows = [{"text": f"review {i}", "label": "positive" if i % 2 else "negative", "id": f"validation-{i}"} for i in range(1000)]
     mined, held = error_split(rows, ["text"], 0.5)

@@ -236,7 +236,8 @@ def test_scoring_falls_back_when_the_server_lacks_logprobs(tmp_path):
 def test_api_key_is_never_written(tmp_path, monkeypatch, toy_task, capsys):
     """A whole generate stage against the fake server with a key in the environment: the key reaches the
     server and nothing written (params, outputs, metrics, the cache database, output, errors) contains it."""
-    from distill.stages import generate, prompts
+    from distill.methods.zerogen import generate
+    from distill.methods.zerogen import prompts
 
     monkeypatch.setenv("DISTILL_TEST_KEY", SECRET)
     monkeypatch.chdir(tmp_path)

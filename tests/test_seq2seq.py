@@ -11,7 +11,7 @@ import torch
 
 from conftest import REPO, make_toy_seq2seq, write_params
 from distill.io import DistillError
-from distill.methods import seq2seq
+from distill.prompting import seq2seq
 from distill.tasks import TaskSpec, load_task
 
 SVAMP = load_task(REPO / "data/tasks/svamp").spec
@@ -96,12 +96,14 @@ def test_token_energy_includes_or_masks_padding(tiny_generator):
 
 def test_generator_trains_saves_and_loads(tiny_llm, tmp_path):
     from distill.config import TrainParams
-    from distill.students import train_student
+    from distill.students import student_config, train_student
     from distill.students.model import load_student
 
     rows = [{**ROW, "input": f"Ann has {a} pens and buys {b} more ?", "target": str(a + b), "equation": f"( {a} + {b} )"}
             for a, b in [(3, 4), (10, 2), (5, 5), (7, 1)]]
-    cfg = TrainParams(lm_model=str(tiny_llm), epochs=3, lm_batch_size=2, lm_lr=1e-3, lm_max_length=64)
+    # the causal LM's settings (train.lm_*), as every stage resolves them for a seq2seq task
+    cfg = student_config(TrainParams(lm_model=str(tiny_llm), epochs=3, lm_batch_size=2, lm_lr=1e-3, lm_max_length=64), SVAMP)
+    assert (cfg.batch_size, cfg.lr) == (2, 1e-3)
     student, history = train_student(rows, [], ["input"], cfg, 0, spec=SVAMP, select_rows=rows[:2])
     assert len(history) == 3 and history[-1]["train_loss"] < history[0]["train_loss"] and "select_accuracy" in history[0]
     student.save_pretrained(tmp_path / "s")
@@ -119,7 +121,11 @@ def test_seq2seq_stages_with_the_fake_llm(tmp_path, tiny_llm, fake_backend, monk
     import yaml
 
     from distill.config import Params
-    from distill.stages import assemble, evaluate, generate, gold, gold_start, prompts, register, train
+    from distill.stages import assemble, evaluate, register, train
+    from distill.methods.zerogen import generate
+    from distill.methods.gold import stages as gold
+    from distill.methods.gold import start as gold_start
+    from distill.methods.zerogen import prompts
 
     task = str(make_toy_seq2seq(tmp_path))
     monkeypatch.chdir(tmp_path)
@@ -133,7 +139,7 @@ def test_seq2seq_stages_with_the_fake_llm(tmp_path, tiny_llm, fake_backend, monk
         generate.run(params, task, "w/prompts.jsonl", "w/generated.jsonl", "m/generate.json")
         gold_start.run("g/iter_0")
         gold.iterate(params, task, 1, "g/iter_0", "g/iter_1", "m/g1.json")
-        assemble.run(params, task, "w/generated.jsonl", "g", "w/train.jsonl", "m/data.json", "p.tsv", "w/pseudo.jsonl", "s")
+        assemble.run(params, task, {"zerogen": "w/generated.jsonl", "gold": "g", "llkd": "w/pseudo.jsonl", "s3": "s"}, "w/train.jsonl", "m/data.json", "p.tsv")
         train.run(params, task, "w/train.jsonl", "models/student", "m/train.json")
         evaluate.run(params, task, "models/student", "m/metrics.json", "p/confusion.json")
         metrics = json.loads((tmp_path / "m/metrics.json").read_text())
@@ -168,7 +174,8 @@ def test_llkd_pseudo_solves_with_votes_and_selects_online(tmp_path, tiny_llm, fa
     import yaml
 
     from distill.config import Params
-    from distill.stages import assemble, llkd, train
+    from distill.stages import assemble, train
+    from distill.methods.llkd import stages as llkd
 
     task = str(make_toy_seq2seq(tmp_path))
     monkeypatch.chdir(tmp_path)
@@ -185,7 +192,7 @@ def test_llkd_pseudo_solves_with_votes_and_selects_online(tmp_path, tiny_llm, fa
         a, b = (int(x) for x in re.findall(r"\d+", r["input"])[:2])
         assert str(eval(r["equation"])) == r["target"]  # noqa: S307 (test data)
         assert r["target"] in (str(a + b), str(a + b + 1))  # the fake's two answers; the majority holds >= 2 of 4 votes
-    assemble.run(params, task, "w/generated.jsonl", "g", "w/train.jsonl", "m/data.json", "p.tsv", "w/pseudo.jsonl", "s")
+    assemble.run(params, task, {"zerogen": "w/generated.jsonl", "gold": "g", "llkd": "w/pseudo.jsonl", "s3": "s"}, "w/train.jsonl", "m/data.json", "p.tsv")
     train.run(params, task, "w/train.jsonl", "models/student", "m/train.json")
     history = json.loads((tmp_path / "m/train.json").read_text())
     assert 0 < history["selected_fraction"] <= 1 and "tau_teacher.0" in history, history
@@ -207,7 +214,7 @@ def test_s3_extrapolates_worked_problems_from_the_students_errors(tmp_path, tiny
     import yaml
 
     from distill.config import Params
-    from distill.stages import s3
+    from distill.methods.s3 import stages as s3
 
     task = str(make_toy_seq2seq(tmp_path))
     monkeypatch.chdir(tmp_path)

@@ -9,7 +9,9 @@ import pytest
 from conftest import write_params
 from distill.config import load_params
 from distill.io import read_jsonl
-from distill.stages import evaluate, generate, prompts, register, train
+from distill.stages import evaluate, register, train
+from distill.methods.zerogen import generate
+from distill.methods.zerogen import prompts
 
 
 @pytest.fixture
@@ -66,8 +68,10 @@ def test_pipeline_on_fake_llm(params, toy_task, fake_backend, tmp_path):
     assert run.data.metrics["student_accuracy"] == metrics["student_accuracy"]
     assert run.data.metrics["generate.kept"] == gm["kept"]
     assert run.data.tags["method"] == "zerogen" and len(run.data.tags["generated_sha256"]) == 64
+    import pandas as pd
+
     model = mlflow.pyfunc.load_model("models:/distill-toy@champion")
-    pred = model.predict(["a wonderful and great movie", "dull and awful"])
+    pred = model.predict(pd.DataFrame({"text": ["a wonderful and great movie", "dull and awful"]}))  # the signature's columns
     assert set(pred["label"]) <= {"negative", "positive"} and len(pred) == 2
 
 
@@ -110,7 +114,7 @@ def test_labelled_reference_uses_real_labels_only(tmp_path, toy_task, fake_backe
     monkeypatch.chdir(tmp_path)
     params = load_params(write_params(tmp_path / "params.yaml", task="toy", method="labelled",
                                       labelled={"splits": ["fewshot", "validation"]}))
-    assemble.run(params, str(toy_task), "unused", "unused", "w/train.jsonl", "m/data.json", "plots/it.tsv", "unused", "unused")
+    assemble.run(params, str(toy_task), {"zerogen": "unused", "gold": "unused", "llkd": "unused", "s3": "unused"}, "w/train.jsonl", "m/data.json", "plots/it.tsv")
     rows = read_jsonl("w/train.jsonl")
     assert len(rows) == 8 + 20 and {r["source"] for r in rows} == {"gold"} and fake_backend.calls == 0  # no fewshot twice
 
@@ -144,13 +148,13 @@ def test_runs_are_judged_on_validation_rows_their_data_never_used(params, toy_ta
     """val_* (what settings and @champion are chosen on) counts only validation rows the run's data did not use: S3
     mines part of validation.jsonl, so it is judged on the rest; `labelled` trained on validation.jsonl has no val_*
     metrics and is registered without competing for @champion."""
-    from distill.methods.s3 import error_split
+    from distill.methods.s3.algorithm import error_split
     from distill.stages import assemble
 
     task = str(toy_task)
     reference = params.model_copy(update={"method": "labelled", "labelled": params.labelled.model_copy(
         update={"splits": ["fewshot", "validation"]})})
-    assemble.run(reference, task, "-", "-", "w/train.jsonl", "m/data.json", "plots/it.tsv", "-", "-")
+    assemble.run(reference, task, {"zerogen": "-", "gold": "-", "llkd": "-", "s3": "-"}, "w/train.jsonl", "m/data.json", "plots/it.tsv")
     train.run(params, task, "w/train.jsonl", "models/student", "m/train.json")
     held_out = error_split(read_jsonl(toy_task / "validation.jsonl"), ["text"], params.s3.error_fraction)[1]
     judged = {}

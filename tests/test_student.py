@@ -121,7 +121,7 @@ def _spy_forward(student) -> list[tuple[int, bool]]:
 def test_online_selection_trains_the_kept_rows_as_weights_would(tiny_student, tmp_path):
     """LLKD's selection runs only the kept rows forward and backward: the same student as every row at its weight with
     the dropped ones at 0 (no dropout, so both see the same numbers), at a fraction of the cost."""
-    from distill.methods.llkd import Selector
+    from distill.methods.llkd.algorithm import Selector
     from distill.students.finetune import finetune
 
     model = _no_dropout(tiny_student, tmp_path / "no-dropout")

@@ -12,17 +12,8 @@ for _k, _v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MLFLOW_DISAB
                "TRANSFORMERS_VERBOSITY": "error"}.items():
     os.environ.setdefault(_k, _v)
 
-PARAMS = click.option("--params", "params_path", default="params.yaml", show_default=True, help="params file (validated)")
-TASK = click.option("--task-dir", required=True, help="task folder: task.yaml + JSONL splits")
-
-
-def _params(path: str, task_dir: str | None = None):
-    """The validated params, `method: auto` resolved for the task (its folder, else data/tasks/<task>)."""
-    from distill.config import load_params
-    from distill.methods.auto import resolve
-
-    params = load_params(path)
-    return resolve(params, task_dir or os.path.join("data", "tasks", params.task))
+from distill.cli_common import PARAMS, TASK  # noqa: E402 - after the environment defaults above
+from distill.cli_common import stage_params as _params  # noqa: E402
 
 
 @click.group(help="distill: LLM -> small task model, as DVC stages. See README.md and `dvc dag`.")
@@ -43,100 +34,21 @@ def check_task(params_path, task_dir, out, metrics_out):
     stage.run(_params(params_path, task_dir), task_dir, out, metrics_out)
 
 
-@cli.command(help="Write one generation request per sample (label-conditioned prompts, stable ids and seeds).")
-@PARAMS
-@TASK
-@click.option("--out", required=True, help="prompts JSONL to write")
-def prompts(params_path, task_dir, out):
-    from distill.stages import prompts as stage
-
-    stage.run(_params(params_path, task_dir), task_dir, out)
-
-
-@cli.command(help="Sample the teacher for every request; cut, filter and label-check the samples.")
-@PARAMS
-@TASK
-@click.option("--prompts", "prompts_path", required=True, help="prompts JSONL from the prompts stage")
-@click.option("--out", required=True, help="generated JSONL to write")
-@click.option("--metrics", "metrics_out", required=True, help="stage metrics JSON to write")
-def generate(params_path, task_dir, prompts_path, out, metrics_out):
-    from distill.stages import generate as stage
-
-    stage.run(_params(params_path, task_dir), task_dir, prompts_path, out, metrics_out)
-
-
-@cli.command("gold-start", help="GOLD iteration 0: an empty data set and no feedback.")
-@PARAMS
-@click.option("--out", required=True, help="iteration-0 folder to write")
-def gold_start(params_path, out):
-    from distill.stages import gold_start as stage
-
-    stage.run(out)
-
-
-@cli.command("gold-iter", help="One GOLD iteration: generate with feedback, refresh the student, energy-score, pick feedback.")
-@PARAMS
-@TASK
-@click.option("--iteration", type=int, required=True, help="iteration number k (1, 2, ...)")
-@click.option("--prev", "prev_dir", required=True, help="folder of iteration k-1")
-@click.option("--out", required=True, help="folder of iteration k to write")
-@click.option("--metrics", "metrics_out", required=True, help="iteration metrics JSON to write")
-def gold_iter(params_path, task_dir, iteration, prev_dir, out, metrics_out):
-    from distill.stages import gold as stage
-
-    stage.iterate(_params(params_path, task_dir), task_dir, iteration, prev_dir, out, metrics_out)
-
-
-@cli.command("s3-seed", help="S3: rationales per label, then rationale-conditioned seed data.")
-@PARAMS
-@TASK
-@click.option("--out", required=True, help="round-0 folder to write")
-@click.option("--metrics", "metrics_out", required=True, help="stage metrics JSON to write")
-def s3_seed(params_path, task_dir, out, metrics_out):
-    from distill.stages import s3 as stage
-
-    stage.seed(_params(params_path, task_dir), task_dir, out, metrics_out)
-
-
-@cli.command("s3-round", help="S3 round: fresh student, its validation errors, one extrapolated example per error.")
-@PARAMS
-@TASK
-@click.option("--round", "k", type=int, required=True, help="round number k (1, 2, ...)")
-@click.option("--prev", "prev_dir", required=True, help="folder of round k-1")
-@click.option("--out", required=True, help="folder of round k to write")
-@click.option("--metrics", "metrics_out", required=True, help="round metrics JSON to write")
-def s3_round(params_path, task_dir, k, prev_dir, out, metrics_out):
-    from distill.stages import s3 as stage
-
-    stage.round_(_params(params_path, task_dir), task_dir, k, prev_dir, out, metrics_out)
-
-
-@cli.command("llkd-label", help="LLKD: the teacher pseudo-labels the unlabelled pool (label probabilities and confidence; seq2seq: "
-              "sampled solutions, the majority's vote share).")
-@PARAMS
-@TASK
-@click.option("--out", required=True, help="pseudo-labelled JSONL to write")
-@click.option("--metrics", "metrics_out", required=True, help="stage metrics JSON to write")
-def llkd_label(params_path, task_dir, out, metrics_out):
-    from distill.stages import llkd as stage
-
-    stage.run(_params(params_path, task_dir), task_dir, out, metrics_out)
-
-
 @cli.command(help="Assemble the selected method's final training set and its per-iteration curve.")
 @PARAMS
 @TASK
-@click.option("--generated", required=True, help="ZeroGen's generated JSONL")
-@click.option("--gold-dir", required=True, help="folder holding GOLD's iter_k folders")
+@click.option("--input", "inputs", multiple=True, metavar="METHOD=PATH",
+              help="a method's stage output (repeat for each method: dvc.yaml passes them all)")
 @click.option("--out", required=True, help="training JSONL to write")
 @click.option("--metrics", "metrics_out", required=True, help="data metrics JSON to write")
-@click.option("--pseudo", required=True, help="LLKD's pseudo-labelled JSONL")
-@click.option("--s3-dir", required=True, help="folder holding S3's round_k folders")
 @click.option("--plot", "plot_out", required=True, help="per-iteration TSV to write")
-def assemble(params_path, task_dir, generated, gold_dir, pseudo, s3_dir, out, metrics_out, plot_out):
+def assemble(params_path, task_dir, inputs, out, metrics_out, plot_out):
     from distill.stages import assemble as stage
 
-    stage.run(_params(params_path, task_dir), task_dir, generated, gold_dir, out, metrics_out, plot_out, pseudo, s3_dir)
+    pairs = dict(i.split("=", 1) for i in inputs if "=" in i)
+    if len(pairs) != len(inputs):
+        raise click.BadParameter("each --input is METHOD=PATH", param_hint="--input")
+    stage.run(_params(params_path, task_dir), task_dir, pairs, out, metrics_out, plot_out)
 
 
 @cli.command(help="Fine-tune the student on generated data; save it with its tokenizer.")
@@ -175,7 +87,10 @@ def evaluate(params_path, task_dir, model_dir, metrics_out, plot_out):
 def register(params_path, data_path, model_dir, metrics_paths, out, curve, history):
     from distill.stages import register as stage
 
-    stage.run(_params(params_path), data_path, model_dir, list(metrics_paths), out, curve, history)
+    from distill.config import load_params
+
+    stage.run(_params(params_path), data_path, model_dir, list(metrics_paths), out, curve, history,
+              written=load_params(params_path))
 
 
 @cli.command(help="Print the last pipeline's test accuracies and where to look next.")
@@ -269,6 +184,65 @@ def serve(model, name, host, port, batch_window_ms, max_batch, max_tokens, devic
     from distill.teachers.serve import serve as run
 
     run(model, name, host, port, batch_window_ms, max_batch, max_tokens, device, dtype, request_timeout)
+
+@cli.command(help="Print the validated params; with --resolved, the config a run of this task really uses (method "
+             "`auto` made concrete, the method's and the task kind's training settings), as MLflow logs it.")
+@PARAMS
+@click.option("--task-dir", default=None, help="task folder (default: data/tasks/<task>)")
+@click.option("--resolved", is_flag=True, help="apply every override the run applies; changed keys get a comment")
+def config(params_path, task_dir, resolved):
+    import yaml
+
+    from distill.config import load_params
+    from distill.resolved import changed, resolved_params
+    from distill.tasks import load_task
+
+    written = load_params(params_path)
+    params, notes = written, {}
+    if resolved:
+        params = _params(params_path, task_dir)
+        params = resolved_params(params, load_task(task_dir or os.path.join("data", "tasks", params.task), quiet=True).spec)
+        notes = changed(written, params)
+    lines = yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False).splitlines()
+    click.echo("\n".join(_annotate(lines, notes)))
+
+
+def _annotate(lines: list[str], notes: dict) -> list[str]:
+    """`  head_init: random` -> `  head_init: random  # params.yaml: probe` for each key the run changed."""
+    out, stack = [], []
+    for line in lines:
+        indent = (len(line) - len(line.lstrip(" "))) // 2
+        key = line.strip().split(":", 1)[0]
+        stack[indent:] = [key]
+        dotted = ".".join(stack)
+        out.append(f"{line}  # params.yaml: {notes[dotted][0]}" if dotted in notes and not line.endswith(":") else line)
+    return out
+
+
+def _add_method_commands() -> None:
+    """Each method's own stage commands (`distill gold-iter`, ...) come from its folder (methods/<name>/cli.py)."""
+    import importlib
+
+    from distill.methods.registry import METHODS
+
+    for method in METHODS.values():
+        for command in importlib.import_module(method.commands).COMMANDS if method.commands else []:
+            cli.add_command(command)
+
+
+_add_method_commands()
+
+
+def _add_product_commands() -> None:
+    """The student as a product: label a file with it, export it (deploy/)."""
+    from distill.deploy import export, predict
+
+    cli.add_command(predict.command)
+    cli.add_command(export.command)
+
+
+_add_product_commands()
+
 
 def main() -> None:
     from distill.io import DistillError

@@ -11,10 +11,11 @@ from typing import Literal
 
 import warnings
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, create_model, field_validator
 from pydantic_core import PydanticCustomError
 
 from distill.io import DistillError, load_yaml_model
+from distill.sections import RUNTIME, TASK_NAME, Section, Step, check_chain  # noqa: F401 - re-exported
 
 
 # `register` is a params section; pydantic warns that it shadows ABCMeta.register, which we never use.
@@ -34,27 +35,8 @@ def looks_like_key(name: str) -> bool:
     return len(name) > 64 or (len(name) >= 24 and mixed)
 
 
-# A task is a folder directly under data/tasks/: no separators, no leading dot (so no `..`), no absolute path.
-TASK_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
-
-RUNTIME = {"runtime": True}  # a knob of speed or patience, not of results: in no stage's dvc.yaml params
 
 
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_bool_for_numbers(cls, v, info):
-        # pydantic's lax mode reads `epochs: true` as 1: a typo, not a number
-        ann = cls.model_fields[info.field_name].annotation
-        types = (ann, *getattr(ann, "__args__", ()))
-        if isinstance(v, bool) and bool not in types:
-            raise PydanticCustomError("bool_not_number", "a yes/no value where a number or text belongs")
-        # ...and `n_per_label: 1e3` (DVC writes -S 1e3 as 1000.0) as 1000: a whole number must be written as one
-        if isinstance(v, float) and int in types and float not in types:
-            raise PydanticCustomError("float_not_int", "a decimal number where a whole number belongs")
-        return v
 
 
 class TeacherParams(Section):
@@ -224,118 +206,10 @@ class RegisterParams(Section):
                         "(validation accuracy: the registry must not pick models on test)")
 
 
-class Step(Section):
-    i: int = Field(gt=0, description="iteration / round number (1, 2, ...)")
-    prev: int = Field(ge=0, description="the step whose output this one builds on (i - 1; 0 = the start)")
-
-
-def check_chain(steps: list[Step], name: str) -> None:
-    """DVC runs foreach items in no guaranteed order: each step names its predecessor, and they must chain."""
-    for n, it in enumerate(steps, start=1):
-        if (it.i, it.prev) != (n, n - 1):
-            raise ValueError(f"{name}[{n - 1}] must be {{i: {n}, prev: {n - 1}}} (each step builds on the previous one)")
-
-
-class GoldParams(Section):
-    iterations: list[Step] = Field(
-        default_factory=lambda: [Step(i=k, prev=k - 1) for k in range(1, 5)],
-        description="one DVC stage per item; iteration k reads iteration prev's feedback by path",
-    )
-    train_per_iter: int = Field(48, gt=0, description="training samples requested per iteration (spread over labels)")
-    val_per_iter: int = Field(16, ge=0, description="'significantly different' validation samples per iteration; they are scored by energy and also become training data, as in the code")
-    real_demos: int = Field(3, ge=0, description="real same-label examples from fewshot.jsonl shown in every prompt (the code's 3 fixed examples)")
-    feedback: Literal["band", "top", "random", "none"] = Field(
-        "band", description="band: energy band [ood_lo, ood_hi) (GOLD); top: highest energy; random; none: no feedback (GOLD's rounds, label filter and loss stay: not ZeroGen)"
-    )
-    n_feedback: int = Field(3, ge=0, description="feedback samples per label carried to the next iteration (shown as extra numbered demos)")
-    feedback_ratio: float = Field(0.5, ge=0, le=1, description="fraction of requests that show the feedback (the code: every 2nd batch)")
-    ood_lo: float = Field(0.5, ge=0, le=1, description="lower energy percentile of the feedback band")
-    ood_hi: float = Field(0.8, ge=0, le=1, description="upper energy percentile of the feedback band")
-    energy_T: float = Field(1.0, gt=0, description="energy temperature T in E(x) = -T logsumexp(logits / T)")
-    include_pad: bool = Field(True, description="seq2seq tasks: token-level energy averages over the batch's padding after "
-                              "a row's answer too, as the released code does; false: over the written tokens only")
-    refresh: Literal["cumulative", "reinit"] = Field(
-        "cumulative", description="cumulative: keep training the previous iteration's student (the code); reinit: a fresh student each iteration"
-    )
-    refresh_epochs: int = Field(8, gt=0, description="epochs over all data so far at each student refresh (a student that "
-                                "has barely trained scores every sample near -T*log(K): no OOD signal)")
-    loss: Literal["sce", "ce"] = Field("sce", description="final student's loss: symmetric cross-entropy (GOLD) or plain CE")
-    final_epochs: int | None = Field(None, gt=0, description="final student's epochs (the code: 50); None = train.epochs")
-    final_lr: float | None = Field(None, gt=0, description="final student's learning rate (the code: 1e-5 for T5-base; None = train.lr)")
-    sce_alpha: float = Field(0.1, ge=0, description="SCE weight of CE (code examples: 0.01-0.1)")
-    sce_beta: float = Field(1.0, ge=0, description="SCE weight of reverse CE")
-    sce_clamp: float = Field(1e-4, gt=0, lt=1, description="clamp of the one-hot label inside reverse CE (log(1e-4) = -9.21)")
-    drop_top_energy: float = Field(0.0, ge=0, lt=1, description="drop this fraction of highest-energy samples before final training (default off, as in the code)")
-
-    @model_validator(mode="after")
-    def _chain(self) -> "GoldParams":
-        check_chain(self.iterations, "iterations")
-        if not self.ood_lo < self.ood_hi:
-            raise ValueError("ood_lo must be below ood_hi")
-        return self
-
-
-class LLKDParams(Section):
-    pool_size: int | None = Field(2500, gt=0, description="rows of unlabeled.jsonl the teacher pseudo-labels (None = all; on 2 cores ~0.1 s per row, "
-                                     "a seq2seq row's 4 sampled solutions ~4-7 s)")
-    pool_chars: int = Field(300_000, ge=0, description="and at most this many characters of text in all, each field capped at "
-                            "teacher.max_text_chars as in the teacher's prompt (0 = no limit): a compute budget, since the teacher, the prior's "
-                            "encoder and the student cost per token; 2500 SST-2 rows are ~260k characters, AG News reaches "
-                            "it at ~1270 rows, RTE pairs at ~940")
-    selection: Literal["adaptive", "all", "teacher_topk", "student_entropy", "random"] = Field(
-        "adaptive", description="adaptive: LLKD (teacher confident AND student uncertain, adaptive per-class thresholds); "
-        "baselines: all pseudo-labels, teacher_topk, student_entropy only, random subset")
-    momentum: float = Field(0.9, ge=0, lt=1, description="EMA momentum of the thresholds (per training batch)")
-    weighting: bool = Field(True, description="weight selected samples by teacher confidence x normalised student entropy")
-    fraction: float = Field(0.25, gt=0, le=1, description="share of the pool kept by the teacher_topk and random baselines")
-    votes: int = Field(4, ge=1, description="seq2seq tasks: solutions the teacher samples per problem; its confidence is the "
-                       "share that reach the majority answer (self-consistency); 1 = one greedy solution, confidence 1")
-    temperature: float = Field(0.7, gt=0, description="seq2seq tasks: sampling temperature of those solutions (votes > 1)")
-    fewshot_prior: Literal["probe", "none"] = Field(
-        "probe", description="classification: multiply the teacher's label distribution on each pool row by a linear probe's, "
-        "fitted on frozen embeddings (llkd.prior_model) of the task's labelled fewshot.jsonl (a product of experts; "
-        "none = the teacher's alone, as in the paper)")
-    prior_weight: float = Field(1.5, ge=0, description="exponent of the probe's distribution in that product (0 = off)")
-    prior_c: float = Field(3.0, gt=0, description="inverse L2 strength of the probe (scikit-learn's C: the penalty is "
-                           "|W|^2 / (2 C n) over n fewshot rows); small = a soft probe that moves few labels")
-    prior_model: str = Field("mpnet-base", description="the probe's frozen encoder: mpnet-base (all-mpnet-base-v2: a "
-                             "better probe than MiniLM's on SST-2, docs/benchmarks.md) | minilm-l6 | student (train.model's) | a "
-                             "model folder; only the pseudo-labels change, the student stays train.model")
-
-
-class S3Params(Section):
-    rounds: list[Step] = Field(
-        default_factory=lambda: [Step(i=k, prev=k - 1) for k in range(1, 3)],
-        description="error-extrapolation rounds (the paper: 2); one DVC stage per item, round k reads round prev",
-    )
-    seed_per_label: int = Field(96, gt=0, description="seed samples requested per label")
-    n_rationales: int = Field(8, ge=0, description="rationales listed per label (single-text tasks; 0 = plain ZeroGen seed)")
-    rationales_per_prompt: int = Field(2, ge=0, description="rationales sampled into each seed prompt")
-    max_extrapolations: int | None = Field(64, gt=0, description="cap on new examples per round (one per validation error; None = all errors)")
-    check_extrapolations: bool = Field(False, description="also run the teacher label check on extrapolated examples (they carry the gold label)")
-    error_fraction: float = Field(0.5, gt=0, lt=1, description="share of validation.jsonl the rounds mine for errors (fixed "
-                                  "by a hash of each row); the rest stays unseen and is what an S3 run's val_* metrics are "
-                                  "measured on, so choosing on validation stays fair to the other methods")
-
-    @model_validator(mode="after")
-    def _chain(self) -> "S3Params":
-        check_chain(self.rounds, "rounds")
-        return self
-
-
-class LabelledParams(Section):
-    splits: list[Literal["fewshot", "validation"]] = Field(
-        default_factory=lambda: ["fewshot"],
-        description="real labelled splits the student trains on (a reference: what ~16-200 human labels buy)",
-    )
-
-
-class Params(Section):
+class SharedParams(Section):
+    """The sections every run reads; each method's own section is added from methods/registry.py (`Params` below)."""
     task: str = Field("sst2", description="task folder under data/tasks/ (a plain folder name)")
-    method: Literal["auto", "zerogen", "gold", "s3", "llkd", "labelled"] = Field(
-        "auto", description="distillation method: zerogen | gold | s3 | llkd; labelled = real labels only (a reference, no "
-        "teacher); auto = llkd for a classification task with unlabelled text (unlabeled.jsonl), else zerogen "
-        "(methods/auto.py)")
+    method: str = Field("auto")  # its choices and help come from the registry (`Params` below)
     seed: int = Field(0, description="global random seed (sampling, splits, initialisation)")
     comparison: str | None = Field(None, description="set by `distill compare`: the MLflow tag shared by one comparison's runs")
     teacher: TeacherParams = TeacherParams()
@@ -345,10 +219,6 @@ class Params(Section):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     register: RegisterParams = RegisterParams()
-    gold: GoldParams = GoldParams()
-    s3: S3Params = S3Params()
-    llkd: LLKDParams = LLKDParams()
-    labelled: LabelledParams = LabelledParams()
 
     @field_validator("task")
     @classmethod
@@ -357,6 +227,24 @@ class Params(Section):
             raise PydanticCustomError("task_name", "must be the name of a folder under data/tasks/ (letters, digits, "
                                       "'.', '_', '-'; no path)")
         return v
+
+
+def _params_model() -> type[SharedParams]:
+    """params.yaml's model: the shared sections, `method` as one of the registered methods, and one section per
+    method that has params (named like it), all from methods/registry.py."""
+    from distill.methods.registry import NAMES, params_sections
+
+    method = (Literal[("auto", *NAMES)], Field(
+        "auto", description=f"distillation method: {' | '.join(NAMES)} (labelled = real labels only, a reference with no "
+        "teacher); auto = llkd for a classification task with unlabelled text (unlabeled.jsonl), else zerogen "
+        "(methods/auto.py)"))
+    sections = {name: (model, Field(default_factory=model)) for name, model in params_sections().items()}
+    # `register` again: a subclass would take ABCMeta.register (a method of every pydantic model class) as its default
+    register = (RegisterParams, Field(default_factory=RegisterParams))
+    return create_model("Params", __base__=SharedParams, __module__=__name__, method=method, register=register, **sections)
+
+
+Params = _params_model()
 
 
 def runtime_keys(model: type[BaseModel] = None, prefix: str = "") -> set[str]:

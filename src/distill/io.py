@@ -78,15 +78,17 @@ def _line_too_long(f, head: bytes, path: Path, lineno: int, limit: int) -> Disti
                         "example: is a whole file on one line?)")
 
 
-def read_jsonl(path: str | Path, required: Iterable[str] = (),
-               max_line_bytes: int = MAX_LINE_BYTES) -> list[dict[str, Any]]:
-    """Read a JSON Lines file; every problem is reported as `file:line: what`. A line over `max_line_bytes` (its
-    newline not counted) is refused without reading more than the limit of it."""
+# what a JSON value is, in words, for errors (`expected a JSON object, got a list`)
+JSON_TYPES = {bool: "true/false", int: "a number", float: "a number", str: "text", list: "a list", dict: "an object",
+              type(None): "null"}
+
+
+def iter_lines(path: str | Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 file, lazily. A line over `max_line_bytes` (its newline not counted) is refused
+    without reading more than the limit of it; a byte-order mark (Excel's CSV) is dropped."""
     path = Path(path)
     if not path.is_file():
         raise DistillError(f"{path}: file not found")
-    rows = []
-    required = list(required)
     with path.open("rb") as f:
         lineno = 0
         while raw := f.readline(max_line_bytes + 1):  # at most the limit plus one byte: the newline, or proof of excess
@@ -97,19 +99,34 @@ def read_jsonl(path: str | Path, required: Iterable[str] = (),
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise DistillError(f"{path}:{lineno}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DistillError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise DistillError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            for key in required:
-                if not isinstance(row.get(key), str) or not row[key].strip():
-                    raise DistillError(f"{path}:{lineno}: missing or empty field '{key}'")
-            row["_line"] = lineno
-            rows.append(row)
+            yield lineno, line.removeprefix("\ufeff") if lineno == 1 else line
+
+
+def iter_jsonl(path: str | Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of a JSON Lines file, lazily, blank lines skipped; every problem is `file:line: what`."""
+    for lineno, line in iter_lines(path, max_line_bytes):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DistillError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise DistillError(f"{path}:{lineno}: expected a JSON object, got {JSON_TYPES.get(type(row), 'text')}")
+        yield lineno, row
+
+
+def read_jsonl(path: str | Path, required: Iterable[str] = (),
+               max_line_bytes: int = MAX_LINE_BYTES) -> list[dict[str, Any]]:
+    """Read a JSON Lines file (iter_jsonl), each row with its `_line`; a `required` field must be non-empty text."""
+    rows = []
+    required = list(required)
+    for lineno, row in iter_jsonl(path, max_line_bytes):
+        for key in required:
+            if not isinstance(row.get(key), str) or not row[key].strip():
+                raise DistillError(f"{path}:{lineno}: missing or empty field '{key}'")
+        row["_line"] = lineno
+        rows.append(row)
     return rows
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from distill.methods.fewshot import label_probs, named_probs, pick_demos, score_requests, scoring_prefix, teacher_probs, top_label
-from distill.methods.zerogen import dedup_key, filter_samples, normalise
+from distill.prompting.fewshot import label_probs, named_probs, pick_demos, score_requests, scoring_prefix, teacher_probs, top_label
+from distill.prompting.generation import dedup_key, filter_samples, normalise
 from distill.tasks import TaskSpec
 from distill.teachers import Decoding, GenRequest, Teacher
 
@@ -82,7 +82,7 @@ def synthesize_examples(
     the task's inputs are, repeat no demo and no earlier example. Returns rows and counts per rejection reason."""
     from dataclasses import replace
 
-    from distill.methods.seq2seq import parse_generated
+    from distill.prompting.seq2seq import parse_generated
 
     g = params.generate
     decoding = decoding_of(g)
@@ -118,7 +118,7 @@ def solutions(teacher: Teacher, spec: TaskSpec, rows: list[dict], fewshot: list[
     (answer prefix included): one greedy solution, or `votes` samples at `temperature` (LLKD's self-consistency)."""
     import random
 
-    from distill.methods.seq2seq import solve_messages
+    from distill.prompting.seq2seq import solve_messages
 
     demos = random.Random(seed).sample(fewshot, min(max(tp.shots_per_label, 1), len(fewshot)))
     requests = []
@@ -133,7 +133,7 @@ def solutions(teacher: Teacher, spec: TaskSpec, rows: list[dict], fewshot: list[
 
 def solve(teacher: Teacher, spec: TaskSpec, rows: list[dict], fewshot: list[dict], tp, seed: int, desc: str = "solve") -> list[str]:
     """seq2seq tasks: the teacher's greedy answer to each row, read and checked like the student's (seq2seq.answer_of)."""
-    from distill.methods.seq2seq import answer_of
+    from distill.prompting.seq2seq import answer_of
 
     return [answer_of(spec, texts[0]) for texts in solutions(teacher, spec, rows, fewshot, tp, seed, desc=desc)]
 

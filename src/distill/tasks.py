@@ -300,7 +300,7 @@ def add_task(src: str | Path, dest_root: str | Path = "data/tasks", name: str | 
 
     import yaml
 
-    from distill.config import TASK_NAME
+    from distill.sections import TASK_NAME
 
     src = Path(src)
     name = name or src.resolve().name

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from distill.io import file_lock, project_root
 
@@ -117,16 +117,20 @@ def log_iteration_run(experiment: str, run_name: str, params: dict[str, Any], me
 def log_student_run(
     experiment: str, run_name: str, params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str],
     model_dir: str, model_name: str, decide_metric: str, curve: list[dict[str, Any]] | None = None,
-    epochs: list[dict[str, Any]] | None = None,
+    epochs: list[dict[str, Any]] | None = None, examples: list[dict[str, Any]] | None = None,
+    card: Callable[[dict[str, Any]], str] | None = None,
 ) -> dict[str, Any]:
-    """Log one pipeline run with its student, register it, and move @champion if it beats the current one."""
+    """Log one pipeline run with its student, register it, and move @champion if it beats the current one.
+
+    `examples`: rows whose text fields become the model's input example; `card(result)`: the model card, written
+    with the registration's result (run id, version, alias) and returned as result["card"]."""
     mlflow = setup(experiment)
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     import distill
     from distill.students.model import read_meta
-    from distill.students.serving import StudentModel
+    from distill.students.serving import StudentModel, input_example, signature
 
     with mlflow.start_run(run_name=run_name) as run:
         _log_basics(mlflow, params, metrics, tags)
@@ -138,7 +142,9 @@ def log_student_run(
             # the student folder + this package's code: loads without distill installed
             name="student", python_model=StudentModel(), artifacts={"student": str(model_dir)},
             code_paths=[str(Path(distill.__file__).parent)], pip_requirements=pip_requirements(),
-            registered_model_name=model_name,
+            registered_model_name=model_name, signature=signature(meta["fields"], meta["labels"]),
+            # MLflow checks the example through its serving path when logging: a model that can't answer it warns here
+            input_example=input_example(meta["fields"], examples or []),
         )
     client = MlflowClient()
     version = str(info.registered_model_version)
@@ -153,5 +159,24 @@ def log_student_run(
         champ, champ_score = None, float("-inf")
     alias = "champion" if new is not None and new > champ_score else "challenger"
     client.set_registered_model_alias(model_name, alias, version)
-    return {"run_id": run.info.run_id, "model_name": model_name, "version": version, "alias": alias,
-            decide_metric: new, "previous_champion": str(champ.version) if champ else None, "tracking_uri": tracking_uri()}
+    result = {"run_id": run.info.run_id, "model_name": model_name, "version": version, "alias": alias,
+              decide_metric: new, "previous_champion": str(champ.version) if champ else None, "tracking_uri": tracking_uri()}
+    if card is not None:
+        result["card"] = text = card(result)
+        _attach_card(client, info.model_id, model_name, version, alias, text)
+    return result
+
+
+def _attach_card(client, model_id: str, model_name: str, version: str, alias: str, text: str) -> None:
+    """The card as README.md at the logged model's root (`models:/<name>/<version>/README.md`, next to MLmodel), as
+    the version's description, and as the registered model's when this version is @champion (the card of what
+    `models:/<name>@champion` serves) or the model has none yet."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        readme = Path(tmp) / "README.md"
+        readme.write_text(text, encoding="utf-8")
+        client.log_model_artifact(model_id, str(readme))
+    client.update_model_version(model_name, version, description=text)
+    if alias == "champion" or not client.get_registered_model(model_name).description:
+        client.update_registered_model(model_name, description=text)

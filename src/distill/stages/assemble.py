@@ -1,6 +1,6 @@
 """Stage `assemble`: the selected method's final training set, plus its per-iteration curve.
 
-Where the rows come from is the method's business (methods/registry.py): ZeroGen's generated samples, all of
+Where the rows come from is the method's business (its methods/<name>/method.py): ZeroGen's generated samples, all of
 GOLD's iterations, S3's seed data plus every round's extrapolations, LLKD's pseudo-labelled pool (selected
 online in training), or real labelled rows only (`labelled`, the reference a user compares against). Writes
 `plots/iterations.tsv` (one row per iteration: validation accuracy, mean energy, size) for `dvc plots show`.
@@ -14,20 +14,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from distill.config import Params
-from distill.io import atomic_path, write_json, write_jsonl
+from distill.io import DistillError, atomic_path, write_json, write_jsonl
 from distill.leakage import drop_test_rows
-from distill.methods.registry import Inputs, method_of
+from distill.methods.registry import method_of
 from distill.tasks import check_labels, label_counts, load_task
 
 CURVE = ["iteration", "val_accuracy", "energy_mean", "energy_std", "generated", "total"]
 
 
-def run(params: Params, task_dir: str, generated: str, gold_dir: str, out: str, metrics_out: str, plot_out: str,
-        pseudo: str, s3_dir: str) -> None:
+def run(params: Params, task_dir: str, inputs: dict[str, str], out: str, metrics_out: str, plot_out: str) -> None:
+    """inputs: method name -> its stages' output, as dvc.yaml passes them (`--input gold=data/work/gold`)."""
     task = load_task(task_dir)
     spec = task.spec
-    inputs = Inputs(Path(generated), Path(gold_dir), Path(s3_dir), Path(pseudo))
-    data = method_of(params).training_set(params, task, inputs)
+    method = method_of(params)
+    if method.reads_output and params.method not in inputs:
+        raise DistillError(f"assemble: no --input {params.method}=PATH (the output of method {params.method}'s stages)")
+    data = method.training_set(params, task, Path(inputs[params.method]) if params.method in inputs else None)
     check_labels(data.rows, spec, data.source)
     test = task.load("test")
     method_rows, leaked = drop_test_rows(spec, data.rows, test)

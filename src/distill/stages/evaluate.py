@@ -4,10 +4,10 @@ decided by; test is for reporting). `val_*` counts only the validation rows the 
 (`judged_validation`), so a method that reads validation.jsonl (S3) is not judged on its own material.
 
 The teacher is scored as a few-shot classifier (plain prompt, label log-probs). Beside it, the *labeller*: what the
-student was trained to imitate, scored on the same rows. For LLKD that is the teacher's distribution times the
-few-shot prior (`llkd.fewshot_prior`), as llkd_label labels the pool; for ZeroGen, GOLD and S3 it is the teacher's
-own label check, the same numbers as the teacher's; the `labelled` reference and an unchecked ZeroGen
-(`generate.label_filter: none`) have none. The student is also scored on the teacher's rows (`*_teacher_rows`), so
+student was trained to imitate, scored on the same rows, by the method's own rule (its `labeller` hook). For LLKD that
+is the teacher's distribution times the few-shot prior (`llkd.fewshot_prior`), as llkd_label labels the pool; for
+ZeroGen, GOLD and S3 it is the teacher's own label check, the same numbers as the teacher's; the `labelled` reference
+and an unchecked ZeroGen (`generate.label_filter: none`) have none. The student is also scored on the teacher's rows (`*_teacher_rows`), so
 the three compare on one sample when the teacher's is capped (`evaluate.teacher_max_examples`). The teacher's
 answers are cached, so re-evaluating a new student costs no LLM call.
 """
@@ -17,8 +17,8 @@ import random
 
 from distill.config import Params
 from distill.io import write_json
-from distill.methods.fewshot import top_label
-from distill.methods.s3 import error_split
+from distill.methods.registry import method_of
+from distill.prompting.fewshot import top_label
 from distill.metrics import accuracy, macro_f1
 from distill.students.model import load_student
 from distill.synthesis import classify, llm_metrics
@@ -27,14 +27,9 @@ from distill.teachers import make_teacher
 
 
 def judged_validation(params: Params, fields: list[str], validation: list[dict]) -> list[dict]:
-    """The validation rows a run is judged on: those its training data never depended on. S3 mines a fixed part of
-    validation.jsonl for errors, so its runs are judged on the rest; `labelled` with the validation split trains on
-    all of it, so it gets no val_* metrics (and can never take @champion)."""
-    if params.method == "s3":
-        return error_split(validation, fields, params.s3.error_fraction)[1]
-    if params.method == "labelled" and "validation" in params.labelled.splits:
-        return []
-    return validation
+    """The validation rows a run is judged on: those its training data never depended on (the method says which:
+    S3 mines a part of validation.jsonl, `labelled` may train on all of it and then gets no val_* metrics)."""
+    return method_of(params).judged_validation(params, fields, validation)
 
 
 def capped(rows: list[dict], cap: int | None) -> list[dict]:
@@ -112,22 +107,9 @@ def ids_of(rows: list[dict], sample: list[dict]) -> list[int]:
 
 
 def labeller_probs(params: Params, spec, fewshot: list[dict], rows: list[dict], teacher_probs: list[list[float]]):
-    """What the student learned from, as label distributions on `rows` (None where it learned from real or requested
-    labels): LLKD's teacher x few-shot prior, as llkd_label computes it on the pool; the other methods' label check is
-    the teacher itself. The prior's probe is fitted again here (deterministic for a seed: the same probe)."""
-    if params.method == "labelled" or (params.method == "zerogen" and params.generate.label_filter == "none"):
-        return None
-    if params.method != "llkd":
-        return teacher_probs
-    import torch
-
-    from distill.methods.llkd import with_prior
-    from distill.students.prior import fewshot_probe
-
-    prior = fewshot_probe(params, spec, fewshot, rows)
-    if prior is None:
-        return teacher_probs
-    return with_prior(torch.tensor(teacher_probs), prior, params.llkd.prior_weight).tolist()
+    """What the student learned from, as label distributions on `rows`, by the method's rule (None where it learned
+    from real or requested labels): LLKD's teacher x few-shot prior, the other methods' teacher label check."""
+    return method_of(params).labeller(params, spec, fewshot, rows, teacher_probs)
 
 
 def val_line(metrics: dict) -> str:
@@ -143,7 +125,7 @@ def evaluate_seq2seq(params: Params, spec, model, test: list[dict], validation: 
                      val_rows: list[dict], fewshot: list[dict], metrics_out: str, plot_out: str) -> None:
     """seq2seq tasks: accuracy = the answer checker (numeric for SVAMP) on greedy answers, the student's and the
     teacher's (few-shot worked examples, greedy; cached), on test and validation (the teacher on `rows`, `val_rows`)."""
-    from distill.methods.seq2seq import accuracy as checked
+    from distill.prompting.seq2seq import accuracy as checked
     from distill.synthesis import solve
 
     target = spec.target.name

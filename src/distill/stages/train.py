@@ -10,6 +10,7 @@ import time
 from distill.config import Params
 from distill.io import atomic_dir, read_jsonl, write_json
 from distill.methods.registry import method_of
+from distill.resolved import train_config
 from distill.students import distributed
 from distill.tasks import check_labels, load_task
 
@@ -19,7 +20,7 @@ def run(params: Params, task_dir: str, data_path: str, model_out: str, metrics_o
 
     task = load_task(task_dir)
     spec, method = task.spec, method_of(params)
-    cfg = method.train_config(params)
+    cfg = train_config(params, spec)  # the method's and the task kind's settings (resolved.py)
     rows = read_jsonl(data_path, required=spec.field_names)
     check_labels(rows, spec, data_path)
     select = task.load("validation") if cfg.select_on_validation else []

@@ -16,6 +16,7 @@ def train_student(rows: list[dict[str, Any]], labels: Sequence[str], fields: Seq
 
     start: a Student to continue from (GOLD's cumulative refresh) instead of a fresh head on cfg.model.
     loss_fn / selector / epochs / lr: a method's hooks (GOLD's SCE and schedules, LLKD's online selection).
+    cfg: the student's settings as resolved.student_config gives them for the task kind.
     spec: the task spec; a seq2seq task's student is a causal LM (students/generator.py, cfg.lm_model) trained by the
     same loop on its token cross-entropy (a classifier's loss such as GOLD's SCE does not apply; LLKD's selector reads
     each row's mean token NLL).
@@ -29,10 +30,7 @@ def train_student(rows: list[dict[str, Any]], labels: Sequence[str], fields: Seq
             raise DistillError(f"task {spec.name} is seq2seq: its causal-LM student trains with train.recipe: finetune")
         from distill.students.finetune import finetune, sequence_loss
 
-        # min_steps only lifts train's own schedule; a method's explicit epochs (GOLD's refresh) is not lifted, so
-        # lm_min_steps is not read then (and not declared by that stage)
-        lm_min_steps = 0 if epochs else cfg.lm_min_steps
-        cfg = cfg.model_copy(update={"batch_size": cfg.lm_batch_size, "lr": cfg.lm_lr, "min_steps": lm_min_steps})
+        # cfg is already the causal LM's (resolved.student_config: train.lm_* in place of the encoder's settings)
         student = start or fresh_student(spec, cfg, seed)
         return student, finetune(student, rows, cfg, seed, sequence_loss, selector, select_rows, log, epochs, lr, probe=False)
     if cfg.recipe == "setfit":
@@ -64,3 +62,12 @@ def fresh_student(spec, cfg, seed: int):
 
     return new_student(resolve_student(cfg.model), spec.label_names, spec.field_names, seed, cfg.pooling,
                        max_length=cfg.max_length, task=spec.name)
+
+
+def student_config(train, spec):
+    """The task kind's student settings: a seq2seq task's student (a causal LM) trains with train.lm_* in place of the
+    encoder's batch size, learning rate and step floor; a classification student with train as it is."""
+    if not spec.seq2seq:
+        return train
+    update = {"batch_size": train.lm_batch_size, "lr": train.lm_lr, "min_steps": train.lm_min_steps}
+    return train.model_copy(update=update)

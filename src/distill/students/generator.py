@@ -1,5 +1,5 @@
 """The student of seq2seq tasks: a causal LM that reads `Problem: <input>` and writes `Equation: ...` / `Answer: ...`
-(methods/seq2seq.py), trained by the same loop as the classifier (students/finetune.py): its forward pass returns
+(prompting/seq2seq.py), trained by the same loop as the classifier (students/finetune.py): its forward pass returns
 each row's mean token loss over the written part, so the loop's weighted mean is ordinary language-model training.
 
 Default weights: the embedded teacher's own SmolLM2-135M-Instruct, dequantised (`train.lm_model: smollm2-135m`);
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distill.io import DistillError
-from distill.methods import seq2seq
+from distill.prompting import seq2seq
 from distill.tasks import TaskSpec
 
 META = "distill.json"

@@ -3,9 +3,12 @@ labelled fewshot.jsonl rows. The llkd_label stage multiplies the teacher's label
 evaluate stage does the same on test and validation rows, to score the labeller the student was trained to imitate."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from distill.config import Params
+if TYPE_CHECKING:  # annotations only: config.py builds its params model from the methods, which use this module
+    from distill.config import Params
 
 
 def fewshot_probe(params: Params, spec, fewshot: list[dict], rows: list[dict]) -> torch.Tensor | None:

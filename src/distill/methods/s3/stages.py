@@ -12,8 +12,9 @@ from pathlib import Path
 
 from distill.config import Params
 from distill.io import atomic_dir, read_jsonl, write_json, write_jsonl
-from distill.methods.s3 import error_split, extrapolation_requests, parse_rationales, rationale_messages, seed_requests
-from distill.methods.zerogen import make_request, template_hash
+from distill.methods.s3.algorithm import error_split, extrapolation_requests, parse_rationales, rationale_messages, seed_requests
+from distill.prompting.generation import make_request, template_hash
+from distill.students import student_config
 from distill.stages import checked_task, demos_per_prompt, inactive
 from distill.synthesis import llm_metrics, seen_keys, synthesize, synthesize_examples
 from distill.tasks import label_counts
@@ -61,7 +62,7 @@ def seed(params: Params, task_dir: str, out_dir: str, metrics_out: str) -> None:
 
 
 def _seed_seq2seq(params: Params, spec, fewshot: list[dict], out_dir: str, metrics_out: str) -> None:
-    from distill.methods import seq2seq
+    from distill.prompting import seq2seq
 
     requests = seq2seq.build_requests(spec, params.s3.seed_per_label, fewshot, demos_per_prompt(params, spec), params.seed, "s3seed")
     teacher = make_teacher(params.teacher)
@@ -85,7 +86,7 @@ def round_(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, m
     data = read_jsonl(Path(prev_dir) / "data.jsonl")
 
     # 1. a fresh student on everything so far; 2. its errors on the small gold set
-    model, _ = train_student(data, spec.label_names, fields, params.train, params.seed + k, spec=spec)
+    model, _ = train_student(data, spec.label_names, fields, student_config(params.train, spec), params.seed + k, spec=spec)
     correct = model.correct(gold)  # the gold label, or (seq2seq) the task's answer check
     errors = [g for g, c in zip(gold, correct) if not c]
     val_acc = accuracy_of(correct)
@@ -96,7 +97,7 @@ def round_(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, m
     teacher = make_teacher(params.teacher)
     seen = seen_keys(spec, data + gold)  # gold examples are extrapolated from, never copied into training
     if spec.seq2seq:
-        from distill.methods import seq2seq
+        from distill.prompting import seq2seq
 
         requests = seq2seq.extrapolation_requests(spec, errors, fewshot, max(demos_per_prompt(params, spec) - 1, 0), k, params.seed)
         added, counts = synthesize_examples(teacher, spec, params, requests, "llm_extrapolated", k, seen, desc=f"s3 round {k}")

@@ -8,7 +8,7 @@ sequence has no single label probability. Problems no solution answers are dropp
 Classification also has a few-shot prior (`llkd.fewshot_prior: probe`, not in the paper): a linear probe fitted on
 frozen embeddings (`llkd.prior_model`: all-mpnet-base-v2 by default, whatever the student) of the task's labelled
 fewshot.jsonl gives its own p_P(y|x) on each pool row, and the pseudo-label distribution is the product p_T · p_P^w,
-renormalised (methods/llkd.with_prior). The 135M teacher and 8 real labels per class err on different rows: on
+renormalised (methods/llkd/algorithm.with_prior). The 135M teacher and 8 real labels per class err on different rows: on
 validation.jsonl (3 seeds) the product with mpnet's probe labels 0.855 of SST-2 right where the teacher alone gets
 0.803 (MiniLM's probe: 0.812), and 0.840 of AG News (teacher 0.643) (docs/benchmarks.md). The teacher's own
 distribution stays in `meta.llm_probs`.
@@ -22,8 +22,8 @@ import torch
 
 from distill.config import Params
 from distill.io import write_json, write_jsonl
-from distill.methods.fewshot import named_probs, top_label
-from distill.methods.llkd import pool_cut
+from distill.prompting.fewshot import named_probs, top_label
+from distill.methods.llkd.algorithm import pool_cut
 from distill.stages import checked_task, inactive
 from distill.students.prior import fewshot_probe
 from distill.synthesis import classify, llm_metrics, solutions
@@ -61,7 +61,7 @@ def _labelled(params: Params, spec, teacher, pool: list[dict], fewshot: list[dic
     probs, extra = llm, {}
     prior = fewshot_probe(params, spec, fewshot, pool)
     if prior is not None:
-        from distill.methods.llkd import with_prior
+        from distill.methods.llkd.algorithm import with_prior
 
         probs = with_prior(torch.tensor(llm), prior, params.llkd.prior_weight).tolist()
         extra = {"prior_changed_labels": sum(top_label(p) != top_label(q) for p, q in zip(probs, llm)) / max(len(llm), 1)}
@@ -76,7 +76,7 @@ def _labelled(params: Params, spec, teacher, pool: list[dict], fewshot: list[dic
 
 
 def _solved(params: Params, spec, teacher, pool: list[dict], fewshot: list[dict]) -> tuple[list[dict], dict]:
-    from distill.methods.seq2seq import vote
+    from distill.prompting.seq2seq import vote
 
     lp, field = params.llkd, spec.fields[0].name
     temperature = lp.temperature if lp.votes > 1 else 0.0  # one vote: the greedy solution

@@ -17,8 +17,8 @@ import random
 import re
 from typing import Any
 
-from distill.methods.arith import ArithError, format_number, normalize_equation, numeric_match, parse_number, parse_sample, safe_eval
-from distill.methods.zerogen import make_request, normalise, template_hash
+from distill.prompting.arith import ArithError, format_number, normalize_equation, numeric_match, parse_number, parse_sample, safe_eval
+from distill.prompting.generation import make_request, normalise, template_hash
 from distill.tasks import TaskSpec
 
 VAL_INSTRUCTION = "The new problem must be significantly different from the examples above: a new situation, new numbers."

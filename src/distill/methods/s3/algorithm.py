@@ -14,7 +14,7 @@ import json
 import random
 import re
 
-from distill.methods.zerogen import generation_messages, make_request
+from distill.prompting.generation import generation_messages, make_request
 from distill.tasks import TaskSpec
 
 _NUMBERING = re.compile(r"^\s*(?:[-*•]|\d+[.)]|\(\d+\))\s*")

@@ -6,7 +6,7 @@ scaled per class by that class's own EMA relative to the largest one (FreeMatch-
 weighted by confidence x normalised entropy. The exact equations are not public: this is the
 reconstruction of methods.md §5.4, and every knob is a param.
 
-seq2seq tasks have one "class" (K = 1): the teacher's confidence is its self-consistency vote share (stages/llkd.py)
+seq2seq tasks have one "class" (K = 1): the teacher's confidence is its self-consistency vote share (methods/llkd/stages.py)
 and the student's uncertainty on a row is 1 - exp(-NLL), one minus the geometric-mean probability it gives the
 teacher's solution tokens (its forward pass returns that mean token NLL). Both lie in [0, 1], so the thresholds start
 at the least possible vote share and at half the largest uncertainty, as the classifier's start at chance confidence

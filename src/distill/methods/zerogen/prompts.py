@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from distill.config import Params
 from distill.io import DistillError, write_jsonl
-from distill.methods.zerogen import build_requests
+from distill.prompting.generation import build_requests
 from distill.stages import checked_task, demos_per_prompt, inactive
 
 
@@ -16,7 +16,7 @@ def run(params: Params, task_dir: str, out: str) -> None:
     demos = demos_per_prompt(params, spec)  # task.yaml wins
     fewshot = task.load("fewshot") if demos else []
     if spec.seq2seq:  # input + worked answer examples: n_per_label requests in all (there are no labels)
-        from distill.methods import seq2seq
+        from distill.prompting import seq2seq
 
         n = write_jsonl(out, seq2seq.build_requests(spec, params.generate.n_per_label, fewshot, demos, params.seed, "zerogen"))
         return print(f"prompts: wrote {n} requests ({demos} real examples in each) to {out}")

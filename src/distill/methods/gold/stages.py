@@ -1,4 +1,4 @@
-"""GOLD stage `gold_iter@k`, one DVC stage per iteration (iteration 0 is `gold_start`, stages/gold_start.py).
+"""GOLD stage `gold_iter@k`, one DVC stage per iteration (iteration 0 is `gold_start`, methods/gold/start.py).
 
 Iteration k: generate a training block and a 'significantly different' validation block with iteration
 k-1's feedback as extra demonstrations; refresh the student on everything generated so far; score the
@@ -13,7 +13,8 @@ from pathlib import Path
 
 from distill.config import Params
 from distill.io import atomic_dir, read_json, read_jsonl, write_json, write_jsonl
-from distill.methods.zerogen import template_hash
+from distill.students import student_config
+from distill.prompting.generation import template_hash
 from distill.stages import checked_task, inactive
 from distill.synthesis import llm_metrics, seen_keys, synthesize, synthesize_examples
 from distill.tasks import label_counts
@@ -21,7 +22,7 @@ from distill.teachers import make_teacher
 
 
 def _skip(out_dir: str, metrics_out: str) -> None:
-    from distill.stages.gold_start import run as start
+    from distill.methods.gold.start import run as start
 
     start(out_dir)
     write_json(metrics_out, {"skipped": 1})
@@ -31,7 +32,7 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
     if inactive(params, "gold"):
         return _skip(out_dir, metrics_out)
     # torch + transformers load here, not at import: under another method this stage is a ~0.5 s no-op.
-    from distill.methods.gold import energy_stats, iteration_requests, select_feedback
+    from distill.methods.gold.algorithm import energy_stats, iteration_requests, select_feedback
     from distill.students import fresh_student, train_student
     from distill.students.model import load_student
 
@@ -48,7 +49,7 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
     teacher = make_teacher(params.teacher)
     seen = seen_keys(spec, so_far)
     if spec.seq2seq:  # worked examples; the feedback examples join the real ones as further demos
-        from distill.methods import seq2seq
+        from distill.prompting import seq2seq
 
         blocks = {b: seq2seq.build_requests(spec, n, fewshot, gp.real_demos, params.seed, f"gold{k}", feedback, gp.feedback_ratio,
                                             extra, b)
@@ -69,7 +70,7 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
     data = so_far + new_train + new_val  # val blocks become training data too, as in the released code
 
     # 2. refresh the student on everything so far (cumulative: continue from the previous student)
-    tp = params.train
+    tp = student_config(params.train, spec)  # the task kind's student settings (resolved.py)
     start = None
     if gp.refresh == "cumulative" and (prev / "student" / "distill.json").is_file():
         start = load_student(prev / "student")

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from distill.energy import energy, sequence_energy  # noqa: F401 - GOLD's score, kept below methods/ and students/
-from distill.methods.zerogen import generation_messages, make_request
+from distill.prompting.generation import generation_messages, make_request
 from distill.tasks import TaskSpec
 
 VAL_INSTRUCTION = "The new text must be significantly different from the examples above: a new topic, a new domain."

@@ -1,0 +1,1 @@
+"""The `labelled` reference: method.py and params.py, no stage of its own."""

@@ -1,0 +1,2 @@
+"""S3: method.py (what the shared stages see), algorithm.py (pure functions), stages.py (its stages), params.py (its
+params.yaml section), cli.py (its commands)."""
