@@ -15,10 +15,6 @@ import yaml
 from conftest import REPO, write_params
 from distill.config import Params, Section, runtime_keys
 
-STAGES = ["check_task", "prompts", "generate", "gold_start", "gold_iter", "s3_seed", "s3_round", "llkd_label", "assemble",
-          "train", "evaluate", "register"]
-
-
 def dvc_stages() -> dict[str, dict]:
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     return {name: (st["do"] if "foreach" in st else st) for name, st in stages.items()}
@@ -47,7 +43,7 @@ def recording(reads: set[str]):
 def tag(params: Params) -> Params:
     object.__setattr__(params, "_path", "")
     for name in type(params).model_fields:
-        sub = getattr(params, name)
+        sub = params.__dict__[name]  # not getattr: tagging is no read of the params
         if isinstance(sub, Section):
             object.__setattr__(sub, "_path", name + ".")
     return params
@@ -82,37 +78,51 @@ def logged_params(run_id: str) -> dict:
     return mlflow.MlflowClient(tracking_uri(Path.cwd())).get_run(run_id).data.params
 
 
-def run_all_stages(params: Params, task: str, reads: dict[str, set[str]], key: tuple = ()) -> None:
-    from distill.stages import assemble, check_task, evaluate, register, train
-    from distill.methods.zerogen import generate
-    from distill.methods.gold import stages as gold
-    from distill.methods.gold import start as gold_start
-    from distill.methods.llkd import stages as llkd
-    from distill.methods.zerogen import prompts
-    from distill.methods.s3 import stages as s3
+def commands(params: Params, task_dir: Path) -> list[tuple[str, list[str]]]:
+    """dvc.yaml's stages in its order, each as the `distill` arguments DVC would run (a foreach stage once per item of
+    the params' list), with the task folder where `data/tasks/${task}` points."""
+    import shlex
 
-    calls = [
-        ("check_task", lambda: check_task.run(params, task, "w/task.yaml", "m/task.json")),
-        ("prompts", lambda: prompts.run(params, task, "w/prompts.jsonl")),
-        ("generate", lambda: generate.run(params, task, "w/prompts.jsonl", "w/generated.jsonl", "m/generate.json")),
-        ("gold_start", lambda: gold_start.run("g/iter_0")),
-        ("gold_iter", lambda: gold.iterate(params, task, 1, "g/iter_0", "g/iter_1", "m/g1.json")),
-        ("s3_seed", lambda: s3.seed(params, task, "s/round_0", "m/s0.json")),
-        ("s3_round", lambda: s3.round_(params, task, 1, "s/round_0", "s/round_1", "m/s1.json")),
-        ("llkd_label", lambda: llkd.run(params, task, "w/pseudo.jsonl", "m/llkd.json")),
-        ("assemble", lambda: assemble.run(params, task, {"zerogen": "w/generated.jsonl", "gold": "g", "llkd": "w/pseudo.jsonl", "s3": "s"}, "w/train.jsonl", "m/data.json", "plots/iterations.tsv")),
-        ("train", lambda: spying_on_training(
-            lambda: train.run(params, task, "w/train.jsonl", "models/student", "m/train.json"), trained)),
-        ("evaluate", lambda: evaluate.run(params, task, "models/student", "m/metrics.json", "plots/confusion.json")),
-        ("register", lambda: register.run(params, "w/train.jsonl", "models/student", ["m/metrics.json"], "w/registered.json",
-                                          task_yaml="w/task.yaml")),
-    ]
+    out = []
+    for name, stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items():
+        items = [None]
+        if "foreach" in stage:  # ${gold.iterations} -> params.gold.iterations
+            section, key = stage["foreach"].strip("${}").split(".")
+            items = [it.model_dump() for it in getattr(getattr(params, section), key)]
+        for item in items:
+            cmd = (stage.get("do") or stage)["cmd"].replace("data/tasks/${task}", str(task_dir))
+            for k, v in (item or {}).items():
+                cmd = cmd.replace(f"${{item.{k}}}", str(v))
+            out.append((name, shlex.split(cmd)[1:]))
+    return out
+
+
+def run_all_stages(params: Params, task_dir: Path, reads: dict[str, set[str]], key: tuple, mp: pytest.MonkeyPatch) -> None:
+    """Every dvc.yaml command, through the CLI as DVC runs it, recording the params each stage reads."""
+    from distill import cli
+
+    mp.setattr("distill.config.load_params", lambda path="params.yaml": tag(Params.model_validate(
+        yaml.safe_load(Path(path).read_text()))))  # tagged: its reads are recorded
     trained: list = []
-    for stage, call in calls:
+    for stage, args in commands(params, task_dir):
         with recording(reads.setdefault(stage, set())):
-            call()
-    run_id = json.loads(Path("w/registered.json").read_text())["run_id"]
+            if stage == "train":
+                spying_on_training(lambda: cli.cli.main(args, standalone_mode=False), trained)
+            else:
+                cli.cli.main(args, standalone_mode=False)
+    run_id = json.loads(Path("data/work/registered.json").read_text())["run_id"]
     TRAINED_AND_LOGGED[key] = (trained[-1].model_dump(mode="json"), logged_params(run_id))
+
+
+def runs() -> list[tuple[str, str, str]]:
+    """(method, recipe, task): every registered method on a classification task; the setfit recipe wherever it
+    applies (not with an online selector: LLKD); every method that handles seq2seq on a word-problem task."""
+    from distill.methods.base import Method
+    from distill.methods.registry import METHODS
+
+    out = [(m, "finetune", "toy") for m in METHODS]
+    out += [(m, "setfit", "toy") for m, method in METHODS.items() if method.selector is Method.selector]
+    return out + [(m, "finetune", "sums") for m, method in METHODS.items() if "seq2seq" in method.kinds]
 
 
 @pytest.fixture(scope="module")
@@ -130,15 +140,11 @@ def recorded(tmp_path_factory, tiny_student, tiny_llm):
     mp.setattr("distill.teachers.build_backend", lambda params: [getattr(params, k) for k in identity] and backend)
     reads: dict[str, set[str]] = {}
     try:
-        # every method, and the setfit recipe wherever a student is trained (GOLD's and S3's own students too)
-        for method, recipe, name in [("zerogen", "finetune", "toy"), ("gold", "finetune", "toy"), ("s3", "finetune", "toy"),
-                                     ("llkd", "finetune", "toy"), ("labelled", "setfit", "toy"), ("gold", "setfit", "toy"),
-                                     ("s3", "setfit", "toy"), ("zerogen", "finetune", "sums"), ("gold", "finetune", "sums"),
-                                     ("s3", "finetune", "sums"), ("llkd", "finetune", "sums")]:
+        for method, recipe, name in runs():
             work = tmp / f"{method}-{recipe}-{name}"
             work.mkdir()
             mp.chdir(work)
-            params = tag(Params.model_validate(yaml.safe_load(write_params(
+            params = Params.model_validate(yaml.safe_load(write_params(
                 work / "params.yaml", task=name, method=method, generate={"n_per_label": 6, "min_words": 3},
                 train={"model": str(tiny_student), "epochs": 1, "batch_size": 8, "min_steps": 0, "recipe": recipe,
                        "setfit_iterations": 1, "max_length": 32, "lm_model": str(tiny_llm), "lm_max_length": 64},
@@ -146,8 +152,8 @@ def recorded(tmp_path_factory, tiny_student, tiny_llm):
                       "drop_top_energy": 0.25, "loss": "sce" if recipe == "finetune" else "ce"},  # every branch a stage can take, so every read is seen
                 s3={"rounds": [{"i": 1, "prev": 0}], "seed_per_label": 3, "n_rationales": 2, "max_extrapolations": 3,
                     "check_extrapolations": True, "error_fraction": 0.95},  # mine ~all of the tiny validation: errors to check
-                llkd={"pool_size": 12, "prior_model": "student"}, evaluate={"teacher_max_examples": 6}).read_text())))
-            run_all_stages(params, str(sums if name == "sums" else task), reads, (method, recipe, name))
+                llkd={"pool_size": 12, "prior_model": "student"}, evaluate={"teacher_max_examples": 6}).read_text()))
+            run_all_stages(params, sums if name == "sums" else task, reads, (method, recipe, name), mp)
     finally:
         mp.undo()
     return reads
@@ -157,7 +163,7 @@ def test_mlflow_shows_what_the_student_trained_with(recorded):
     """For every method (and the setfit recipe, and a seq2seq task): the run's MLflow params `train.*` are the config
     the train stage trained with, after the method's and the task kind's overrides (resolved.py), and params.yaml's
     own value sits beside each overridden one under `yaml.`."""
-    assert len(TRAINED_AND_LOGGED) == 11
+    assert len(TRAINED_AND_LOGGED) == len(runs())
     for key, (trained, logged) in TRAINED_AND_LOGGED.items():
         shown = {k.removeprefix("train."): v for k, v in logged.items() if k.startswith("train.")}
         assert shown == {k: "null" if v is None else str(v) for k, v in trained.items()}, key
@@ -178,9 +184,9 @@ def covers(decl: set[str], key: str) -> bool:
 def test_declared_params_are_exactly_what_each_stage_reads(recorded):
     runtime = runtime_keys()
     stages = dvc_stages()
-    assert sorted(recorded) == sorted(STAGES) and set(STAGES) <= set(stages)
+    assert sorted(recorded) == sorted(stages)
     problems = []
-    for name in STAGES:
+    for name in stages:
         decl, reads = declared(stages[name]), recorded[name] - runtime
         problems += [f"{name}: reads {k} but dvc.yaml does not declare it" for k in sorted(reads) if not covers(decl, k)]
         for d in sorted(decl):
@@ -188,7 +194,7 @@ def test_declared_params_are_exactly_what_each_stage_reads(recorded):
                 problems.append(f"{name}: declares {d}, which holds runtime knobs ({', '.join(sorted(k for k in runtime if k.startswith(d)))})")
             elif not any(k == d or k.startswith(d + ".") for k in reads):
                 problems.append(f"{name}: declares {d} but never reads it")
-    assert problems == []
+    assert problems == [], "\n".join(problems)
 
 
 def imports_of(path: Path) -> set[Path]:
@@ -257,7 +263,7 @@ def test_declared_source_deps_cover_each_stage_modules_imports():
         deps = [d.removeprefix("src/distill/") for d in stage.get("deps", []) if d.startswith("src/")]
         problems += [f"{name}: runs {rel} but does not depend on it" for rel in sorted(stage_closure(stage))
                      if not any(rel == d or rel.startswith(d + "/") for d in deps)]
-    assert problems == []
+    assert problems == [], "\n".join(problems)
 
 
 def test_no_stage_needs_a_task_yaml_and_llm_stages_come_after_check_task():

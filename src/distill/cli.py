@@ -29,9 +29,11 @@ def cli() -> None:
 @click.option("--out", required=True, help="resolved task spec (YAML) to write")
 @click.option("--metrics", "metrics_out", required=True, help="rows per split (JSON) to write")
 def check_task(params_path, task_dir, out, metrics_out):
+    from distill.config import load_params
     from distill.stages import check_task as stage
 
-    stage.run(_params(params_path, task_dir), task_dir, out, metrics_out)
+    # validated as written (`method: auto` stays): checking needs no method, and the auto rule reads the task first
+    stage.run(load_params(params_path), task_dir, out, metrics_out)
 
 
 @cli.command(help="Assemble the selected method's final training set and its per-iteration curve.")

@@ -48,6 +48,7 @@ class Method:
     # stage's code does not depend on the command line)
     commands: str = ""
     reads_output: bool = True  # False: no stage of its own (`labelled`); assemble passes it no path
+    kinds: tuple[str, ...] = ("classification", "seq2seq")  # the task kinds it handles
 
 
 def iterative_set(root: Path, name: str, steps) -> tuple[Path, TrainingSet]:
