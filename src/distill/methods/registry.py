@@ -9,7 +9,7 @@ import importlib
 
 from distill.methods.base import Method
 
-NAMES = ["zerogen", "gold", "s3", "llkd", "labelled"]
+NAMES = ["zerogen", "gold", "s3", "llkd", "labelled", "pool_random"]
 
 # Only the method.py of each folder: light (its hooks import their algorithms when called), so config.py can build
 # params.yaml's model from the methods' params sections without importing torch.
