@@ -1,5 +1,5 @@
 # make run  — set everything up (venv, packages, git repository, identity and first commit where missing, DVC config) and run the default pipeline
-# make test — same setup, then `ruff check` and the test suite (what CI runs)
+# make test — same setup, then `ruff format --check`, `ruff check` and the test suite (what CI runs)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -37,6 +37,7 @@ run: setup
 
 # One pytest worker per core (at most 4): the end-to-end tests are independent and start first (tests/conftest.py).
 test: setup
+	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -q -n auto --maxprocesses 4 --maxschedchunk 1 --durations=15
 

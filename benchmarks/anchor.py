@@ -7,6 +7,7 @@ SetFit model instead of a fresh encoder (`ens_from_setfit`, `teacher_from_setfit
 
     DISTILL_LLM_CACHE=$PWD/.cache/llm.sqlite .venv/bin/python benchmarks/anchor.py sst2 teacher,ens,ens_from_setfit
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,25 +56,46 @@ def main() -> None:
     p_teacher = torch.tensor(classify(teacher, spec, pool, few, params.teacher, args.seed, desc="pool")[0])
     p_val = torch.tensor(classify(teacher, spec, val, few, params.teacher, args.seed, desc="validation")[0])
     t0 = time.time()
-    anchor = train_setfit(few, spec.label_names, spec.field_names, resolve_student(params.train.model), params.train,
-                          args.seed, args.task)
+    anchor = train_setfit(
+        few, spec.label_names, spec.field_names, resolve_student(params.train.model), params.train, args.seed, args.task
+    )
     gold = torch.tensor([spec.label_id(r["label"]) for r in val])
     acc = lambda p: float((p.argmax(-1) == gold).float().mean())  # noqa: E731
     a_val = anchor.proba(val).float()
-    print(f"{args.task} seed {args.seed}: validation accuracy teacher {acc(p_val):.3f}, SetFit anchor {acc(a_val):.3f}, "
-          f"ensemble {acc(geometric_mean(p_val, a_val)):.3f} (SetFit {time.time() - t0:.0f} s)", flush=True)
+    print(
+        f"{args.task} seed {args.seed}: validation accuracy teacher {acc(p_val):.3f}, SetFit anchor {acc(a_val):.3f}, "
+        f"ensemble {acc(geometric_mean(p_val, a_val)):.3f} (SetFit {time.time() - t0:.0f} s)",
+        flush=True,
+    )
     p_ens = geometric_mean(p_teacher, anchor.proba(pool).float())
     fewshot = [dict(r, weight=1.0) for r in few]
     for v in args.variants.split(","):
         p = p_teacher if v.startswith("teacher") else p_ens
-        rows = [{**{f: r[f] for f in spec.field_names}, "label": spec.label_names[int(q.argmax())],
-                 "meta": {"teacher_probs": dict(zip(spec.label_names, q.tolist()))}} for r, q in zip(pool, p)] + fewshot
+        rows = [
+            {
+                **{f: r[f] for f in spec.field_names},
+                "label": spec.label_names[int(q.argmax())],
+                "meta": {"teacher_probs": dict(zip(spec.label_names, q.tolist()))},
+            }
+            for r, q in zip(pool, p)
+        ] + fewshot
         t0 = time.time()
         start = copy.deepcopy(anchor) if v.endswith("_from_setfit") else None
-        student, _ = train_student(rows, spec.label_names, spec.field_names, params.train, args.seed, task=args.task,
-                                   start=start, log=lambda s: None)
-        print(f"{args.task} seed {args.seed} {v}: student validation accuracy {student.accuracy(val):.3f} "
-              f"({time.time() - t0:.0f} s)", flush=True)
+        student, _ = train_student(
+            rows,
+            spec.label_names,
+            spec.field_names,
+            params.train,
+            args.seed,
+            task=args.task,
+            start=start,
+            log=lambda s: None,
+        )
+        print(
+            f"{args.task} seed {args.seed} {v}: student validation accuracy {student.accuracy(val):.3f} "
+            f"({time.time() - t0:.0f} s)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ block of docs/benchmarks.md.
 
     .venv/bin/python benchmarks/fewshot_prior.py --tasks sst2 ag_news --seeds 0 1 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,7 +44,9 @@ def measure(task_name: str, seed: int) -> dict[str, float]:
     task = load_task(REPO / "data" / "tasks" / task_name, quiet=True)
     spec, validation, fewshot = task.spec, task.load("validation"), task.load("fewshot")
     gold = torch.tensor([spec.label_id(r["label"]) for r in validation])
-    teacher, _ = classify(make_teacher(params.teacher), spec, validation, fewshot, params.teacher, seed, desc=f"{task_name} seed {seed}")
+    teacher, _ = classify(
+        make_teacher(params.teacher), spec, validation, fewshot, params.teacher, seed, desc=f"{task_name} seed {seed}"
+    )
     teacher = torch.tensor(teacher)
     out = {"teacher": accuracy(teacher, gold)}
     for model in MODELS:
@@ -64,16 +67,21 @@ def render(results: dict[str, dict[int, dict[str, float]]], defaults: tuple[str,
     lines = []
     for k in keys:
         means = [statistics.mean(r[k] for r in results[t].values()) for t in tasks]
-        cells = [f"{statistics.mean(r[k] for r in results[t].values()):.3f} ({', '.join(f'{r[k]:.3f}' for r in results[t].values())})"
-                 for t in tasks]
+        cells = [
+            f"{statistics.mean(r[k] for r in results[t].values()):.3f} ({', '.join(f'{r[k]:.3f}' for r in results[t].values())})"
+            for t in tasks
+        ]
         name = f"**{k} (default)**" if k == default else k
         lines.append(f"| {name} | {' | '.join(cells)} | {statistics.mean(means):.3f} |")
     seeds = sorted({s for t in tasks for s in results[t]})
-    return (f"Measured {time.strftime('%Y-%m-%d')}: accuracy on validation.jsonl (200 rows) of each way to label it, mean "
-            f"(seeds {', '.join(map(str, seeds))}); teacher = the embedded teacher's calibrated few-shot labels "
-            "(params.yaml's teacher), probe = logistic regression on frozen embeddings of fewshot.jsonl (the encoder: "
-            "llkd.prior_model; C = scikit-learn's), product = teacher x probe^w. Reproduce: `.venv/bin/python benchmarks/fewshot_prior.py`.\n\n"
-            + head + "\n".join(lines))
+    return (
+        f"Measured {time.strftime('%Y-%m-%d')}: accuracy on validation.jsonl (200 rows) of each way to label it, mean "
+        f"(seeds {', '.join(map(str, seeds))}); teacher = the embedded teacher's calibrated few-shot labels "
+        "(params.yaml's teacher), probe = logistic regression on frozen embeddings of fewshot.jsonl (the encoder: "
+        "llkd.prior_model; C = scikit-learn's), product = teacher x probe^w. Reproduce: `.venv/bin/python benchmarks/fewshot_prior.py`.\n\n"
+        + head
+        + "\n".join(lines)
+    )
 
 
 def main() -> None:
@@ -86,7 +94,11 @@ def main() -> None:
 
     results = {t: {s: measure(t, s) for s in args.seeds} for t in args.tasks}
     p = Params()
-    defaults = (p.train.model if p.llkd.prior_model == "student" else p.llkd.prior_model, p.llkd.prior_c, p.llkd.prior_weight)
+    defaults = (
+        p.train.model if p.llkd.prior_model == "student" else p.llkd.prior_model,
+        p.llkd.prior_c,
+        p.llkd.prior_weight,
+    )
     table = render(results, defaults)
     print(table)
     replace_block(Path(args.out), "fewshot_prior", table)

@@ -9,6 +9,7 @@ metrics (labeller_*, *_teacher_rows) and provenance:
         --results benchmarks/results/labeller.jsonl --out /tmp/unused.md
     .venv/bin/python benchmarks/labeller.py          # rewrites the `labeller` block of docs/benchmarks.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,9 +24,13 @@ from runner import by_task_config, load_results  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "labeller.jsonl"
 COLUMNS = [  # (header, metric): validation first, where choices are made
-    ("student val", "val_student_accuracy"), ("labeller val", "val_labeller_accuracy"), ("teacher val", "val_teacher_accuracy"),
-    ("student test", "student_accuracy_teacher_rows"), ("labeller test", "labeller_accuracy"),
-    ("teacher test", "teacher_accuracy"), ("student test macro-F1", "student_macro_f1"),
+    ("student val", "val_student_accuracy"),
+    ("labeller val", "val_labeller_accuracy"),
+    ("teacher val", "val_teacher_accuracy"),
+    ("student test", "student_accuracy_teacher_rows"),
+    ("labeller test", "labeller_accuracy"),
+    ("teacher test", "teacher_accuracy"),
+    ("student test macro-F1", "student_macro_f1"),
 ]
 
 
@@ -50,10 +55,14 @@ def render(rows: list[dict]) -> str:
         runs = by.get((task, "default"), [])
         if not runs:
             continue
-        gaps = f"{gap(runs, 'val_student_accuracy', 'val_labeller_accuracy')} / " \
-               f"{gap(runs, 'student_accuracy_teacher_rows', 'labeller_accuracy')}"
+        gaps = (
+            f"{gap(runs, 'val_student_accuracy', 'val_labeller_accuracy')} / "
+            f"{gap(runs, 'student_accuracy_teacher_rows', 'labeller_accuracy')}"
+        )
         commits = ", ".join(sorted({r["commit"][:7] for r in runs}))
-        lines.append("| " + " | ".join([task, str(len(runs)), *[cell(runs, k) for _, k in COLUMNS], gaps, commits]) + " |")
+        lines.append(
+            "| " + " | ".join([task, str(len(runs)), *[cell(runs, k) for _, k in COLUMNS], gaps, commits]) + " |"
+        )
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ rows of that block, the latest per task.
     .venv/bin/python benchmarks/pipeline.py --tasks sst2 ag_news
     .venv/bin/python benchmarks/pipeline.py --render-only
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,9 @@ STAGES = ["check_task", "prompts", "generate", "llkd_label", "assemble", "train"
 
 
 def copy_repo(dst: Path) -> None:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
     for f in files:
         if (REPO / f).is_file() and not f.startswith(("data/work/", "models/", "metrics/", "plots/")):
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
@@ -65,14 +68,24 @@ def raw_generate_tps(repo: Path, task: str, n: int = 64, batch: int = 32) -> flo
     g = yaml.safe_load((repo / "params.yaml").read_text())["generate"]
     tokens, seconds = 0, 0.0
     for s in range(0, len(rows), batch):
-        texts = [backend.render(GenRequest(tuple(map(tuple, r["messages"])), r["prefix"], r["seed"])) for r in rows[s:s + batch]]
+        texts = [
+            backend.render(GenRequest(tuple(map(tuple, r["messages"])), r["prefix"], r["seed"]))
+            for r in rows[s : s + batch]
+        ]
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         t0 = time.perf_counter()
         with torch.inference_mode():
-            out = model.generate(**enc, do_sample=True, top_p=g["top_p"], temperature=g["temperature"], top_k=0,
-                                 max_new_tokens=g["max_new_tokens"], pad_token_id=tok.pad_token_id)
+            out = model.generate(
+                **enc,
+                do_sample=True,
+                top_p=g["top_p"],
+                temperature=g["temperature"],
+                top_k=0,
+                max_new_tokens=g["max_new_tokens"],
+                pad_token_id=tok.pad_token_id,
+            )
         seconds += time.perf_counter() - t0
-        new = out[:, enc["input_ids"].shape[1]:]
+        new = out[:, enc["input_ids"].shape[1] :]
         stops = backend.stop_ids()
         for row in new.tolist():  # real tokens: up to and including the first stop token
             cut = next((i + 1 for i, t in enumerate(row) if t in stops), len(row))
@@ -90,8 +103,15 @@ def bench(task: str) -> dict:
         params = yaml.safe_load((repo / "params.yaml").read_text())
         params["task"] = task
         (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "TQDM_DISABLE": "1",
-               "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@localhost", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@localhost"}
+        env = {
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "TQDM_DISABLE": "1",
+            "GIT_AUTHOR_NAME": "b",
+            "GIT_AUTHOR_EMAIL": "b@localhost",
+            "GIT_COMMITTER_NAME": "b",
+            "GIT_COMMITTER_EMAIL": "b@localhost",
+        }
         for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
             subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
         result = {"task": task, "stages": {"check_task": timed(["dvc", "repro", "-s", "check_task"], repo, env)}}
@@ -101,17 +121,30 @@ def bench(task: str) -> dict:
             result["stages"][stage] = timed(["dvc", "repro", "-s", stage], repo, env)
         read = lambda p: json.loads((repo / p).read_text())  # noqa: E731
         gen, pool, met = read("metrics/generate.json"), read("metrics/llkd_label.json"), read("metrics/metrics.json")
-        result.update(method=read("data/work/registered.json")["method"], teacher_accuracy=met["teacher_accuracy"], teacher_uncalibrated=met["teacher_accuracy_uncalibrated"],
-                      student_accuracy=met["student_accuracy"], student_f1=met["student_macro_f1"], n_test=met["n_test"],
-                      val_student=met.get("val_student_accuracy"), val_teacher=met.get("val_teacher_accuracy"),
-                      data=(f"{pool['pool']} pooled → {pool['pseudo_labelled']} pseudo-labelled" if "pool" in pool
-                            else f"{gen['requested']} → {gen['kept']} generated"),
-                      n_train=read("metrics/data.json").get("n_samples"))
+        result.update(
+            method=read("data/work/registered.json")["method"],
+            teacher_accuracy=met["teacher_accuracy"],
+            teacher_uncalibrated=met["teacher_accuracy_uncalibrated"],
+            student_accuracy=met["student_accuracy"],
+            student_f1=met["student_macro_f1"],
+            n_test=met["n_test"],
+            val_student=met.get("val_student_accuracy"),
+            val_teacher=met.get("val_teacher_accuracy"),
+            data=(
+                f"{pool['pool']} pooled → {pool['pseudo_labelled']} pseudo-labelled"
+                if "pool" in pool
+                else f"{gen['requested']} → {gen['kept']} generated"
+            ),
+            n_train=read("metrics/data.json").get("n_samples"),
+        )
         if "requested" in gen:  # ZeroGen: the pipeline's generation speed against raw model.generate
             result.update(gen_tps=gen["llm.tokens_per_s"], raw_tps=raw_generate_tps(repo, task))
         threads = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)  # the stages' torch threads
-        result.update(date=time.strftime("%Y-%m-%d"), cpu=cpu_name(),
-                      **provenance(REPO, repo / "params.yaml", {"task": task}, threads, mlflow_run_id(repo), state))
+        result.update(
+            date=time.strftime("%Y-%m-%d"),
+            cpu=cpu_name(),
+            **provenance(REPO, repo / "params.yaml", {"task": task}, threads, mlflow_run_id(repo), state),
+        )
         return result
 
 
@@ -132,23 +165,37 @@ def render(results: list[dict]) -> str:
     from provenance import checked
 
     first = checked(results, RESULTS)[0]
-    lines = [f"Measured {first['date']} on {first['machine']} ({first['cpu']}), "
-             "default `params.yaml` with only `task` changed, empty LLM cache. Reproduce: "
-             "`.venv/bin/python benchmarks/pipeline.py --tasks " + " ".join(r["task"] for r in results) + "`.", "",
-             "| task | method | teacher acc (calibrated / raw) | student acc | student macro-F1 | student / teacher val acc | "
-             "teacher's data | training rows | generate tok/s (pipeline / raw `model.generate`) | total wall | peak RSS |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Measured {first['date']} on {first['machine']} ({first['cpu']}), "
+        "default `params.yaml` with only `task` changed, empty LLM cache. Reproduce: "
+        "`.venv/bin/python benchmarks/pipeline.py --tasks " + " ".join(r["task"] for r in results) + "`.",
+        "",
+        "| task | method | teacher acc (calibrated / raw) | student acc | student macro-F1 | student / teacher val acc | "
+        "teacher's data | training rows | generate tok/s (pipeline / raw `model.generate`) | total wall | peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         wall = sum(w for w, _ in r["stages"].values())
         rss = max(m for _, m in r["stages"].values())
         tps = f"{r['gen_tps']:.1f} / {r['raw_tps']:.1f}" if "gen_tps" in r else "–"
-        lines.append(f"| {r['task']} | {r['method']} | {r['teacher_accuracy']:.4f} / {r['teacher_uncalibrated']:.4f} | "
-                     f"{r['student_accuracy']:.4f} | {r['student_f1']:.4f} | {r['val_student']:.3f} / {r['val_teacher']:.3f} | "
-                     f"{r['data']} | {r['n_train']} | {tps} | {wall / 60:.1f} min | {rss:.0f} MB |")
-    lines += ["", "Wall time (s) and peak RSS (MB) per stage:", "",
-              "| task | " + " | ".join(STAGES) + " |", "|---|" + "---|" * len(STAGES)]
+        lines.append(
+            f"| {r['task']} | {r['method']} | {r['teacher_accuracy']:.4f} / {r['teacher_uncalibrated']:.4f} | "
+            f"{r['student_accuracy']:.4f} | {r['student_f1']:.4f} | {r['val_student']:.3f} / {r['val_teacher']:.3f} | "
+            f"{r['data']} | {r['n_train']} | {tps} | {wall / 60:.1f} min | {rss:.0f} MB |"
+        )
+    lines += [
+        "",
+        "Wall time (s) and peak RSS (MB) per stage:",
+        "",
+        "| task | " + " | ".join(STAGES) + " |",
+        "|---|" + "---|" * len(STAGES),
+    ]
     for r in results:
-        lines.append(f"| {r['task']} | " + " | ".join(f"{r['stages'][s][0]:.0f} s, {r['stages'][s][1]:.0f} MB" for s in STAGES) + " |")
+        lines.append(
+            f"| {r['task']} | "
+            + " | ".join(f"{r['stages'][s][0]:.0f} s, {r['stages'][s][1]:.0f} MB" for s in STAGES)
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -157,7 +204,7 @@ def replace_block(path: Path, name: str, body: str) -> None:
     text = path.read_text() if path.exists() else ""
     block = f"{begin}\n{body}\n{end}"
     if begin in text:
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
     else:
         text += "\n" + block + "\n"
     path.write_text(text)
@@ -167,7 +214,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", nargs="+", default=["sst2", "ag_news"])
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
-    ap.add_argument("--block", default="pipeline", help="the named block of --out to rewrite (e.g. pipeline-avx2 for a CPU without bf16)")
+    ap.add_argument(
+        "--block",
+        default="pipeline",
+        help="the named block of --out to rewrite (e.g. pipeline-avx2 for a CPU without bf16)",
+    )
     ap.add_argument("--results", default=str(RESULTS), help="JSONL of measured tasks (appended)")
     ap.add_argument("--render-only", action="store_true", help="only rewrite the block from --results")
     args = ap.parse_args()

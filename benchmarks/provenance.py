@@ -10,6 +10,7 @@ the BACKFILLED mark: accepted, but flagged († in the tables). Backfilling is i
 
     .venv/bin/python benchmarks/provenance.py --backfill benchmarks/results/*.jsonl
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,8 +25,19 @@ from typing import Any
 import yaml
 
 BACKFILLED = "backfilled from git history (commit that added the row; params, CPU and MLflow run not recorded)"
-FIELDS = ("commit", "dirty", "params_sha256", "overrides", "cpu_model", "cpu_flags", "threads", "mlflow_run_id",
-          "machine", "python", "torch")
+FIELDS = (
+    "commit",
+    "dirty",
+    "params_sha256",
+    "overrides",
+    "cpu_model",
+    "cpu_flags",
+    "threads",
+    "mlflow_run_id",
+    "machine",
+    "python",
+    "torch",
+)
 # What decides the teacher's precision and speed on a CPU (distill.devices.cpu_bf16_native, the AVX2 fallback).
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 # Paths a benchmark writes itself (its rows, the rendered docs): a change there cannot change what it measures, so
@@ -44,8 +56,10 @@ def git_state(repo: Path, ignore: tuple[str, ...] = OWN_OUTPUTS) -> dict[str, An
     """HEAD's commit, and whether tracked or untracked (not ignored) files differ from it outside `ignore`."""
     status = _git(repo, "status", "--porcelain", "--untracked-files=all").splitlines()
     changed = [line[3:].split(" -> ")[-1].strip('"') for line in status]
-    return {"commit": _git(repo, "rev-parse", "HEAD").strip(),
-            "dirty": any(not path.startswith(ignore) for path in changed)}
+    return {
+        "commit": _git(repo, "rev-parse", "HEAD").strip(),
+        "dirty": any(not path.startswith(ignore) for path in changed),
+    }
 
 
 def params_sha256(params: Path | str | dict) -> str:
@@ -83,16 +97,30 @@ def _version(package: str) -> str | None:
         return None
 
 
-def provenance(repo: Path, params: Path | str | dict, overrides: dict, threads: int, mlflow_run_id: str | None,
-               state: dict | None = None) -> dict[str, Any]:
+def provenance(
+    repo: Path,
+    params: Path | str | dict,
+    overrides: dict,
+    threads: int,
+    mlflow_run_id: str | None,
+    state: dict | None = None,
+) -> dict[str, Any]:
     """The provenance fields of one row. `state` is git_state(repo) taken when the code was copied for the run (a
     long benchmark must not record a commit made while it ran); `mlflow_run_id` is None only for a script that
     trains in-process and logs no MLflow run (student_attempts.py)."""
     model, flags = cpu_info(_read("/proc/cpuinfo"))
-    return {**(state or git_state(repo)), "params_sha256": params_sha256(params), "overrides": dict(overrides),
-            "cpu_model": model, "cpu_flags": flags, "threads": threads, "mlflow_run_id": mlflow_run_id,
-            "machine": machine(os.cpu_count() or 1, _read("/proc/meminfo")), "python": platform.python_version(),
-            "torch": _version("torch")}
+    return {
+        **(state or git_state(repo)),
+        "params_sha256": params_sha256(params),
+        "overrides": dict(overrides),
+        "cpu_model": model,
+        "cpu_flags": flags,
+        "threads": threads,
+        "mlflow_run_id": mlflow_run_id,
+        "machine": machine(os.cpu_count() or 1, _read("/proc/meminfo")),
+        "python": platform.python_version(),
+        "torch": _version("torch"),
+    }
 
 
 def mlflow_run_id(repo: Path) -> str | None:
@@ -137,8 +165,11 @@ def footnote(rows: list[dict]) -> list[str]:
     """The line that explains †, for a table that shows backfilled rows."""
     if not any(map(is_backfilled, rows)):
         return []
-    return ["", "† provenance backfilled from git history: the commit that added the run's row is recorded (`commit`); "
-                "its params, CPU and MLflow run were not."]
+    return [
+        "",
+        "† provenance backfilled from git history: the commit that added the run's row is recorded (`commit`); "
+        "its params, CPU and MLflow run were not.",
+    ]
 
 
 def fingerprint(row: dict) -> tuple:

@@ -8,6 +8,7 @@ stopped, and a partial one still renders. With --workers 2 each worker uses one 
 provenance (provenance.py): the source commit when the worker copied it, the run's resolved params (hash) and
 overrides, CPU, threads, and the MLflow run id.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,7 +56,13 @@ def exp_run(repo: Path, env: dict, overrides: dict) -> dict:
     out = {**read("metrics/metrics.json"), "wall_s": round(time.time() - t0)}
     out["n_samples"] = read("metrics/data.json").get("n_samples")
     train = read("metrics/train.json")
-    out.update({k: v for k, v in train.items() if k in ("selected_fraction", "distinct_selected_fraction", "n_train", "train_seconds")})
+    out.update(
+        {
+            k: v
+            for k, v in train.items()
+            if k in ("selected_fraction", "distinct_selected_fraction", "n_train", "train_seconds")
+        }
+    )
     for stage in ("generate", "llkd_label"):  # what producing the data cost, even when it came from the cache
         m = read(f"metrics/{stage}.json")
         if m.get("llm.data_answers"):
@@ -110,14 +117,25 @@ class Queue:
             return job
 
 
-def worker(queue: Queue, overrides_of: Callable[[Job], dict], results: Path, threads: int, record: Callable[[Job], dict]) -> None:
+def worker(
+    queue: Queue, overrides_of: Callable[[Job], dict], results: Path, threads: int, record: Callable[[Job], dict]
+) -> None:
     with tempfile.TemporaryDirectory() as d:
         repo = Path(d) / "repo"
         state = git_state(REPO)  # the code this worker runs: a commit made while the benchmark runs is not it
         copy_repo(repo)
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "TQDM_DISABLE": "1",
-               "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "DISTILL_LLM_CACHE": os.environ.get("DISTILL_LLM_CACHE") or str(CACHE / "llm.sqlite"),
-               "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@localhost", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@localhost"}
+        env = {
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "TQDM_DISABLE": "1",
+            "OMP_NUM_THREADS": str(threads),
+            "MKL_NUM_THREADS": str(threads),
+            "DISTILL_LLM_CACHE": os.environ.get("DISTILL_LLM_CACHE") or str(CACHE / "llm.sqlite"),
+            "GIT_AUTHOR_NAME": "b",
+            "GIT_AUTHOR_EMAIL": "b@localhost",
+            "GIT_COMMITTER_NAME": "b",
+            "GIT_COMMITTER_EMAIL": "b@localhost",
+        }
         env.pop("MLFLOW_TRACKING_URI", None)
         for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
             subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
@@ -140,11 +158,16 @@ def worker(queue: Queue, overrides_of: Callable[[Job], dict], results: Path, thr
             prov = provenance(REPO, repo / "params.yaml", over, threads, mlflow_run_id(repo), state)
             with _lock, results.open("a") as f:
                 f.write(json.dumps({"task": task, "seed": seed, "config": name, **record(job), **m, **prov}) + "\n")
-            print(f"[{time.strftime('%H:%M:%S')}] {task} seed {seed} {name}: student {m['student_accuracy']:.4f} "
-                  f"teacher {m['teacher_accuracy']:.4f} n {m['n_samples']} ({m['wall_s']} s)", flush=True)
+            print(
+                f"[{time.strftime('%H:%M:%S')}] {task} seed {seed} {name}: student {m['student_accuracy']:.4f} "
+                f"teacher {m['teacher_accuracy']:.4f} n {m['n_samples']} ({m['wall_s']} s)",
+                flush=True,
+            )
 
 
-def run_jobs(jobs: list[Job], overrides_of, results: Path, workers: int, record=lambda job: {}, threads: int | None = None) -> None:
+def run_jobs(
+    jobs: list[Job], overrides_of, results: Path, workers: int, record=lambda job: {}, threads: int | None = None
+) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     results.parent.mkdir(parents=True, exist_ok=True)
@@ -160,8 +183,12 @@ def common_args(ap, configs: dict, results: Path, tasks: list[str]) -> None:
     ap.add_argument("--tasks", nargs="+", default=tasks)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--configs", nargs="+", default=list(configs), help=f"subset of: {', '.join(configs)}")
-    ap.add_argument("--workers", type=int, default=1, help="parallel (task, seed) units; each gets cores/workers torch threads")
-    ap.add_argument("--threads", type=int, help="torch threads per worker instead (to leave cores to another benchmark)")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="parallel (task, seed) units; each gets cores/workers torch threads"
+    )
+    ap.add_argument(
+        "--threads", type=int, help="torch threads per worker instead (to leave cores to another benchmark)"
+    )
     ap.add_argument("--results", default=str(results), help="JSONL of finished runs (appended; runs in it are skipped)")
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
     ap.add_argument("--render-only", action="store_true", help="only rewrite the table(s) from --results")

@@ -11,6 +11,7 @@ through a Teacher whose cache already holds them (what an unchanged `dvc repro` 
 
     .venv/bin/python benchmarks/serve.py        # ~6 min on 2 cores
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,11 @@ def free_port() -> int:
 
 
 def start_server(port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "distill"), "serve", "--model", MODEL, "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "distill"), "serve", "--model", MODEL, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -61,8 +65,17 @@ def start_server(port: int) -> subprocess.Popen:
 
 
 def client(port: int, concurrency: int, **kw) -> OpenAIBackend:
-    return OpenAIBackend(TeacherParams(backend="openai", base_url=f"http://127.0.0.1:{port}/v1", model=MODEL,
-                                       api="chat", concurrency=concurrency, timeout_s=600, **kw))
+    return OpenAIBackend(
+        TeacherParams(
+            backend="openai",
+            base_url=f"http://127.0.0.1:{port}/v1",
+            model=MODEL,
+            api="chat",
+            concurrency=concurrency,
+            timeout_s=600,
+            **kw,
+        )
+    )
 
 
 def served_tps(port: int, reqs, concurrency: int) -> tuple[float, float]:
@@ -126,20 +139,27 @@ def main() -> None:
 
 
 def render(rows, serve_score, local_score, cold, warm, hits, args, wall) -> str:
-    lines = [f"Measured {dt.date.today()} on {machine()}; {args.requests} SST-2 generation requests (32 distinct prompts, "
-             f"{DECODING.max_new_tokens} new tokens at most, top_p {DECODING.top_p}); whole run {wall / 60:.1f} min. "
-             "Reproduce: `.venv/bin/python benchmarks/serve.py`.", "",
-             "| requests in flight / batch size | `distill serve` tok/s | req/s | in-process LocalBackend tok/s | req/s | served / in-process |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"Measured {dt.date.today()} on {machine()}; {args.requests} SST-2 generation requests (32 distinct prompts, "
+        f"{DECODING.max_new_tokens} new tokens at most, top_p {DECODING.top_p}); whole run {wall / 60:.1f} min. "
+        "Reproduce: `.venv/bin/python benchmarks/serve.py`.",
+        "",
+        "| requests in flight / batch size | `distill serve` tok/s | req/s | in-process LocalBackend tok/s | req/s | served / in-process |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         (s_tps, s_rps), (l_tps, l_rps) = r["served"], r["local"]
         lines.append(f"| {r['level']} | {s_tps:.1f} | {s_rps:.2f} | {l_tps:.1f} | {l_rps:.2f} | {s_tps / l_tps:.2f}x |")
-    lines += ["", f"Label scoring, {args.score_rows} SST-2 test rows with the default 4-per-label prompt: in-process "
-              f"{local_score:.1f} rows/s (shared-prefix KV reuse, logits only where a label is scored), served "
-              f"{serve_score:.1f} rows/s (completions echo + logprobs, 32 in flight: one request per label option, "
-              "each returning every prompt token's log-prob; the shared few-shot head runs once).", "",
-              f"Cache-hit re-run: the same {args.requests} requests through a Teacher with a warm cache took {warm * 1000:.0f} ms "
-              f"({hits} cache hits, no request sent) against {cold:.1f} s cold through the server."]
+    lines += [
+        "",
+        f"Label scoring, {args.score_rows} SST-2 test rows with the default 4-per-label prompt: in-process "
+        f"{local_score:.1f} rows/s (shared-prefix KV reuse, logits only where a label is scored), served "
+        f"{serve_score:.1f} rows/s (completions echo + logprobs, 32 in flight: one request per label option, "
+        "each returning every prompt token's log-prob; the shared few-shot head runs once).",
+        "",
+        f"Cache-hit re-run: the same {args.requests} requests through a Teacher with a warm cache took {warm * 1000:.0f} ms "
+        f"({hits} cache hits, no request sent) against {cold:.1f} s cold through the server.",
+    ]
     return "\n".join(lines)
 
 

@@ -1,6 +1,7 @@
 """Issue #44 probes against a real `distill serve` (the embedded SmolLM2 teacher) on loopback port 8765: long and
 megabyte prompts, bad values, 20 concurrent requests beside a 1 MB echo request, SIGTERM while generating.
 Run: `.venv/bin/python benchmarks/serve_probe.py` (~1 min). Prints one line each."""
+
 import concurrent.futures as cf
 import json
 import signal
@@ -26,7 +27,9 @@ def post(path, body, timeout=120):
 
 
 DISTILL = str(Path(sys.executable).parent / "distill")
-proc = subprocess.Popen([DISTILL, "serve", "--port", str(PORT)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+proc = subprocess.Popen(
+    [DISTILL, "serve", "--port", str(PORT)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+)
 for _ in range(300):
     try:
         urllib.request.urlopen(URL + "/models", timeout=2)
@@ -35,8 +38,16 @@ for _ in range(300):
         time.sleep(1)
 chat = {"model": MODEL, "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 4, "seed": 1}
 cases = [
-    ("echo 12000 words", "/completions", {"model": MODEL, "prompt": "word " * 12000, "echo": True, "logprobs": 1, "max_tokens": 1, "temperature": 0}),
-    ("echo 1 MB", "/completions", {"model": MODEL, "prompt": "x" * 1_000_000, "echo": True, "logprobs": 1, "max_tokens": 1, "temperature": 0}),
+    (
+        "echo 12000 words",
+        "/completions",
+        {"model": MODEL, "prompt": "word " * 12000, "echo": True, "logprobs": 1, "max_tokens": 1, "temperature": 0},
+    ),
+    (
+        "echo 1 MB",
+        "/completions",
+        {"model": MODEL, "prompt": "x" * 1_000_000, "echo": True, "logprobs": 1, "max_tokens": 1, "temperature": 0},
+    ),
     ("gen 1 MB", "/completions", {"model": MODEL, "prompt": "word " * 200_000, "max_tokens": 4}),
     ("top_p -0.5", "/chat/completions", {**chat, "top_p": -0.5}),
     ("huge seed", "/chat/completions", {**chat, "seed": 1180591620717411303424}),
@@ -47,14 +58,22 @@ cases = [
 ]
 for name, path, body in cases:
     code, out, dt = post(path, body)
-    print(f"{name:16s} {code} {dt:5.2f}s {json.dumps(out.get('error', {}).get('message') or out.get('choices', [{}])[0].get('message', {}).get('content', ''))[:150]}")
+    print(
+        f"{name:16s} {code} {dt:5.2f}s {json.dumps(out.get('error', {}).get('message') or out.get('choices', [{}])[0].get('message', {}).get('content', ''))[:150]}"
+    )
 
 # 20 concurrent chat requests plus one 1 MB echo request
 with cf.ThreadPoolExecutor(21) as ex:
     big = ex.submit(post, "/completions", cases[1][2])
     small = [ex.submit(post, "/chat/completions", {**chat, "seed": i}) for i in range(20)]
     res = [f.result() for f in small]
-print("20 concurrent + 1 MB echo:", sorted({c for c, _, _ in res}), f"max {max(d for _, _, d in res):.2f}s", "big:", big.result()[0])
+print(
+    "20 concurrent + 1 MB echo:",
+    sorted({c for c, _, _ in res}),
+    f"max {max(d for _, _, d in res):.2f}s",
+    "big:",
+    big.result()[0],
+)
 
 # SIGTERM while a long generation runs
 with cf.ThreadPoolExecutor(1) as ex:

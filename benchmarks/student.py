@@ -9,6 +9,7 @@ docs/benchmarks.md.
     .venv/bin/python benchmarks/student.py --tasks sst2 ag_news --seeds 0 1 2 --workers 2
     .venv/bin/python benchmarks/student.py --render-only
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,13 @@ def zerogen(budget: int, **extra):
 
 def llkd(pool: int, **extra):
     """LLKD as in the paper: the teacher's pseudo-labels alone (the rows measured before the few-shot prior existed)."""
-    return lambda task: {"method": "llkd", "llkd.pool_size": pool, "llkd.pool_chars": 0, "llkd.fewshot_prior": "none", **extra}
+    return lambda task: {
+        "method": "llkd",
+        "llkd.pool_size": pool,
+        "llkd.pool_chars": 0,
+        "llkd.fewshot_prior": "none",
+        **extra,
+    }
 
 
 # x a probe on fewshot.jsonl, as measured on 2026-12-05: on MiniLM embeddings (the default's probe is now mpnet's)
@@ -49,7 +56,9 @@ CONFIGS = {  # name -> overrides (or task -> overrides); run order: the acceptan
     "llkd 5k": llkd(5000),
     "llkd 2.5k": llkd(2500),
     "llkd 2.5k + fewshot prior": llkd(2500, **PRIOR),
-    "llkd 2.5k + fewshot prior, float32 teacher": llkd(2500, **PRIOR, **{"teacher.dtype": "float32"}),  # the runs above used it
+    "llkd 2.5k + fewshot prior, float32 teacher": llkd(
+        2500, **PRIOR, **{"teacher.dtype": "float32"}
+    ),  # the runs above used it
     "zerogen 1k, hard labels": zerogen(1024, **{"train.targets": "hard"}),
     "llkd 5k, hard labels": llkd(5000, **{"train.targets": "hard"}),
     "zerogen 256": zerogen(256),
@@ -81,7 +90,13 @@ def main() -> None:
     if not args.render_only:
         done = {(r["task"], r["seed"], r["config"]) for r in load_results(results)}
         jobs = [(t, s, c) for c in args.configs for s in args.seeds for t in args.tasks if (t, s, c) not in done]
-        run_jobs(jobs, lambda job: {"task": job[0], "seed": job[1], **CONFIGS[job[2]](job[0])}, results, args.workers, threads=args.threads)
+        run_jobs(
+            jobs,
+            lambda job: {"task": job[0], "seed": job[1], **CONFIGS[job[2]](job[0])},
+            results,
+            args.workers,
+            threads=args.threads,
+        )
     replace_block(Path(args.out), "student", render(load_results(results)))
 
 
@@ -90,23 +105,28 @@ def render(rows: list[dict]) -> str:
     by, tasks = by_task_config(checked(rows, "benchmarks/results/student.jsonl"))
     col = lambda runs, k, d=3: fmt([r.get(k) for r in runs], d)  # noqa: E731
     minutes = lambda runs, k: fmt([r[k] / 60 for r in runs if r.get(k) is not None], 1)  # noqa: E731
-    lines = ["Embedded teacher (SmolLM2-135M, few-shot, calibrated), student MiniLM-L6 unless said; mean ± std over seeds "
-             "(the seeds column). `val` = validation.jsonl (200 rows; what defaults were chosen on), `test` = test.jsonl "
-             "(reported only). Wall = the whole `dvc exp run` on a shared 2-core machine, two runs at once, with what the LLM "
-             "cache already held; teacher s = the teacher's compute to produce the training data (first run, from the "
-             "cache's records; – where the answers predate those records). Raw runs: `benchmarks/results/student.jsonl`.", "",
-             "| task | configuration | seeds | student test acc | teacher test acc | student val acc | teacher val acc | "
-             "student macro-F1 | training rows | wall (min) | teacher s | train s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "Embedded teacher (SmolLM2-135M, few-shot, calibrated), student MiniLM-L6 unless said; mean ± std over seeds "
+        "(the seeds column). `val` = validation.jsonl (200 rows; what defaults were chosen on), `test` = test.jsonl "
+        "(reported only). Wall = the whole `dvc exp run` on a shared 2-core machine, two runs at once, with what the LLM "
+        "cache already held; teacher s = the teacher's compute to produce the training data (first run, from the "
+        "cache's records; – where the answers predate those records). Raw runs: `benchmarks/results/student.jsonl`.",
+        "",
+        "| task | configuration | seeds | student test acc | teacher test acc | student val acc | teacher val acc | "
+        "student macro-F1 | training rows | wall (min) | teacher s | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for task in tasks:
         for name in CONFIGS:
             runs = by.get((task, name), [])
             if runs:
-                lines.append(f"| {task} | {name} | {seeds_cell(runs)} | {col(runs, 'student_accuracy')} | "
-                             f"{col(runs, 'teacher_accuracy')} | "
-                             f"{col(runs, 'val_student_accuracy')} | {col(runs, 'val_teacher_accuracy')} | "
-                             f"{col(runs, 'student_macro_f1')} | {statistics.mean(r.get('n_samples') or 0 for r in runs):.0f} | "
-                             f"{minutes(runs, 'wall_s')} | {fmt([r.get('teacher_seconds') or None for r in runs], 0)} | {col(runs, 'train_seconds', 0)} |")
+                lines.append(
+                    f"| {task} | {name} | {seeds_cell(runs)} | {col(runs, 'student_accuracy')} | "
+                    f"{col(runs, 'teacher_accuracy')} | "
+                    f"{col(runs, 'val_student_accuracy')} | {col(runs, 'val_teacher_accuracy')} | "
+                    f"{col(runs, 'student_macro_f1')} | {statistics.mean(r.get('n_samples') or 0 for r in runs):.0f} | "
+                    f"{minutes(runs, 'wall_s')} | {fmt([r.get('teacher_seconds') or None for r in runs], 0)} | {col(runs, 'train_seconds', 0)} |"
+                )
     return "\n".join(lines + footnote(rows))
 
 

@@ -18,6 +18,7 @@ MLflow run: the students train in this process, so `mlflow_run_id` is null).
 
     DISTILL_LLM_CACHE=$PWD/.cache/llm.sqlite .venv/bin/python benchmarks/student_attempts.py sst2 0 base,crossfit
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,9 +50,11 @@ RESULTS = Path(__file__).resolve().parent / "results" / "student_attempts.jsonl"
 
 def demo_ensemble(k: int):
     """classify() averaged over k demonstration sets (seed, seed + 1000, ...); k = 1 is classify itself."""
+
     def run(teacher, spec, rows, fewshot, tp, seed, desc="score"):
         outs = [classify(teacher, spec, rows, fewshot, tp, seed + 1000 * j, desc=desc) for j in range(k)]
         return torch.tensor([o[0] for o in outs]).mean(0).tolist(), outs[0][1]
+
     return run
 
 
@@ -78,7 +81,9 @@ def relabel(rows: list[dict], probs: torch.Tensor, labels: list[str]) -> list[di
     out = []
     for r, p in zip(rows, probs.tolist()):
         y = top_label(p)
-        out.append({**r, "label": labels[y], "meta": {**r["meta"], "teacher_probs": dict(zip(labels, p)), "confidence": p[y]}})
+        out.append(
+            {**r, "label": labels[y], "meta": {**r["meta"], "teacher_probs": dict(zip(labels, p)), "confidence": p[y]}}
+        )
     return out
 
 
@@ -90,8 +95,9 @@ def main() -> None:
     ap.add_argument("--dtype", default="bfloat16", help="teacher.dtype (float32 pairs with the float32 rows)")
     ap.add_argument("--pool", type=int, help="llkd.pool_size (default: params.yaml's)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--plain-batches", action="store_true",
-                    help="train.group_by_length: false (how runs before 2026-12-05 batched)")
+    ap.add_argument(
+        "--plain-batches", action="store_true", help="train.group_by_length: false (how runs before 2026-12-05 batched)"
+    )
     ap.add_argument("--results", default=str(RESULTS))
     args = ap.parse_args()
     unknown = sorted(set(args.variants.split(",")) - set(VARIANTS))
@@ -101,11 +107,16 @@ def main() -> None:
     repo = Path(__file__).resolve().parents[1]
     state = git_state(repo)  # the code as this process loaded it, not as it is when a variant ends
     params = load_params("params.yaml")
-    params = params.model_copy(update={
-        "task": args.task, "seed": args.seed, "method": "llkd",
-        "teacher": params.teacher.model_copy(update={"dtype": args.dtype}),
-        "llkd": params.llkd.model_copy(update={"pool_size": args.pool or params.llkd.pool_size}),
-        "train": params.train.model_copy(update={"group_by_length": not args.plain_batches})})
+    params = params.model_copy(
+        update={
+            "task": args.task,
+            "seed": args.seed,
+            "method": "llkd",
+            "teacher": params.teacher.model_copy(update={"dtype": args.dtype}),
+            "llkd": params.llkd.model_copy(update={"pool_size": args.pool or params.llkd.pool_size}),
+            "train": params.train.model_copy(update={"group_by_length": not args.plain_batches}),
+        }
+    )
     task = load_task(f"data/tasks/{args.task}", quiet=True)
     spec, labels = task.spec, task.spec.label_names
     pool, fewshot, val, test = task.load("unlabeled"), task.load("fewshot"), task.load("validation"), task.load("test")
@@ -120,8 +131,18 @@ def main() -> None:
             cfg = cfg.model_copy(update={"epochs": epochs})
             start = fresh_student(spec, cfg, args.seed)
             selector = EpochValidation(selector, start, val)
-        return train_student(rows, labels, spec.field_names, cfg, args.seed, task=spec.name, start=start,
-                             selector=selector, spec=spec, log=lambda m: None)
+        return train_student(
+            rows,
+            labels,
+            spec.field_names,
+            cfg,
+            args.seed,
+            task=spec.name,
+            start=start,
+            selector=selector,
+            spec=spec,
+            log=lambda m: None,
+        )
 
     for variant in args.variants.split(","):
         t0 = time.time()
@@ -137,17 +158,34 @@ def main() -> None:
                 now = torch.tensor([[r["meta"]["teacher_probs"][name] for name in labels] for r in held])
                 new += relabel(held, with_prior(now, fold.proba(held), 1.0), labels)
                 extra.setdefault("fold_val", []).append(fold.accuracy(val))
-            extra["changed_labels"] = sum(a["label"] != b["label"] for a, b in zip(rows[half:] + rows[:half], new)) / len(new)
+            extra["changed_labels"] = sum(
+                a["label"] != b["label"] for a, b in zip(rows[half:] + rows[:half], new)
+            ) / len(new)
             rows = new
         student, history = train(rows + real, 8 if variant == "epochs8" else None)
         if variant == "epochs8":
             extra["val_per_epoch"] = [h["val_accuracy"] for h in history]
-        record = {"task": args.task, "seed": args.seed, "variant": variant, "dtype": args.dtype, "pool": len(pool),
-                  "group_by_length": params.train.group_by_length, "val": student.accuracy(val),
-                  "test": student.accuracy(test), "seconds": round(time.time() - t0), **extra}
-        over = {"task": args.task, "seed": args.seed, "method": "llkd", "teacher.dtype": args.dtype,
-                "llkd.pool_size": params.llkd.pool_size, "train.group_by_length": params.train.group_by_length,
-                "llkd.prior_model": prior.prior_model}
+        record = {
+            "task": args.task,
+            "seed": args.seed,
+            "variant": variant,
+            "dtype": args.dtype,
+            "pool": len(pool),
+            "group_by_length": params.train.group_by_length,
+            "val": student.accuracy(val),
+            "test": student.accuracy(test),
+            "seconds": round(time.time() - t0),
+            **extra,
+        }
+        over = {
+            "task": args.task,
+            "seed": args.seed,
+            "method": "llkd",
+            "teacher.dtype": args.dtype,
+            "llkd.pool_size": params.llkd.pool_size,
+            "train.group_by_length": params.train.group_by_length,
+            "llkd.prior_model": prior.prior_model,
+        }
         resolved = params.model_copy(update={"llkd": prior}).model_dump(mode="json")
         record.update(provenance(repo, resolved, over, args.threads, None, state))
         print(json.dumps(record), flush=True)

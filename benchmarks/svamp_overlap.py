@@ -13,6 +13,7 @@ The result is the SVAMP section of data/tasks/svamp/DATASET.md.
 
     .venv/bin/python benchmarks/svamp_overlap.py [--show 5]
 """
+
 from __future__ import annotations
 
 import argparse

@@ -8,6 +8,7 @@ pick the same label. Generation: tokens/s of LocalBackend.generate on the defaul
 tokens. The two precisions alternate (float32, bfloat16, float32, bfloat16 for generation), so both see the same load
 on a shared machine. No cache: every answer is computed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,17 +63,25 @@ def generation() -> dict:
 
 def report(rows: list[dict], gen: dict) -> str:
     native = cpu_bf16_native()
-    lines = [f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {machine()}; CPU bf16 instructions: "
-             f"{'yes' if native else 'no'} (`teacher.dtype: auto` picks {'bfloat16' if native else 'float32'} here). Reproduce: `.venv/bin/python benchmarks/teacher_precision.py`.",
-             "", "| task | validation rows | float32 rows/s | bfloat16 rows/s | speed-up | float32 acc | bfloat16 acc | same label |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {machine()}; CPU bf16 instructions: "
+        f"{'yes' if native else 'no'} (`teacher.dtype: auto` picks {'bfloat16' if native else 'float32'} here). Reproduce: `.venv/bin/python benchmarks/teacher_precision.py`.",
+        "",
+        "| task | validation rows | float32 rows/s | bfloat16 rows/s | speed-up | float32 acc | bfloat16 acc | same label |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['task']} | {r['rows']} | {r['float32 rows/s']:.1f} | {r['bfloat16 rows/s']:.1f} | "
-                     f"{r['bfloat16 rows/s'] / r['float32 rows/s']:.2f}x | {r['float32 acc']:.3f} | {r['bfloat16 acc']:.3f} | "
-                     f"{r['agreement']:.1%} |")
-    lines += ["", "| generation (ZeroGen default prompts, batch 32) | float32 tok/s | bfloat16 tok/s | speed-up |",
-              "|---|---|---|---|",
-              f"| sst2 | {gen['float32']:.1f} | {gen['bfloat16']:.1f} | {gen['bfloat16'] / gen['float32']:.2f}x |"]
+        lines.append(
+            f"| {r['task']} | {r['rows']} | {r['float32 rows/s']:.1f} | {r['bfloat16 rows/s']:.1f} | "
+            f"{r['bfloat16 rows/s'] / r['float32 rows/s']:.2f}x | {r['float32 acc']:.3f} | {r['bfloat16 acc']:.3f} | "
+            f"{r['agreement']:.1%} |"
+        )
+    lines += [
+        "",
+        "| generation (ZeroGen default prompts, batch 32) | float32 tok/s | bfloat16 tok/s | speed-up |",
+        "|---|---|---|---|",
+        f"| sst2 | {gen['float32']:.1f} | {gen['bfloat16']:.1f} | {gen['bfloat16'] / gen['float32']:.2f}x |",
+    ]
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ through the whole model, once per option), on real test rows, with a 4-demonstra
 LocalBackend.generate with the same decoding on the same ZeroGen prompts. Each optimised measurement runs
 right before its baseline, so both see the same load on a shared machine. The teacher's peak RSS is read in a fresh process that runs only the optimised paths.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,15 @@ def scoring_cases(backend: LocalBackend) -> list[dict]:
         t = load_task(REPO / "data" / "tasks" / task)
         prefix = scoring_prefix(t.spec, pick_demos(t.spec, t.load("fewshot"), per_label, seed=0), MAX_CHARS)
         reqs = score_requests(t.spec, t.load("test")[:OPTIMISED_EXAMPLES], prefix, MAX_CHARS)
-        cases.append({"task": task, "demos": per_label * len(t.spec.labels), "prefix_tokens": len(backend.encode(prefix)),
-                      "reqs": reqs, "n_naive": n_naive})
+        cases.append(
+            {
+                "task": task,
+                "demos": per_label * len(t.spec.labels),
+                "prefix_tokens": len(backend.encode(prefix)),
+                "reqs": reqs,
+                "n_naive": n_naive,
+            }
+        )
     return cases
 
 
@@ -89,7 +97,9 @@ def generation_prompts(backend: LocalBackend, demos_per_prompt: int, n: int) -> 
     """The generate stage's requests for SST-2 (prompts stage defaults: open quote prefix), n in all."""
     t = load_task(REPO / "data" / "tasks" / "sst2")
     rows = build_requests(t.spec, n // 2, t.load("fewshot"), [], demos_per_prompt, '"', seed=0)
-    return [GenRequest(messages=tuple(tuple(m) for m in r["messages"]), prefix=r["prefix"], seed=r["seed"]) for r in rows]
+    return [
+        GenRequest(messages=tuple(tuple(m) for m in r["messages"]), prefix=r["prefix"], seed=r["seed"]) for r in rows
+    ]
 
 
 def ours(backend: LocalBackend, reqs: list[GenRequest], batch: int, decoding: Decoding = DECODING) -> float:
@@ -107,10 +117,22 @@ def raw_hf(backend: LocalBackend, reqs: list[GenRequest], batch: int, decoding: 
     torch.manual_seed(0)
     t0, tokens = time.perf_counter(), 0
     for start in range(0, len(reqs), batch):
-        enc = tok([backend.render(r) for r in reqs[start : start + batch]], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = tok(
+            [backend.render(r) for r in reqs[start : start + batch]],
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=False,
+        )
         with torch.inference_mode():
-            out = model.generate(**enc, do_sample=True, top_p=decoding.top_p, temperature=decoding.temperature, top_k=0,
-                                 max_new_tokens=decoding.max_new_tokens, pad_token_id=tok.pad_token_id)
+            out = model.generate(
+                **enc,
+                do_sample=True,
+                top_p=decoding.top_p,
+                temperature=decoding.temperature,
+                top_k=0,
+                max_new_tokens=decoding.max_new_tokens,
+                pad_token_id=tok.pad_token_id,
+            )
         new = out[:, enc["input_ids"].shape[1] :]
         stopped = torch.isin(new, stops)
         # real tokens: up to and including the first stop token (the rest is padding after a row finished)
@@ -123,55 +145,89 @@ def raw_hf(backend: LocalBackend, reqs: list[GenRequest], batch: int, decoding: 
 def generation_cases(backend: LocalBackend) -> list[dict]:
     same = generation_prompts(backend, 0, 32)
     distinct = generation_prompts(backend, 2, 32)
-    return [{"prompts": "ZeroGen default (2 distinct prompts)", "batch": 1, "reqs": same[:2] + same[16:18]},
-            {"prompts": "ZeroGen default (2 distinct prompts)", "batch": 8, "reqs": same[12:20]},
-            {"prompts": "ZeroGen default (2 distinct prompts)", "batch": 32, "reqs": same},
-            {"prompts": "2 demonstrations per prompt (32 distinct)", "batch": 32, "reqs": distinct}]
+    return [
+        {"prompts": "ZeroGen default (2 distinct prompts)", "batch": 1, "reqs": same[:2] + same[16:18]},
+        {"prompts": "ZeroGen default (2 distinct prompts)", "batch": 8, "reqs": same[12:20]},
+        {"prompts": "ZeroGen default (2 distinct prompts)", "batch": 32, "reqs": same},
+        {"prompts": "2 demonstrations per prompt (32 distinct)", "batch": 32, "reqs": distinct},
+    ]
 
 
 def machine() -> str:
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    cpu = next(
+        (l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor()
+    )
     import transformers
 
-    return (f"{cpu}, nproc {os.cpu_count()}, torch threads {torch.get_num_threads()}, torch {torch.__version__}, "
-            f"transformers {transformers.__version__}, Python {platform.python_version()}")
+    return (
+        f"{cpu}, nproc {os.cpu_count()}, torch threads {torch.get_num_threads()}, torch {torch.__version__}, "
+        f"transformers {transformers.__version__}, Python {platform.python_version()}"
+    )
 
 
 def report(score: list[dict], gen: list[dict], info: dict) -> str:
     sst4 = next(c for c in score if c["task"] == "sst2" and c["demos"] == 4)
     g32 = [g for g in gen if g["batch"] == 32]
     lines = [
-        "# Teacher speed: embedded SmolLM2-135M-Instruct on CPU", "",
+        "# Teacher speed: embedded SmolLM2-135M-Instruct on CPU",
+        "",
         f"Measured {info['date']} on {info['machine']}.",
         f"Load average (1 min) {info['load_start']:.2f} at the start and {info['load_end']:.2f} at the end; this process got "
         f"{info['cpu_share']:.0%} of {torch.get_num_threads()} threads x wall time{info['shared']}",
-        "", f"Reproduce: `.venv/bin/python benchmarks/teacher_speed.py` (this run: {info['minutes']:.1f} min).", "",
-        "## Label scoring (few-shot prompt + label log-probs)", "",
+        "",
+        f"Reproduce: `.venv/bin/python benchmarks/teacher_speed.py` (this run: {info['minutes']:.1f} min).",
+        "",
+        "## Label scoring (few-shot prompt + label log-probs)",
+        "",
         f"Optimised: `Teacher.score` over `LocalBackend.score`, {OPTIMISED_EXAMPLES} test rows, batches of {SCORE_BATCH}. "
-        "Naive: one full pass of prefix + text + option per option (the tests' reference), on the first rows.", "",
+        "Naive: one full pass of prefix + text + option per option (the tests' reference), on the first rows.",
+        "",
         "| task | prompt | prefix tokens | naive ex/s (rows) | optimised ex/s | speed-up | max abs diff in log-prob |",
         "|---|---|---|---|---|---|---|",
     ]
     for c in score:
-        lines.append(f"| {c['task']} | {c['demos']} demos | {c['prefix_tokens']} | {c['naive_eps']:.2f} ({c['n_naive']}) | "
-                     f"{c['fast_eps']:.2f} | {c['fast_eps'] / c['naive_eps']:.1f}x | {c['max_diff']:.1e} |")
-    lines += ["", "## Generation (tokens/s of real generated tokens)", "",
-              "SST-2 ZeroGen prompts from `build_requests` (chat template, open-quote prefix), top_p 0.9, temperature 1.0, "
-              "top_k off, 48 new tokens. Raw: `model.generate(do_sample=True)` with left padding.", "",
-              "| prompts | batch | requests | raw model.generate tok/s | LocalBackend.generate tok/s | ratio |", "|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {c['task']} | {c['demos']} demos | {c['prefix_tokens']} | {c['naive_eps']:.2f} ({c['n_naive']}) | "
+            f"{c['fast_eps']:.2f} | {c['fast_eps'] / c['naive_eps']:.1f}x | {c['max_diff']:.1e} |"
+        )
+    lines += [
+        "",
+        "## Generation (tokens/s of real generated tokens)",
+        "",
+        "SST-2 ZeroGen prompts from `build_requests` (chat template, open-quote prefix), top_p 0.9, temperature 1.0, "
+        "top_k off, 48 new tokens. Raw: `model.generate(do_sample=True)` with left padding.",
+        "",
+        "| prompts | batch | requests | raw model.generate tok/s | LocalBackend.generate tok/s | ratio |",
+        "|---|---|---|---|---|---|",
+    ]
     for g in gen:
-        lines.append(f"| {g['prompts']} | {g['batch']} | {len(g['reqs'])} | {g['hf']:.1f} | {g['ours']:.1f} | {g['ours'] / g['hf']:.2f}x |")
-    lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|",
-              f"| scoring >= 10x naive, SST-2 4-demo prompt | {sst4['fast_eps'] / sst4['naive_eps']:.1f}x | "
-              f"{'yes' if sst4['fast_eps'] >= 10 * sst4['naive_eps'] else 'no'} |"]
+        lines.append(
+            f"| {g['prompts']} | {g['batch']} | {len(g['reqs'])} | {g['hf']:.1f} | {g['ours']:.1f} | {g['ours'] / g['hf']:.2f}x |"
+        )
+    lines += [
+        "",
+        "## Targets",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+        f"| scoring >= 10x naive, SST-2 4-demo prompt | {sst4['fast_eps'] / sst4['naive_eps']:.1f}x | "
+        f"{'yes' if sst4['fast_eps'] >= 10 * sst4['naive_eps'] else 'no'} |",
+    ]
     for g in g32:
-        lines.append(f"| generation >= 0.95x raw generate, batch 32, {g['prompts']} | {g['ours'] / g['hf']:.2f}x | "
-                     f"{'yes' if g['ours'] >= 0.95 * g['hf'] else 'no'} |")
-    lines += [f"| teacher peak RSS <= 2 GB | {info['rss_teacher']:.0f} MB | {'yes' if info['rss_teacher'] <= 2048 else 'no'} |", "",
-              "Teacher peak RSS: a fresh process that loads the teacher and runs the optimised scoring of every prompt above and "
-              f"generation at batch 32, as the stages do. This whole run, naive paths and raw `generate` included: {info['rss_all']:.0f} MB.",
-              "",
-              "## Notes", "", *NOTES]
+        lines.append(
+            f"| generation >= 0.95x raw generate, batch 32, {g['prompts']} | {g['ours'] / g['hf']:.2f}x | "
+            f"{'yes' if g['ours'] >= 0.95 * g['hf'] else 'no'} |"
+        )
+    lines += [
+        f"| teacher peak RSS <= 2 GB | {info['rss_teacher']:.0f} MB | {'yes' if info['rss_teacher'] <= 2048 else 'no'} |",
+        "",
+        "Teacher peak RSS: a fresh process that loads the teacher and runs the optimised scoring of every prompt above and "
+        f"generation at batch 32, as the stages do. This whole run, naive paths and raw `generate` included: {info['rss_all']:.0f} MB.",
+        "",
+        "## Notes",
+        "",
+        *NOTES,
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -199,7 +255,9 @@ NOTES = [
 
 def rss_probe() -> None:
     """Prints the peak RSS (MB) of this process after the optimised paths alone: the teacher as the stages use it."""
-    backend = LocalBackend("smollm2-135m-instruct", dtype="float32")  # the tables are float32 (teacher_precision.py: bf16)
+    backend = LocalBackend(
+        "smollm2-135m-instruct", dtype="float32"
+    )  # the tables are float32 (teacher_precision.py: bf16)
     with tempfile.TemporaryDirectory() as tmp:
         for case in scoring_cases(backend):
             run_optimised_scoring(backend, case, Path(tmp), passes=("probe",))
@@ -221,28 +279,45 @@ def main() -> None:
     probe = subprocess.run([sys.executable, __file__, "--rss-probe"], capture_output=True, text=True, check=True)
     rss_teacher = float(probe.stdout.split()[-1])
     m_start, cpu_start = time.perf_counter(), time.process_time()
-    backend = LocalBackend("smollm2-135m-instruct", dtype="float32")  # the tables are float32 (teacher_precision.py: bf16)
+    backend = LocalBackend(
+        "smollm2-135m-instruct", dtype="float32"
+    )  # the tables are float32 (teacher_precision.py: bf16)
     backend._load()
     score, gen = scoring_cases(backend), generation_cases(backend)
     with tempfile.TemporaryDirectory() as tmp:
         for case in score:
             run_optimised_scoring(backend, case, Path(tmp))
             run_naive_scoring(backend, case)
-            print(f"scoring {case['task']} {case['demos']} demos: {case['fast_eps']:.2f} ex/s, naive {case['naive_eps']:.2f}", flush=True)
+            print(
+                f"scoring {case['task']} {case['demos']} demos: {case['fast_eps']:.2f} ex/s, naive {case['naive_eps']:.2f}",
+                flush=True,
+            )
     warm = dataclasses.replace(DECODING, max_new_tokens=4)
     for g in gen:
         for path in (ours, raw_hf):  # warm-up: the first pass over a batch shape pays one-off allocations
             path(backend, g["reqs"][: g["batch"]], g["batch"], warm)
         g["ours"], g["hf"] = ours(backend, g["reqs"], g["batch"]), raw_hf(backend, g["reqs"], g["batch"])
-        print(f"generation {g['prompts']} batch {g['batch']}: {g['ours']:.1f} tok/s, model.generate {g['hf']:.1f}", flush=True)
+        print(
+            f"generation {g['prompts']} batch {g['batch']}: {g['ours']:.1f} tok/s, model.generate {g['hf']:.1f}",
+            flush=True,
+        )
     wall = time.perf_counter() - t_start
     share = (time.process_time() - cpu_start) / ((time.perf_counter() - m_start) * torch.get_num_threads())
     load_end = os.getloadavg()[0]
-    info = {"date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "machine": machine(), "minutes": wall / 60,
-            "load_start": load_start, "load_end": load_end, "cpu_share": share, "rss_teacher": rss_teacher, "rss_all": peak_rss_mb(),
-            # a process alone on the machine gets ~95% of its threads' time; much less means others took the cores
-            "shared": ": other jobs took the cores for much of this run, so absolute numbers are low and noisy." if share < 0.85
-            else " (the machine is shared, but other jobs took little of it during this run)."}
+    info = {
+        "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
+        "minutes": wall / 60,
+        "load_start": load_start,
+        "load_end": load_end,
+        "cpu_share": share,
+        "rss_teacher": rss_teacher,
+        "rss_all": peak_rss_mb(),
+        # a process alone on the machine gets ~95% of its threads' time; much less means others took the cores
+        "shared": ": other jobs took the cores for much of this run, so absolute numbers are low and noisy."
+        if share < 0.85
+        else " (the machine is shared, but other jobs took little of it during this run).",
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(report(score, gen, info))
     print(f"wrote {args.out}")

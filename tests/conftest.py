@@ -3,6 +3,7 @@
 The fake teacher makes stage tests deterministic and offline; the tiny models make them fast. The real
 embedded teacher and MiniLM are exercised by test_local_fast.py and the e2e tests.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,7 +24,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 # Under `pytest -n N` (make test) the workers share the cores: each takes its share of torch threads, and so do the
 # pipelines its end-to-end tests start (they inherit the environment). Oversubscribed torch threads slow everyone.
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+    os.environ.setdefault(
+        "OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    )
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,11 +65,17 @@ class FakeBackend:
             prompt = " ".join(c for _, c in r.messages)
             rng = random.Random(r.seed)
             if "Equation:" in prompt:  # a seq2seq (arithmetic) task: write or solve a word problem
-                out.append(GenResult(arithmetic(prompt, r.prefix, rng, decoding.temperature > 0), len(prompt.split()), 16, "stop"))
+                out.append(
+                    GenResult(
+                        arithmetic(prompt, r.prefix, rng, decoding.temperature > 0), len(prompt.split()), 16, "stop"
+                    )
+                )
                 continue
             words = NEGATIVE if "negative" in prompt else POSITIVE
             text = f"the film is {rng.choice(words)} and {rng.choice(words)} , truly {rng.choice(words)} number {rng.randint(0, 10**6)}"
-            out.append(GenResult(text + '" and more', prompt_tokens=len(prompt.split()), completion_tokens=12, finish="stop"))
+            out.append(
+                GenResult(text + '" and more', prompt_tokens=len(prompt.split()), completion_tokens=12, finish="stop")
+            )
         return out
 
     def score(self, requests):
@@ -126,9 +135,14 @@ def make_toy_task(parent: Path) -> Path:
     def row(i, labelled):
         label = ["negative", "positive"][i % 2]
         words = NEGATIVE if label == "negative" else POSITIVE
-        return {"text": f"a {rng.choice(words)} and {rng.choice(words)} movie {i}", **({"label": label} if labelled else {})}
+        return {
+            "text": f"a {rng.choice(words)} and {rng.choice(words)} movie {i}",
+            **({"label": label} if labelled else {}),
+        }
 
-    return write_task(parent / "tasks" / "toy", "sst2", row, {"test": 40, "validation": 20, "fewshot": 8, "unlabeled": 30})
+    return write_task(
+        parent / "tasks" / "toy", "sst2", row, {"test": 40, "validation": 20, "fewshot": 8, "unlabeled": 30}
+    )
 
 
 def make_toy_seq2seq(parent: Path) -> Path:
@@ -140,7 +154,9 @@ def make_toy_seq2seq(parent: Path) -> Path:
         answer = {"target": str(a + b), "equation": f"( {a} + {b} )"} if labelled else {}
         return {"input": f"Ann has {a} pens and buys {b} more . How many pens does she have ?", **answer}
 
-    return write_task(parent / "tasks" / "sums", "svamp", row, {"test": 12, "validation": 8, "fewshot": 4, "unlabeled": 10})
+    return write_task(
+        parent / "tasks" / "sums", "svamp", row, {"test": 12, "validation": 8, "fewshot": 4, "unlabeled": 10}
+    )
 
 
 @pytest.fixture
@@ -161,8 +177,14 @@ def tiny_student(tmp_path_factory) -> Path:
 
     path = tmp_path_factory.mktemp("tiny-bert")
     tok = AutoTokenizer.from_pretrained(resolve_student("minilm-l6"))
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=128, max_position_embeddings=128)
+    cfg = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=128,
+    )
     torch.manual_seed(0)
     BertModel(cfg).save_pretrained(path)
     tok.save_pretrained(path)
@@ -179,9 +201,17 @@ def _tiny_llama(tmp_path_factory, name: str, head_scale: float = 1.0) -> Path:
     # tests' teacher): 0.5 s, where parsing the GGUF file took 7 s per fixture per worker
     tok = AutoTokenizer.from_pretrained(hf_folder("smollm2-135m-instruct"))
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     model = LlamaForCausalLM(cfg)
     with torch.no_grad():
         model.lm_head.weight.mul_(head_scale)
@@ -213,7 +243,9 @@ def serve_in_thread(app):
     """Run an ASGI app under uvicorn on a free loopback port in a thread; yields its /v1 base URL."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", timeout_graceful_shutdown=1))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", timeout_graceful_shutdown=1)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

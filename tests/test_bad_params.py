@@ -1,5 +1,6 @@
 """Params that must never run: pasted keys, numbers DVC thinks unchanged, task names that are paths. Unit tests of
 the rules, then the same inputs through a real `dvc exp run -S` (check_task runs on every run and fails first)."""
+
 import re
 import uuid
 import subprocess
@@ -20,12 +21,15 @@ from test_e2e import project, sh  # noqa: F401 - `project` is a fixture
 KEY = f"sk-test-CANARY1{uuid.uuid4().hex}abc"
 
 
-@pytest.mark.parametrize("params, said", [
-    ({"train": {"epochs": True}}, "train.epochs: a yes/no value where a number or text belongs"),
-    ({"generate": {"n_per_label": 1000.0}}, "generate.n_per_label: a decimal number where a whole number belongs"),
-    ({"task": "../../evil"}, "task: must be the name of a folder under data/tasks/"),
-    ({"task": "/abs/path"}, "task: must be the name of a folder under data/tasks/"),
-])
+@pytest.mark.parametrize(
+    "params, said",
+    [
+        ({"train": {"epochs": True}}, "train.epochs: a yes/no value where a number or text belongs"),
+        ({"generate": {"n_per_label": 1000.0}}, "generate.n_per_label: a decimal number where a whole number belongs"),
+        ({"task": "../../evil"}, "task: must be the name of a folder under data/tasks/"),
+        ({"task": "/abs/path"}, "task: must be the name of a folder under data/tasks/"),
+    ],
+)
 def test_params_a_stage_would_misread_are_refused(tmp_path, params, said):
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
@@ -43,7 +47,9 @@ def git(cwd: Path, *args: str) -> str:
 
 
 def objects_holding(repo: Path, text: bytes) -> list[Path]:
-    return [o for o in (repo / ".git" / "objects").glob("[0-9a-f][0-9a-f]/*") if text in zlib.decompress(o.read_bytes())]
+    return [
+        o for o in (repo / ".git" / "objects").glob("[0-9a-f][0-9a-f]/*") if text in zlib.decompress(o.read_bytes())
+    ]
 
 
 def test_a_pasted_key_is_taken_out_of_params_and_unreferenced_git_objects(tmp_path):
@@ -94,14 +100,23 @@ def test_bad_params_stop_a_real_dvc_exp_run_before_anything_is_kept(project):  #
     repo, env = project
     cases = [
         (f"teacher.api_key_env={KEY}", "teacher.api_key_env: must be the NAME of an environment variable"),
-        ("train.epochs=true", "train.epochs: a yes/no value where a number or text belongs"),  # epochs is 1: DVC sees no change
+        (
+            "train.epochs=true",
+            "train.epochs: a yes/no value where a number or text belongs",
+        ),  # epochs is 1: DVC sees no change
         ("generate.n_per_label=1e3", "generate.n_per_label: a decimal number where a whole number belongs"),
         ("task=nope", "data/tasks/nope: unknown task (no such folder; tasks in data/tasks: ag_news,"),
         ("task=../../evil", "task: must be the name of a folder under data/tasks/"),
     ]
     for i, (override, said) in enumerate(cases):
-        r = subprocess.run(["dvc", "exp", "run", "-n", f"bad{i}", "-S", override], cwd=repo, env=env,
-                           capture_output=True, text=True, timeout=300)
+        r = subprocess.run(
+            ["dvc", "exp", "run", "-n", f"bad{i}", "-S", override],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert r.returncode != 0 and said in r.stdout + r.stderr, r.stdout + r.stderr
         sh("git", "checkout", "-q", "params.yaml", cwd=repo, env=env)
     shown = sh("dvc", "exp", "show", "--json", cwd=repo, env=env)

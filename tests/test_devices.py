@@ -1,4 +1,5 @@
 """`device: auto | cpu | cuda` and precision, decided without a GPU; the non-float32 paths run on the CPU."""
+
 import pytest
 import torch
 
@@ -26,7 +27,9 @@ def test_precision_choice():
     assert resolve_dtype("auto", "cuda", training=False, bf16=True) == torch.bfloat16
     assert resolve_dtype("auto", "cuda", training=True, bf16=True) == torch.bfloat16
     assert resolve_dtype("auto", "cuda", training=False, bf16=False) == torch.float16  # inference: fp16 is safe
-    assert resolve_dtype("auto", "cuda", training=True, bf16=False) == torch.float32  # training: no loss scaling by default
+    assert (
+        resolve_dtype("auto", "cuda", training=True, bf16=False) == torch.float32
+    )  # training: no loss scaling by default
     assert resolve_dtype("float16", "cuda", training=True) == torch.float16
 
 
@@ -61,9 +64,13 @@ def test_mixed_precision_training_runs(tiny_student, precision, monkeypatch):
     casts, scalers = [], []
     real_autocast, real_scaler = finetune.autocast, torch.amp.GradScaler
     monkeypatch.setattr(finetune, "autocast", lambda device, dtype: casts.append(dtype) or real_autocast(device, dtype))
-    monkeypatch.setattr(torch.amp, "GradScaler", lambda *a, **kw: scalers.append(kw.get("enabled")) or real_scaler(*a, **kw))
+    monkeypatch.setattr(
+        torch.amp, "GradScaler", lambda *a, **kw: scalers.append(kw.get("enabled")) or real_scaler(*a, **kw)
+    )
     rows = [{"text": t, "label": lab} for t, lab in [("great fun", "pos"), ("awful mess", "neg")] * 16]
-    cfg = TrainParams(model=str(tiny_student), device="cpu", precision=precision, epochs=3, lr=1e-3, batch_size=8, min_steps=0)
+    cfg = TrainParams(
+        model=str(tiny_student), device="cpu", precision=precision, epochs=3, lr=1e-3, batch_size=8, min_steps=0
+    )
     student, history = train_student(rows, ["neg", "pos"], ["text"], cfg, seed=0)
     assert all(torch.isfinite(torch.tensor(h["train_loss"])) for h in history)
     assert student.head.weight.dtype == torch.float32  # weights stay float32 under autocast

@@ -1,6 +1,7 @@
 """dvc.yaml says exactly what each stage reads: its params (recorded while every stage runs under every method)
 and its source files (the stage module's import closure). A stage that reads an undeclared param would not
 re-run when it changes; a declared runtime knob (a timeout) would re-run it for nothing."""
+
 from __future__ import annotations
 
 import ast
@@ -14,6 +15,7 @@ import yaml
 
 from conftest import REPO, write_params
 from distill.config import Params, Section, runtime_keys
+
 
 def dvc_stages() -> dict[str, dict]:
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
@@ -97,12 +99,16 @@ def commands(params: Params, task_dir: Path) -> list[tuple[str, list[str]]]:
     return out
 
 
-def run_all_stages(params: Params, task_dir: Path, reads: dict[str, set[str]], key: tuple, mp: pytest.MonkeyPatch) -> None:
+def run_all_stages(
+    params: Params, task_dir: Path, reads: dict[str, set[str]], key: tuple, mp: pytest.MonkeyPatch
+) -> None:
     """Every dvc.yaml command, through the CLI as DVC runs it, recording the params each stage reads."""
     from distill import cli
 
-    mp.setattr("distill.config.load_params", lambda path="params.yaml": tag(Params.model_validate(
-        yaml.safe_load(Path(path).read_text()))))  # tagged: its reads are recorded
+    mp.setattr(
+        "distill.config.load_params",
+        lambda path="params.yaml": tag(Params.model_validate(yaml.safe_load(Path(path).read_text()))),
+    )  # tagged: its reads are recorded
     trained: list = []
     for stage, args in commands(params, task_dir):
         with recording(reads.setdefault(stage, set())):
@@ -144,15 +150,45 @@ def recorded(tmp_path_factory, tiny_student, tiny_llm):
             work = tmp / f"{method}-{recipe}-{name}"
             work.mkdir()
             mp.chdir(work)
-            params = Params.model_validate(yaml.safe_load(write_params(
-                work / "params.yaml", task=name, method=method, generate={"n_per_label": 6, "min_words": 3},
-                train={"model": str(tiny_student), "epochs": 1, "batch_size": 8, "min_steps": 0, "recipe": recipe,
-                       "setfit_iterations": 1, "max_length": 32, "lm_model": str(tiny_llm), "lm_max_length": 64},
-                gold={"iterations": [{"i": 1, "prev": 0}], "train_per_iter": 4, "val_per_iter": 4, "refresh_epochs": 1,
-                      "drop_top_energy": 0.25, "loss": "sce" if recipe == "finetune" else "ce"},  # every branch a stage can take, so every read is seen
-                s3={"rounds": [{"i": 1, "prev": 0}], "seed_per_label": 3, "n_rationales": 2, "max_extrapolations": 3,
-                    "check_extrapolations": True, "error_fraction": 0.95},  # mine ~all of the tiny validation: errors to check
-                llkd={"pool_size": 12, "prior_model": "student"}, evaluate={"teacher_max_examples": 6}).read_text()))
+            params = Params.model_validate(
+                yaml.safe_load(
+                    write_params(
+                        work / "params.yaml",
+                        task=name,
+                        method=method,
+                        generate={"n_per_label": 6, "min_words": 3},
+                        train={
+                            "model": str(tiny_student),
+                            "epochs": 1,
+                            "batch_size": 8,
+                            "min_steps": 0,
+                            "recipe": recipe,
+                            "setfit_iterations": 1,
+                            "max_length": 32,
+                            "lm_model": str(tiny_llm),
+                            "lm_max_length": 64,
+                        },
+                        gold={
+                            "iterations": [{"i": 1, "prev": 0}],
+                            "train_per_iter": 4,
+                            "val_per_iter": 4,
+                            "refresh_epochs": 1,
+                            "drop_top_energy": 0.25,
+                            "loss": "sce" if recipe == "finetune" else "ce",
+                        },  # every branch a stage can take, so every read is seen
+                        s3={
+                            "rounds": [{"i": 1, "prev": 0}],
+                            "seed_per_label": 3,
+                            "n_rationales": 2,
+                            "max_extrapolations": 3,
+                            "check_extrapolations": True,
+                            "error_fraction": 0.95,
+                        },  # mine ~all of the tiny validation: errors to check
+                        llkd={"pool_size": 12, "prior_model": "student"},
+                        evaluate={"teacher_max_examples": 6},
+                    ).read_text()
+                )
+            )
             run_all_stages(params, sums if name == "sums" else task, reads, (method, recipe, name), mp)
     finally:
         mp.undo()
@@ -188,10 +224,14 @@ def test_declared_params_are_exactly_what_each_stage_reads(recorded):
     problems = []
     for name in stages:
         decl, reads = declared(stages[name]), recorded[name] - runtime
-        problems += [f"{name}: reads {k} but dvc.yaml does not declare it" for k in sorted(reads) if not covers(decl, k)]
+        problems += [
+            f"{name}: reads {k} but dvc.yaml does not declare it" for k in sorted(reads) if not covers(decl, k)
+        ]
         for d in sorted(decl):
             if d in runtime or any(k.startswith(d + ".") for k in runtime if "." not in d and k.split(".")[0] == d):
-                problems.append(f"{name}: declares {d}, which holds runtime knobs ({', '.join(sorted(k for k in runtime if k.startswith(d)))})")
+                problems.append(
+                    f"{name}: declares {d}, which holds runtime knobs ({', '.join(sorted(k for k in runtime if k.startswith(d)))})"
+                )
             elif not any(k == d or k.startswith(d + ".") for k in reads):
                 problems.append(f"{name}: declares {d} but never reads it")
     assert problems == [], "\n".join(problems)
@@ -205,8 +245,12 @@ def imports_of(path: Path) -> set[Path]:
     src = REPO / "src"
     found = set()
     tree = ast.parse(path.read_text())
-    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING"
-                   for n in ast.walk(block)}  # `if TYPE_CHECKING:` imports are for annotations: nothing runs them
+    typing_only = {
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING"
+        for n in ast.walk(block)
+    }  # `if TYPE_CHECKING:` imports are for annotations: nothing runs them
     for node in ast.walk(tree):
         if id(node) in typing_only:
             continue
@@ -231,8 +275,17 @@ def imports_of(path: Path) -> set[Path]:
 # params models (config.py, sections.py, each method's params.py) only validate what dvc.yaml declares, and
 # secrets.py only runs on a params error (it takes a pasted key out again): none changes an output. Their own
 # imports are not followed.
-PLUMBING = {"io.py", "config.py", "sections.py", "cli.py", "cli_common.py", "tasks.py", "secrets.py", "__init__.py",
-            "stages/__init__.py"}
+PLUMBING = {
+    "io.py",
+    "config.py",
+    "sections.py",
+    "cli.py",
+    "cli_common.py",
+    "tasks.py",
+    "secrets.py",
+    "__init__.py",
+    "stages/__init__.py",
+}
 
 
 def plumbing(rel: str) -> bool:
@@ -245,7 +298,9 @@ def stage_closure(stage: dict) -> set[str]:
     # the shared stages' commands are in cli.py, each method's in its folder's cli.py
     cli = "\n".join(p.read_text() for p in [src / "cli.py", *sorted((src / "methods").glob("*/cli.py"))])
     command = stage["cmd"].split()[1]
-    block = cli[cli.index(f'"{command}"') if f'"{command}"' in cli else cli.index(f"def {command.replace('-', '_')}("):]
+    block = cli[
+        cli.index(f'"{command}"') if f'"{command}"' in cli else cli.index(f"def {command.replace('-', '_')}(") :
+    ]
     package, module = re.search(r"from distill\.(stages|methods\.\w+) import (\w+)", block).groups()
     todo, closure = [src.joinpath(*package.split("."), f"{module}.py")], set()
     while todo:
@@ -261,15 +316,23 @@ def test_declared_source_deps_cover_each_stage_modules_imports():
     problems = []
     for name, stage in dvc_stages().items():
         deps = [d.removeprefix("src/distill/") for d in stage.get("deps", []) if d.startswith("src/")]
-        problems += [f"{name}: runs {rel} but does not depend on it" for rel in sorted(stage_closure(stage))
-                     if not any(rel == d or rel.startswith(d + "/") for d in deps)]
+        problems += [
+            f"{name}: runs {rel} but does not depend on it"
+            for rel in sorted(stage_closure(stage))
+            if not any(rel == d or rel.startswith(d + "/") for d in deps)
+        ]
     assert problems == [], "\n".join(problems)
 
 
 def test_no_stage_needs_a_task_yaml_and_llm_stages_come_after_check_task():
     """A task folder without task.yaml runs under DVC; every stage that calls the teacher runs after check_task."""
     stages = dvc_stages()
-    assert not [n for n, st in stages.items() for d in st.get("deps", []) if d.endswith("/task.yaml") and d.startswith("data/tasks")]
+    assert not [
+        n
+        for n, st in stages.items()
+        for d in st.get("deps", [])
+        if d.endswith("/task.yaml") and d.startswith("data/tasks")
+    ]
     llm = [n for n, st in stages.items() if any(d == "src/distill/teachers" for d in st.get("deps", []))]
     assert set(llm) >= {"generate", "gold_iter", "s3_seed", "s3_round", "llkd_label", "evaluate"}
     assert all("data/work/task.yaml" in stages[n]["deps"] for n in llm)
@@ -282,7 +345,9 @@ def test_a_bad_test_split_stops_the_first_llm_stage_before_any_call(tmp_path, to
     from distill.methods.zerogen import prompts
 
     monkeypatch.chdir(tmp_path)
-    params = load_params(write_params(tmp_path / "params.yaml", task="toy", method="zerogen", generate={"n_per_label": 4}))
+    params = load_params(
+        write_params(tmp_path / "params.yaml", task="toy", method="zerogen", generate={"n_per_label": 4})
+    )
     prompts.run(params, str(toy_task), "w/prompts.jsonl")
     (toy_task / "test.jsonl").write_text('{"text": "fine", "label": "positive"}\n{"text": "bad", "label": "neutral"}\n')
     with pytest.raises(DistillError, match=r"test\.jsonl:2: unknown label 'neutral'"):
@@ -317,7 +382,7 @@ def test_no_import_circle_between_packages():
     def walk(f, path):
         for g in graph[f]:
             if g in path:
-                loop = path[path.index(g):]
+                loop = path[path.index(g) :]
                 if len({p.parent for p in loop}) > 1:
                     cycles.append(" -> ".join(p.relative_to(src).as_posix() for p in loop + [g]))
             elif g not in seen:

@@ -1,5 +1,6 @@
 """End to end, for real: a copy of this repo, git, `dvc repro` / `dvc exp run -S` / `distill compare` with the embedded
 teacher, MLflow (sqlite), `dvc exp show --json`, and a no-op re-run that makes no LLM call. One fresh copy per test."""
+
 import json
 import os
 import shutil
@@ -20,8 +21,12 @@ TINY = {
     "generate": {"n_per_label": 4, "max_new_tokens": 32, "label_filter": "relabel"},
     "train": {"epochs": 1, "batch_size": 8, "min_steps": 0},
     "evaluate": {"teacher_max_examples": 8},
-    "gold": {"iterations": [{"i": 1, "prev": 0}, {"i": 2, "prev": 1}], "train_per_iter": 4, "val_per_iter": 4,
-             "refresh_epochs": 1},
+    "gold": {
+        "iterations": [{"i": 1, "prev": 0}, {"i": 2, "prev": 1}],
+        "train_per_iter": 4,
+        "val_per_iter": 4,
+        "refresh_epochs": 1,
+    },
     "llkd": {"pool_size": 12},
     "s3": {"rounds": [{"i": 1, "prev": 0}], "seed_per_label": 3, "n_rationales": 2, "max_extrapolations": 3},
 }
@@ -83,16 +88,25 @@ def project(tmp_path):
     import mlflow
 
     repo = tmp_path / "repo"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
     for f in files:
         if (REPO / f).is_file():
             (repo / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / f, repo / f)
     merge_params(repo / "params.yaml")
     cut_splits(repo / "data" / "tasks")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@localhost", "DVC_NO_ANALYTICS": "1", "TQDM_DISABLE": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@localhost",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@localhost",
+        "DVC_NO_ANALYTICS": "1",
+        "TQDM_DISABLE": "1",
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
     sh("git", "init", "-q", cwd=repo, env=env)
     sh("git", "add", "-A", cwd=repo, env=env)
@@ -118,18 +132,31 @@ def test_dvc_repro_remote_exp_and_noop(project, tmp_path):
     for stage in ("llkd_label", "assemble", "train", "evaluate", "register"):
         assert f"Running stage '{stage}'" in out
     # method: auto is LLKD on a classification task with unlabeled.jsonl; ZeroGen's stages say they are skipped
-    assert "this run's method is 'llkd'" in out and json.loads((repo / "metrics/llkd_label.json").read_text())["pool"] == 12
+    assert (
+        "this run's method is 'llkd'" in out
+        and json.loads((repo / "metrics/llkd_label.json").read_text())["pool"] == 12
+    )
     metrics = json.loads((repo / "metrics/metrics.json").read_text())
     assert 0 <= metrics["student_accuracy"] <= 1 and 0 <= metrics["teacher_accuracy"] <= 1
     assert metrics["n_test"] == CUT and metrics["teacher_n_test"] == 8 and metrics["val_teacher_n"] == 8
     reg, run = registered_run(repo)
-    assert reg["alias"] == "champion" and reg["model_name"] == "distill-sst2" and run.data.tags["method"] == reg["method"] == "llkd"
-    assert run.data.params["generate.n_per_label"] == "4" and run.data.params["teacher.model"] == "smollm2-135m-instruct"
+    assert (
+        reg["alias"] == "champion"
+        and reg["model_name"] == "distill-sst2"
+        and run.data.tags["method"] == reg["method"] == "llkd"
+    )
+    assert (
+        run.data.params["generate.n_per_label"] == "4" and run.data.params["teacher.model"] == "smollm2-135m-instruct"
+    )
     assert run.data.metrics["student_accuracy"] == pytest.approx(metrics["student_accuracy"])
     import pandas as pd
 
     model = mlflow.pyfunc.load_model("models:/distill-sst2@champion")
-    pred = model.predict(pd.DataFrame({"text": ["a gorgeous , witty , seductive movie .", "the plot is nothing but boilerplate clichés ."]}))
+    pred = model.predict(
+        pd.DataFrame(
+            {"text": ["a gorgeous , witty , seductive movie .", "the plot is nothing but boilerplate clichés ."]}
+        )
+    )
     assert len(pred) == 2 and set(pred["label"]) <= {"negative", "positive"}
 
     sh("git", "add", "-A", cwd=repo, env=env)
@@ -147,7 +174,11 @@ def test_dvc_repro_remote_exp_and_noop(project, tmp_path):
     sh("git", "commit", "-qam", "a DVC remote", cwd=repo, env=env)
     out = sh("dvc", "exp", "run", "-S", "train.epochs=2", cwd=repo, env=env)
     assert "Running stage 'train'" in out and "Running stage 'llkd_label'" not in out  # upstream reused
-    shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, env=env, capture_output=True, text=True, check=True).stdout)
+    shown = json.loads(
+        subprocess.run(
+            ["dvc", "exp", "show", "--json"], cwd=repo, env=env, capture_output=True, text=True, check=True
+        ).stdout
+    )
     found = all_params(shown, [])
     epochs = sorted(p["train"]["epochs"] for _, _, p in found)
     assert epochs == [1, 2], found
@@ -191,8 +222,21 @@ def test_svamp_gold_exp_run(project, tiny_llm):
     merge_params(repo / "params.yaml", {"gold": {"iterations": [{"i": 1, "prev": 0}]}})
     cut_splits(repo / "data" / "tasks", SVAMP_CUT)
     sh("git", "commit", "-qam", "one GOLD iteration, fewer rows to answer", cwd=repo, env=env)
-    out = sh("dvc", "exp", "run", "-S", "task=svamp", "-S", "method=gold", "-S", f"train.lm_model={tiny_llm}",
-             "-S", "evaluate.teacher_max_examples=4", cwd=repo, env=env)
+    out = sh(
+        "dvc",
+        "exp",
+        "run",
+        "-S",
+        "task=svamp",
+        "-S",
+        "method=gold",
+        "-S",
+        f"train.lm_model={tiny_llm}",
+        "-S",
+        "evaluate.teacher_max_examples=4",
+        cwd=repo,
+        env=env,
+    )
     for stage in ("check_task", "gold_iter@0", "assemble", "train", "evaluate", "register"):
         assert f"Running stage '{stage}'" in out
     metrics = json.loads((repo / "metrics/metrics.json").read_text())
@@ -220,13 +264,37 @@ def test_compare_on_an_unseen_task(project):
     sh("git", "add", "data/tasks", cwd=repo, env=env)
     sh("git", "commit", "-qm", "a new task", cwd=repo, env=env)
     rows, versions = llm_rows(repo), len(mlflow.MlflowClient().search_model_versions("name='distill-support'"))
-    r = subprocess.run(["distill", "compare", "--tasks", "support", "--methods", "zerogen,llkd,setfit", "--seeds", "1",
-                        "--jobs", "2", "--name", "e2e", "--poll", "5"], cwd=repo, env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            "distill",
+            "compare",
+            "--tasks",
+            "support",
+            "--methods",
+            "zerogen,llkd,setfit",
+            "--seeds",
+            "1",
+            "--jobs",
+            "2",
+            "--name",
+            "e2e",
+            "--poll",
+            "5",
+        ],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     report = json.loads((repo / "reports" / "compare.json").read_text())
     ok = {x["method"]: x for x in report["runs"] if x["state"] == "success"}
-    assert set(ok) == {"zerogen", "llkd", "setfit"} and all(x["task"] == "support" and 0 <= x["student_accuracy"] <= 1 for x in ok.values())
-    assert ok["setfit"]["n_samples"] == 4 and ok["setfit"]["llm_tokens"] == 0  # the reference: fewshot.jsonl alone, no teacher
+    assert set(ok) == {"zerogen", "llkd", "setfit"} and all(
+        x["task"] == "support" and 0 <= x["student_accuracy"] <= 1 for x in ok.values()
+    )
+    assert (
+        ok["setfit"]["n_samples"] == 4 and ok["setfit"]["llm_tokens"] == 0
+    )  # the reference: fewshot.jsonl alone, no teacher
     md = (repo / "reports" / "compare.md").read_text()
     assert all(f"| support | {m} | 1/1 |" in md for m in ok) and (repo / "reports" / "compare.png").is_file()
     runs = mlflow.search_runs(experiment_names=["distill"], filter_string="tags.comparison = 'e2e'")
@@ -262,14 +330,26 @@ def test_s3_exp_run(project):
 
 
 SUPPORT = {  # a customer-support intent task: two labels no shipped task has
-    "billing": ["I was charged twice for my order this month.", "Why is there an extra fee on my credit card statement?",
-                "Please refund the payment you took by mistake.", "My invoice shows the wrong amount.",
-                "How do I update the card you bill every month?", "I cancelled but you still charged me.",
-                "Can I get a receipt for my last payment?", "The discount code was not applied to my bill."],
-    "shipping": ["My package has not arrived after two weeks.", "Can you tell me where my parcel is right now?",
-                 "The courier left the box at the wrong address.", "When will my order be delivered?",
-                 "The tracking number you sent does not work.", "Can I change the delivery address of my order?",
-                 "My parcel arrived damaged and wet.", "Do you ship to Canada, and how long does it take?"],
+    "billing": [
+        "I was charged twice for my order this month.",
+        "Why is there an extra fee on my credit card statement?",
+        "Please refund the payment you took by mistake.",
+        "My invoice shows the wrong amount.",
+        "How do I update the card you bill every month?",
+        "I cancelled but you still charged me.",
+        "Can I get a receipt for my last payment?",
+        "The discount code was not applied to my bill.",
+    ],
+    "shipping": [
+        "My package has not arrived after two weeks.",
+        "Can you tell me where my parcel is right now?",
+        "The courier left the box at the wrong address.",
+        "When will my order be delivered?",
+        "The tracking number you sent does not work.",
+        "Can I change the delivery address of my order?",
+        "My parcel arrived damaged and wet.",
+        "Do you ship to Canada, and how long does it take?",
+    ],
 }
 
 
@@ -277,9 +357,13 @@ def write_support_task(tasks: Path) -> None:
     """data/tasks/support (no task.yaml: the spec is inferred)."""
     rows = [{"text": t, "label": label} for label, texts in SUPPORT.items() for t in texts]
     test = rows[5:8] + rows[13:16]
-    splits = {"fewshot": rows[0:2] + rows[8:10], "validation": rows[2:5] + rows[10:13], "test": test,
-              # every row but the test rows (assemble would drop those) and one fewshot row (it joins as a real row)
-              "unlabeled": [{"text": r["text"]} for r in rows[1:] if r not in test]}
+    splits = {
+        "fewshot": rows[0:2] + rows[8:10],
+        "validation": rows[2:5] + rows[10:13],
+        "test": test,
+        # every row but the test rows (assemble would drop those) and one fewshot row (it joins as a real row)
+        "unlabeled": [{"text": r["text"]} for r in rows[1:] if r not in test],
+    }
     (tasks / "support").mkdir()
     for split, items in splits.items():
         (tasks / "support" / f"{split}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in items))

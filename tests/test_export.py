@@ -1,4 +1,5 @@
 """`distill export`: a tiny student as one ONNX graph (fp32 and int8), checked against torch, with one-line errors."""
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,10 @@ def review(i: int) -> dict:
 
 
 # rows of very different lengths, the last past max_length (truncated), so that batches are padded
-ROWS = [review(i) for i in range(20)] + [{"text": "ok", "label": "positive"}, {"text": "word " * 300, "label": "negative"}]
+ROWS = [review(i) for i in range(20)] + [
+    {"text": "ok", "label": "positive"},
+    {"text": "word " * 300, "label": "negative"},
+]
 
 
 def invoke(*args):
@@ -74,7 +78,9 @@ def test_export_writes_a_checked_folder(exported):
     src, out, result = exported
     assert result.exit_code == 0, result.output
     assert f"-> {out} in " in result.output and "(opset 17; onnx.checker full check: ok)" in result.output
-    assert {"model.onnx", "model.int8.onnx", "tokenizer.json", "distill.json", "export_check.json"} <= {p.name for p in out.iterdir()}
+    assert {"model.onnx", "model.int8.onnx", "tokenizer.json", "distill.json", "export_check.json"} <= {
+        p.name for p in out.iterdir()
+    }
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temporary folder left
     for name in ("model.onnx", "model.int8.onnx"):
         onnx.checker.check_model(str(out / name), full_check=True)
@@ -85,7 +91,11 @@ def test_export_writes_a_checked_folder(exported):
     assert dims == ["batch", "sequence"]  # both axes dynamic
     meta = json.loads((out / "distill.json").read_text())
     assert meta["kind"] == "onnx" and meta["labels"] == LABELS and meta["fields"] == ["text"] and meta["opset"] == 17
-    assert meta["max_length"] == 24 and meta["source"]["path"] == str(src.resolve()) and len(meta["source"]["sha256"]) == 64
+    assert (
+        meta["max_length"] == 24
+        and meta["source"]["path"] == str(src.resolve())
+        and len(meta["source"]["sha256"]) == 64
+    )
     assert meta["files"] == {"fp32": "model.onnx", "int8": "model.int8.onnx"} and meta["check"]["passed"] is True
     assert (out / "model.int8.onnx").stat().st_size < (out / "model.onnx").stat().st_size / 2
 
@@ -99,7 +109,9 @@ def test_onnx_probs_match_torch_at_any_shape(exported, student):
         assert abs(got - student.proba(ROWS, batch_size).numpy()).max() < 1e-4
     assert onnx_student.predict(ROWS) == student.predict(ROWS)
     batch = onnx_student.encode(ROWS[-2:])  # the same token ids as the PyTorch student's tokenizer
-    assert (batch["input_ids"] == student.encode(ROWS[-2:])["input_ids"].numpy()).all() and batch["input_ids"].shape == (2, 24)
+    assert (batch["input_ids"] == student.encode(ROWS[-2:])["input_ids"].numpy()).all() and batch[
+        "input_ids"
+    ].shape == (2, 24)
 
 
 def test_check_report(exported):
@@ -107,7 +119,9 @@ def test_check_report(exported):
     report = json.loads((out / "export_check.json").read_text())
     assert report["rows"] == report["labelled"] == len(ROWS) and report["passed"] is True
     assert set(report["models"]) == {"torch", "onnx fp32", "onnx int8"}
-    assert report["models"]["onnx fp32"]["agreement"] == 1.0 and report["models"]["onnx fp32"]["max_abs_prob_diff"] < 1e-4
+    assert (
+        report["models"]["onnx fp32"]["agreement"] == 1.0 and report["models"]["onnx fp32"]["max_abs_prob_diff"] < 1e-4
+    )
     assert 0 <= report["models"]["onnx int8"]["agreement"] <= 1
     assert report["models"]["onnx fp32"]["accuracy"] == report["models"]["torch"]["accuracy"]
     for name in report["models"]:
@@ -121,8 +135,15 @@ def test_pair_student_without_token_type_ids(tiny_student, tmp_path):
     pooling and L2 normalisation: all of it inside the graph."""
     from distill.students.model import load_student
 
-    src = make_student(tiny_student, tmp_path / "pair", ["premise", "hypothesis"], ["input_ids", "attention_mask"],
-                       pooling="cls", normalize=True, max_length=16)
+    src = make_student(
+        tiny_student,
+        tmp_path / "pair",
+        ["premise", "hypothesis"],
+        ["input_ids", "attention_mask"],
+        pooling="cls",
+        normalize=True,
+        max_length=16,
+    )
     result = invoke(src, "--out", tmp_path / "out", "--opset", 18)
     assert result.exit_code == 0, result.output
     assert "input_ids + attention_mask -> logits, probs" in result.output and "opset 18" in result.output
@@ -134,8 +155,10 @@ def test_pair_student_without_token_type_ids(tiny_student, tmp_path):
 
 
 def test_compare_is_pure_arithmetic():
-    probs = {"torch": [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.5, 0.5]],
-             "onnx": [[0.8, 0.2], [0.3, 0.7], [0.4, 0.6], [0.5, 0.5]]}
+    probs = {
+        "torch": [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.5, 0.5]],
+        "onnx": [[0.8, 0.2], [0.3, 0.7], [0.4, 0.6], [0.5, 0.5]],
+    }
     report = compare(LABELS, ["negative", "positive", "positive", None], probs)
     assert (report["rows"], report["labelled"], report["reference"]) == (4, 3, "torch")
     assert report["models"]["torch"] == {"accuracy": 2 / 3, "agreement": 1.0, "max_abs_prob_diff": 0.0}
@@ -156,7 +179,9 @@ def test_failed_check_exits_1_and_force_replaces(exported, tmp_path, monkeypatch
     assert invoke(src, "--out", out, "--int8").exit_code == 0
     monkeypatch.setattr(ex, "MIN_AGREEMENT", 1.01)
     code, stdout, err = run_main(monkeypatch, capsys, src, "--out", out, "--force", "--check", tmp_path / "check.jsonl")
-    assert code == 1 and "check failed: onnx fp32 gives torch's label on 100.00% of rows" in err and "onnx fp32" in stdout
+    assert (
+        code == 1 and "check failed: onnx fp32 gives torch's label on 100.00% of rows" in err and "onnx fp32" in stdout
+    )
     assert not (out / "model.int8.onnx").exists() and (out / "model.onnx").is_file()
     assert json.loads((out / "export_check.json").read_text())["passed"] is False
     assert json.loads((out / "distill.json").read_text())["check"]["passed"] is False
@@ -173,8 +198,12 @@ def test_bad_input_is_one_line_exit_2(exported, tmp_path, monkeypatch, capsys):
     (tmp_path / "empty.jsonl").write_text("")
     cases = {
         ("nope",): "nope: no such student folder (MODEL is a student folder, models:/",
-        (tmp_path / "taken",): f"{tmp_path / 'taken'}: not a distill student folder (no distill.json / head.safetensors",
-        (gen,): f"{gen}: a seq2seq task's student (a generator): distill export works with classification students only",
+        (
+            tmp_path / "taken",
+        ): f"{tmp_path / 'taken'}: not a distill student folder (no distill.json / head.safetensors",
+        (
+            gen,
+        ): f"{gen}: a seq2seq task's student (a generator): distill export works with classification students only",
         (src, "--format", "tflite"): "--format: 'tflite' is not supported (one of: onnx)",
         (src, "--out", "taken"): "taken: already exists (pass --force to replace it, or --out elsewhere)",
         (src, "--out", src, "--force"): f"--out {src}: would replace the student folder itself",
@@ -203,8 +232,16 @@ def test_mlflow_uri_and_log(exported, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the store lock and mlartifacts/ live at the project root: here
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
-    info = log_student_run("toy", "run", {"method": "zerogen"}, {"val_student_accuracy": 0.5}, {}, str(src),
-                           "distill-toy", "val_student_accuracy")
+    info = log_student_run(
+        "toy",
+        "run",
+        {"method": "zerogen"},
+        {"val_student_accuracy": 0.5},
+        {},
+        str(src),
+        "distill-toy",
+        "val_student_accuracy",
+    )
     result = invoke("models:/distill-toy@champion", "--log")
     assert result.exit_code == 0, result.output
     assert f"logged models/onnx to MLflow run {info['run_id']} under onnx/" in result.output

@@ -1,4 +1,5 @@
 """GOLD's pure functions against hand-computed values."""
+
 import math
 
 import pytest
@@ -10,7 +11,7 @@ from distill.methods.gold.algorithm import band, energy, energy_stats, sce_loss,
 def test_energy_by_hand_and_sign():
     logits = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
     e = energy(logits)
-    assert e[0].item() == pytest.approx(-math.log(2))                 # -log(e^0 + e^0)
+    assert e[0].item() == pytest.approx(-math.log(2))  # -log(e^0 + e^0)
     assert e[1].item() == pytest.approx(-math.log(math.exp(10) + 1))  # confident -> much lower energy
     assert e[1] < e[0]  # higher energy = less confident = more out-of-distribution
     # temperature: E = -T log sum exp(l / T)

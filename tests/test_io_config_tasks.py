@@ -1,8 +1,10 @@
 """Bad input gets one clear line naming the file:line or params field."""
+
 import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from distill.config import load_params
 from distill.io import DistillError, atomic_path, read_jsonl, write_jsonl
@@ -50,7 +52,9 @@ def test_params_unknown_key_and_wrong_type(tmp_path):
     with pytest.raises(DistillError, match=r"params\.yaml: invalid YAML \(duplicate key 'seed' line 4"):
         load_params(p)
     p.write_text("train:\n  epochs: true\n")  # lax pydantic would read 1
-    with pytest.raises(DistillError, match=r"params\.yaml: train\.epochs: a yes/no value where a number or text belongs"):
+    with pytest.raises(
+        DistillError, match=r"params\.yaml: train\.epochs: a yes/no value where a number or text belongs"
+    ):
         load_params(p)
     p.write_text("train:\n  select_on_validation: true\n  epochs: 3\n")
     assert load_params(p).train.select_on_validation is True
@@ -80,6 +84,8 @@ def test_repo_params_are_valid_and_documented():
     from distill.sections import Section
 
     assert load_params(REPO / "params.yaml").task == "sst2"
+    # every section, each method's too, is written out: a stage declaring a key params.yaml lacks fails under DVC
+    assert set(yaml.safe_load((REPO / "params.yaml").read_text())) == set(Params.model_fields)
 
     def walk(model):
         for name, field in model.model_fields.items():
@@ -125,11 +131,15 @@ def test_unknown_label_and_task(toy_task, tmp_path):
 
 
 def test_task_yaml_is_validated(toy_task):
-    (toy_task / "task.yaml").write_text("kind: single\ninstruction: x\nfields: []\nlabels: [{name: a, description: b}]\n")
+    (toy_task / "task.yaml").write_text(
+        "kind: single\ninstruction: x\nfields: []\nlabels: [{name: a, description: b}]\n"
+    )
     with pytest.raises(DistillError, match=r"task\.yaml: \(root\): .*needs 1 field"):
         load_task(toy_task)
-    (toy_task / "task.yaml").write_text("kind: single\ninstruction: x\nfields: [{name: text, display: T, description: d}]\n"
-                                        "labels: [{name: a, description: b}]\n")
+    (toy_task / "task.yaml").write_text(
+        "kind: single\ninstruction: x\nfields: [{name: text, display: T, description: d}]\n"
+        "labels: [{name: a, description: b}]\n"
+    )
     with pytest.raises(DistillError, match=r"task\.yaml: \(root\): .*at least 2 labels"):
         load_task(toy_task)
 
@@ -138,10 +148,15 @@ def test_task_without_task_yaml_is_inferred(toy_task, tmp_path, capsys):
     """A folder in the shared data format with no task.yaml still runs: kind from the row keys, label order from
     the DATASET.md card, the card's first sentence in the prompts."""
     (toy_task / "task.yaml").unlink()
-    (toy_task / "DATASET.md").write_text("# Toy\n\nSentiment of tiny movie reviews. More words.\n\nLabel names: `positive`, `negative`\n")
+    (toy_task / "DATASET.md").write_text(
+        "# Toy\n\nSentiment of tiny movie reviews. More words.\n\nLabel names: `positive`, `negative`\n"
+    )
     task = load_task(toy_task)
     assert task.spec.kind == "single" and task.spec.label_names == ["positive", "negative"] and task.name == "toy"
-    assert task.spec.instruction.startswith("Sentiment of tiny movie reviews.") and "positive, negative" in task.spec.instruction
+    assert (
+        task.spec.instruction.startswith("Sentiment of tiny movie reviews.")
+        and "positive, negative" in task.spec.instruction
+    )
     assert "sentiment of tiny movie reviews" in task.spec.fields[0].description
     assert len(task.load("test")) == 40 and "no task.yaml" in capsys.readouterr().err
     load_task(toy_task)
@@ -151,7 +166,10 @@ def test_task_without_task_yaml_is_inferred(toy_task, tmp_path, capsys):
 
     pair = tmp_path / "pair"
     pair.mkdir()
-    rows = [{"text_a": f"premise {i}", "text_b": f"hypothesis {i}", "label": ["entailment", "not_entailment"][i % 2]} for i in range(4)]
+    rows = [
+        {"text_a": f"premise {i}", "text_b": f"hypothesis {i}", "label": ["entailment", "not_entailment"][i % 2]}
+        for i in range(4)
+    ]
     for split in ("fewshot", "validation"):
         write_jsonl(pair / f"{split}.jsonl", rows)
     spec = load_task(pair).spec
@@ -178,7 +196,13 @@ def test_add_task_copies_checked_rows_and_writes_an_editable_task_yaml(toy_task,
     lines = (toy_task / "unlabeled.jsonl").read_text().splitlines()[:-1]
     (toy_task / "unlabeled.jsonl").write_text("\n".join(lines) + "\n")
     out = add_task(toy_task, tmp_path / "tasks", "mine")
-    assert sorted(p.name for p in out.iterdir()) == ["fewshot.jsonl", "task.yaml", "test.jsonl", "unlabeled.jsonl", "validation.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "fewshot.jsonl",
+        "task.yaml",
+        "test.jsonl",
+        "unlabeled.jsonl",
+        "validation.jsonl",
+    ]
     assert "edit the instruction" in (out / "task.yaml").read_text()
     assert load_task(out).spec.label_names == load_task(toy_task).spec.label_names  # the written task.yaml is read back
     with pytest.raises(DistillError, match="already exists"):
@@ -194,12 +218,17 @@ def test_inferred_question_task_asks_for_questions_with_real_examples(tmp_path, 
     src = tmp_path / "questions"
     src.mkdir()
     labels = ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
-    rows = [{"text": f"What is question number {i} about {labels[i % 6].lower()} ?", "label": labels[i % 6]} for i in range(48)]
+    rows = [
+        {"text": f"What is question number {i} about {labels[i % 6].lower()} ?", "label": labels[i % 6]}
+        for i in range(48)
+    ]
     for split in ("test", "validation", "fewshot"):
         write_jsonl(src / f"{split}.jsonl", rows)
     write_jsonl(src / "unlabeled.jsonl", [{"text": r["text"]} for r in rows])
-    (src / "DATASET.md").write_text("# Q\n\nOpen-domain questions classified by the type of their answer.\n\n"
-                                    f"Label names: {', '.join(f'`{l}`' for l in labels)}\n")
+    (src / "DATASET.md").write_text(
+        "# Q\n\nOpen-domain questions classified by the type of their answer.\n\n"
+        f"Label names: {', '.join(f'`{l}`' for l in labels)}\n"
+    )
     out = add_task(src, tmp_path / "tasks")
     assert "no task.yaml" not in capsys.readouterr().err  # add-task writes the spec: nothing to warn about
     spec = load_task(out).spec
@@ -232,7 +261,9 @@ def test_non_utf8_bytes_are_one_line_errors(tmp_path, toy_task):
     bad.write_bytes(b'{"text": "fine", "label": "positive"}\n{"text": "caf\xe9", "label": "positive"}\n')
     with pytest.raises(DistillError, match=r"x\.jsonl:2: not UTF-8 \(byte 0xe9 at column 14\)"):
         read_jsonl(bad)
-    (toy_task / "test.jsonl").write_bytes((toy_task / "test.jsonl").read_bytes() + b'{"text": "\xff", "label": "negative"}\n')
+    (toy_task / "test.jsonl").write_bytes(
+        (toy_task / "test.jsonl").read_bytes() + b'{"text": "\xff", "label": "negative"}\n'
+    )
     with pytest.raises(DistillError, match=r"test\.jsonl:41: not UTF-8"):
         add_task(toy_task, tmp_path / "tasks2", "x")
     assert not (tmp_path / "tasks2" / "x").exists()
@@ -322,14 +353,19 @@ def test_integer_labels_load_with_an_inferred_or_written_spec(tmp_path):
     assert task.spec.label_names == ["0", "1"] and task.check()["test"] == 6
     assert [r["label"] for r in task.load("test")][:2] == ["0", "1"]  # names from here on, as every stage compares
     write_jsonl(root / "test.jsonl", [{"text": "a third kind", "label": 7}, {"text": "a flag", "label": True}])
-    with pytest.raises(DistillError, match=r"test\.jsonl:1: unknown label 7 \(labels inferred from fewshot\.jsonl and "
-                       r"validation\.jsonl, no task\.yaml: 0, 1\)"):
+    with pytest.raises(
+        DistillError,
+        match=r"test\.jsonl:1: unknown label 7 \(labels inferred from fewshot\.jsonl and "
+        r"validation\.jsonl, no task\.yaml: 0, 1\)",
+    ):
         task.load("test")
     write_jsonl(root / "test.jsonl", [{"text": "a flag", "label": True}])  # a JSON true is no class id
     with pytest.raises(DistillError, match=r"test\.jsonl:1: unknown label True \(labels inferred"):
         task.load("test")
-    (root / "task.yaml").write_text("kind: single\ninstruction: x\nfields: [{name: text, display: T, description: d}]\n"
-                                    "labels: [{name: 0, description: bad}, {name: '1', description: good}]\n")
+    (root / "task.yaml").write_text(
+        "kind: single\ninstruction: x\nfields: [{name: text, display: T, description: d}]\n"
+        "labels: [{name: 0, description: bad}, {name: '1', description: good}]\n"
+    )
     task = load_task(root)  # `name: 0` unquoted in YAML is the label "0"
     assert task.spec.label_names == ["0", "1"] and task.load("fewshot")[1]["label"] == "1"
     with pytest.raises(DistillError, match=r"unknown label True \(task\.yaml labels: 0, 1\)"):

@@ -1,6 +1,7 @@
 """evaluate scores the labeller (what the student was trained to imitate) beside the teacher and the student, on the
 teacher's rows: LLKD's teacher x few-shot prior, the teacher's own label check for generation methods, none for real
 labels."""
+
 import json
 
 import torch
@@ -29,7 +30,9 @@ def test_labeller_is_scored_on_the_teachers_rows(tmp_path, toy_task, fake_backen
     monkeypatch.chdir(tmp_path)
     task = load_task(toy_task, quiet=True)
     labels = task.spec.label_names
-    new_student(tiny_student, labels, ["text"], 0).save_pretrained("models/student")  # an untrained student: evaluate only reads it
+    new_student(tiny_student, labels, ["text"], 0).save_pretrained(
+        "models/student"
+    )  # an untrained student: evaluate only reads it
     sure = fake_backend.score  # the fake teacher is all but certain: soften it, so that the prior can move it
     monkeypatch.setattr(fake_backend, "score", lambda requests: [[0.05 * x for x in s] for s in sure(requests)])
     common = dict(train={"model": str(tiny_student)}, evaluate={"teacher_max_examples": 10})
@@ -42,15 +45,23 @@ def test_labeller_is_scored_on_the_teachers_rows(tmp_path, toy_task, fake_backen
     from distill.synthesis import classify
     from distill.teachers import make_teacher
 
-    probs, _ = classify(make_teacher(params.teacher), task.spec, rows, task.load("fewshot"), params.teacher, params.seed)
+    probs, _ = classify(
+        make_teacher(params.teacher), task.spec, rows, task.load("fewshot"), params.teacher, params.seed
+    )
     prior = fewshot_probe(params, task.spec, task.load("fewshot"), rows)
     expected = with_prior(torch.tensor(probs), prior, 10.0)
     gold = [r["label"] for r in rows]
     assert m["labeller_accuracy"] == accuracy(gold, [labels[int(p.argmax())] for p in expected])
     assert (expected - torch.tensor(probs)).abs().max() > 0.05  # the prior moved the teacher's: the check has teeth
     assert m["teacher_n_test"] == 10 and m["n_test"] == 40 and "val_labeller_accuracy" in m
-    assert {"student_accuracy_teacher_rows", "val_student_accuracy_teacher_rows", "labeller_macro_f1", "val_student_macro_f1",
-            "val_teacher_macro_f1", "val_labeller_macro_f1"} <= set(m)
+    assert {
+        "student_accuracy_teacher_rows",
+        "val_student_accuracy_teacher_rows",
+        "labeller_macro_f1",
+        "val_student_macro_f1",
+        "val_teacher_macro_f1",
+        "val_labeller_macro_f1",
+    } <= set(m)
 
     # generation methods: the labeller is the teacher's label check, the same numbers; real labels: no labeller
     zerogen = evaluated(tmp_path, toy_task, "zerogen", method="zerogen", **common)

@@ -1,5 +1,6 @@
 """Test rows never reach training unnoticed: check_task reports split rows that repeat a test row and repeated ids;
 assemble drops generated and pseudo-labelled copies of test rows."""
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,10 @@ def test_overlap_and_warnings_name_each_split(toy_task):
     assert overlap_counts(spec, splits) == {"validation": 1, "fewshot": 0, "unlabeled": 0}
     report = split_report(spec, splits)
     assert report["overlap.validation"] == 1 and report["duplicate_ids.test"] == 0
-    assert warnings(report) == ["1 validation row(s) repeat a test.jsonl row (case and whitespace ignored): test "
-                                "scores can be inflated; assemble drops such rows from the training set"]
+    assert warnings(report) == [
+        "1 validation row(s) repeat a test.jsonl row (case and whitespace ignored): test "
+        "scores can be inflated; assemble drops such rows from the training set"
+    ]
     assert warnings({k: 0 for k in report}) == []
     kept, dropped = drop_test_rows(spec, [{"text": "A FINE  film"}, {"text": "new"}], test)
     assert kept == [{"text": "new"}] and dropped == 1
@@ -48,8 +51,13 @@ def test_check_task_warns_and_counts_overlap_and_duplicate_ids(tmp_path, toy_tas
     fewshot[0]["text"] = "  " + test[5]["text"].upper().replace(" ", "   ") + " "
     write_jsonl(toy_task / "fewshot.jsonl", [{k: v for k, v in r.items() if k != "_line"} for r in fewshot])
     validation = read_jsonl(toy_task / "validation.jsonl")
-    write_jsonl(toy_task / "validation.jsonl", [{"id": "v1" if i < 3 else f"v{i}", **{k: v for k, v in r.items()
-                                                 if k != "_line"}} for i, r in enumerate(validation)])
+    write_jsonl(
+        toy_task / "validation.jsonl",
+        [
+            {"id": "v1" if i < 3 else f"v{i}", **{k: v for k, v in r.items() if k != "_line"}}
+            for i, r in enumerate(validation)
+        ],
+    )
     before = split_report(load_task(toy_task).spec, load_task(toy_task).load_all())["overlap.validation"]
     check_task.run(Params(), str(toy_task), str(tmp_path / "w/task.yaml"), str(tmp_path / "m/task.json"))
     m = json.loads((tmp_path / "m/task.json").read_text())
@@ -68,13 +76,26 @@ def test_assemble_drops_generated_copies_of_test_rows(tmp_path, toy_task, monkey
     probs = {"negative": 0.0, "positive": 1.0}
 
     def generated(i, text):
-        return {"id": f"g{i}", "text": text, "label": "positive", "source": "llm", "round": 0,
-                "meta": {"teacher_probs": probs, "confidence": 1.0}}
+        return {
+            "id": f"g{i}",
+            "text": text,
+            "label": "positive",
+            "source": "llm",
+            "round": 0,
+            "meta": {"teacher_probs": probs, "confidence": 1.0},
+        }
 
     copy = test[3]["text"].title()  # a test row, as a teacher might write it out
     write_jsonl(tmp_path / "generated.jsonl", [generated(0, "a new review"), generated(1, copy), generated(2, "new")])
     params = load_params(write_params(tmp_path / "params.yaml", task="toy", method="zerogen"))
-    assemble.run(params, str(toy_task), {"zerogen": "generated.jsonl", "gold": "g", "llkd": "p", "s3": "s"}, "w/train.jsonl", "m/data.json", "it.tsv")
+    assemble.run(
+        params,
+        str(toy_task),
+        {"zerogen": "generated.jsonl", "gold": "g", "llkd": "p", "s3": "s"},
+        "w/train.jsonl",
+        "m/data.json",
+        "it.tsv",
+    )
     rows = read_jsonl("w/train.jsonl")
     assert [r["id"] for r in rows if r["source"] == "llm"] == ["g0", "g2"]  # the test row's copy is gone
     m = json.loads((tmp_path / "m/data.json").read_text())

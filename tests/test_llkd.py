@@ -1,10 +1,20 @@
 """LLKD's adaptive thresholds and selection on synthetic streams."""
+
 import math
 
 import pytest
 import torch
 
-from distill.methods.llkd.algorithm import Selector, entropy, init_thresholds, pool_cut, select, sequence_uncertainty, update, weights
+from distill.methods.llkd.algorithm import (
+    Selector,
+    entropy,
+    init_thresholds,
+    pool_cut,
+    select,
+    sequence_uncertainty,
+    update,
+    weights,
+)
 
 
 def test_init_and_entropy():
@@ -80,7 +90,9 @@ def test_seq2seq_selector_keeps_confident_votes_the_student_has_not_learned():
 
 def test_one_update_step_by_hand():
     """EMA weights the old value by the momentum; each class moves on its own rows only; per_class scales by the top."""
-    th = update(init_thresholds(2), torch.tensor([0.9, 0.5]), torch.tensor([0.2, 0.4]), torch.tensor([0, 1]), momentum=0.9)
+    th = update(
+        init_thresholds(2), torch.tensor([0.9, 0.5]), torch.tensor([0.2, 0.4]), torch.tensor([0, 1]), momentum=0.9
+    )
     half_log2 = math.log(2) / 2
     assert th.tau_t == pytest.approx(0.9 * 0.5 + 0.1 * 0.7)  # 0.52: the batch mean of confidence is 0.7
     assert th.tau_s == pytest.approx(0.9 * half_log2 + 0.1 * 0.3)  # ~0.341916
@@ -109,7 +121,9 @@ def test_with_prior_is_a_product_of_experts():
     assert with_prior(teacher, prior, 2.0)[1, 1] > out[1, 1]  # a larger weight trusts the prior more
 
 
-def test_fewshot_probe_embeds_in_the_native_precision_and_fits_in_float32(tmp_path, toy_task, tiny_student, monkeypatch):
+def test_fewshot_probe_embeds_in_the_native_precision_and_fits_in_float32(
+    tmp_path, toy_task, tiny_student, monkeypatch
+):
     """The prior's embeddings run under the device's inference precision (bfloat16 on a CPU with bf16 instructions,
     forced here: conftest turns it off for exact comparisons): its label distribution must match a float32 probe's."""
     from conftest import write_params
@@ -121,7 +135,9 @@ def test_fewshot_probe_embeds_in_the_native_precision_and_fits_in_float32(tmp_pa
     from distill.tasks import load_task
 
     task = load_task(toy_task, quiet=True)
-    params = load_params(write_params(tmp_path / "params.yaml", llkd={"prior_model": str(tiny_student)}, train={"device": "cpu"}))
+    params = load_params(
+        write_params(tmp_path / "params.yaml", llkd={"prior_model": str(tiny_student)}, train={"device": "cpu"})
+    )
     fewshot, pool = task.load("fewshot"), task.load("unlabeled")
     monkeypatch.setattr(devices, "cpu_bf16_native", lambda: True)
     probs = fewshot_probe(params, task.spec, fewshot, pool)

@@ -1,5 +1,6 @@
 """The local backend's fast paths give what the plain paths give: shared-prefix scoring on the real embedded
 teacher and real task rows, prefix reuse and finished-row dropping in generation, the partial top-k sampler."""
+
 import dataclasses
 
 import pytest
@@ -39,12 +40,23 @@ def test_real_teacher_fast_scoring_matches_naive(real_teacher):
 
 def _requests():
     """Chat prompts that share a long head, with two identical ones (run once, then expanded)."""
-    texts = ["Write a positive review.", "Write a negative review.", "Write a positive review.", "Write a short, dull and very negative review of a film."]
+    texts = [
+        "Write a positive review.",
+        "Write a negative review.",
+        "Write a positive review.",
+        "Write a short, dull and very negative review of a film.",
+    ]
     return [GenRequest(messages=(("user", t),), prefix='"', seed=i) for i, t in enumerate(texts)]
 
 
-@pytest.mark.parametrize("decoding", [Decoding(max_new_tokens=12, top_p=0.9), Decoding(max_new_tokens=12, top_p=1.0, top_k=50),
-                                      Decoding(max_new_tokens=12, temperature=0.0)])
+@pytest.mark.parametrize(
+    "decoding",
+    [
+        Decoding(max_new_tokens=12, top_p=0.9),
+        Decoding(max_new_tokens=12, top_p=1.0, top_k=50),
+        Decoding(max_new_tokens=12, temperature=0.0),
+    ],
+)
 def test_generation_prefix_reuse_gives_the_same_tokens(peaked_llm, decoding):
     from distill.teachers.local import LocalBackend, shared_prefix_len
 
@@ -56,7 +68,9 @@ def test_generation_prefix_reuse_gives_the_same_tokens(peaked_llm, decoding):
     if decoding.temperature > 0:  # sampling is live: the same prompt under another seed gives another text
         assert reqs[0].messages == reqs[2].messages and want[0].text != want[2].text
     assert reused.generate(reqs, decoding) == want
-    assert [reused.generate([r], decoding)[0] for r in reqs] == want  # batch 1: the whole prompt but its last token is reused
+    assert [
+        reused.generate([r], decoding)[0] for r in reqs
+    ] == want  # batch 1: the whole prompt but its last token is reused
 
 
 def test_no_deprecation_warning_reaches_the_user(tiny_llm):
@@ -108,9 +122,15 @@ def test_echo_logprobs_reuse_a_shared_head(tiny_llm):
     from distill.teachers.local import LocalBackend
 
     reused, full = LocalBackend(str(tiny_llm)), LocalBackend(str(tiny_llm), reuse_prefix=False)
-    head = reused.encode("Review: a gentle, funny film.\nSentiment: positive\n\nReview: dull and far too long.\nSentiment: negative\n\n")
+    head = reused.encode(
+        "Review: a gentle, funny film.\nSentiment: positive\n\nReview: dull and far too long.\nSentiment: negative\n\n"
+    )
     assert len(head) >= 16
-    texts = ["Review: I loved it.\nSentiment: positive", "Review: I loved it.\nSentiment: negative", "Review: meh\nSentiment: negative"]
+    texts = [
+        "Review: I loved it.\nSentiment: positive",
+        "Review: I loved it.\nSentiment: negative",
+        "Review: meh\nSentiment: negative",
+    ]
     seqs = [head + reused.encode(t) for t in texts]
 
     def close(got, want):
@@ -122,7 +142,9 @@ def test_echo_logprobs_reuse_a_shared_head(tiny_llm):
 
     for got, want in zip(reused.token_logprobs(seqs[:2], top_k=3), full.token_logprobs(seqs[:2], top_k=3)):
         close(got, want)
-    assert reused._echo_head is not None and len(reused._echo_head[0]) > len(head)  # the batch shares "Review: I loved it..."
+    assert reused._echo_head is not None and len(reused._echo_head[0]) > len(
+        head
+    )  # the batch shares "Review: I loved it..."
     # The next batch shares less with the last head: the head shrinks to what all prompts share, then stays.
     for got, want in zip(reused.token_logprobs(seqs[1:], top_k=3), full.token_logprobs(seqs[1:], top_k=3)):
         close(got, want)

@@ -1,5 +1,6 @@
 """memory.keep_freed_memory: large blocks are reused instead of faulted in afresh (glibc), and a user's own
 MALLOC_* settings are left alone."""
+
 import subprocess
 import sys
 

@@ -1,4 +1,5 @@
 """GOLD, LLKD and S3 stages on a fake LLM and a tiny student: iterations, selection, prompts, what each may read."""
+
 import json
 import math
 
@@ -17,14 +18,24 @@ def test_gold_two_iterations_on_fake_llm(tmp_path, toy_task, fake_backend, tiny_
     from distill.methods.gold import start as gold_start
 
     monkeypatch.chdir(tmp_path)
-    params = load_params(write_params(
-        tmp_path / "params.yaml", task="toy", method="gold",
-        generate={"min_words": 3},
-        train={"model": str(tiny_student), "epochs": 2, "lr": 1e-3, "batch_size": 8, "min_steps": 0},
-        gold={"iterations": [{"i": 1, "prev": 0}, {"i": 2, "prev": 1}], "train_per_iter": 8, "val_per_iter": 8,
-              "n_feedback": 2, "feedback_ratio": 1.0, "final_epochs": 1},
-        evaluate={"teacher_max_examples": 10},
-    ))
+    params = load_params(
+        write_params(
+            tmp_path / "params.yaml",
+            task="toy",
+            method="gold",
+            generate={"min_words": 3},
+            train={"model": str(tiny_student), "epochs": 2, "lr": 1e-3, "batch_size": 8, "min_steps": 0},
+            gold={
+                "iterations": [{"i": 1, "prev": 0}, {"i": 2, "prev": 1}],
+                "train_per_iter": 8,
+                "val_per_iter": 8,
+                "n_feedback": 2,
+                "feedback_ratio": 1.0,
+                "final_epochs": 1,
+            },
+            evaluate={"teacher_max_examples": 10},
+        )
+    )
     task = str(toy_task)
     gold_start.run("g/iter_0")
     gold.iterate(params, task, 1, "g/iter_0", "g/iter_1", "m/gold/iter_1.json")
@@ -38,12 +49,19 @@ def test_gold_two_iterations_on_fake_llm(tmp_path, toy_task, fake_backend, tiny_
         block = [r for r in val1 if r["label"] == label]
         gp = params.gold
         assert (gp.feedback, gp.n_feedback) == ("band", 2)
-        picked = select_feedback([r["meta"]["energy"] for r in block], gp.feedback, gp.n_feedback, gp.ood_lo, gp.ood_hi, params.seed + 1)
+        picked = select_feedback(
+            [r["meta"]["energy"] for r in block], gp.feedback, gp.n_feedback, gp.ood_lo, gp.ood_hi, params.seed + 1
+        )
         assert [f["id"] for f in fb1 if f["label"] == label] == [block[j]["id"] for j in picked]
     prompts_seen = []
     real_generate = fake_backend.generate
-    monkeypatch.setattr(fake_backend, "generate", lambda reqs, dec: prompts_seen.extend(
-        " ".join(c for _, c in r.messages) for r in reqs) or real_generate(reqs, dec))
+    monkeypatch.setattr(
+        fake_backend,
+        "generate",
+        lambda reqs, dec: (
+            prompts_seen.extend(" ".join(c for _, c in r.messages) for r in reqs) or real_generate(reqs, dec)
+        ),
+    )
     calls = fake_backend.calls
     gold.iterate(params, task, 2, "g/iter_1", "g/iter_2", "m/gold/iter_2.json")
     assert fake_backend.calls > calls
@@ -59,7 +77,14 @@ def test_gold_two_iterations_on_fake_llm(tmp_path, toy_task, fake_backend, tiny_
     assert {"energy_mean", "energy_std", "val_accuracy"} <= set(m2)
     assert all("energy" in r["meta"] for r in read_jsonl("g/iter_2/data.jsonl") if r["source"] == "llm_val")
 
-    assemble.run(params, task, {"zerogen": "unused.jsonl", "gold": "g", "llkd": "unused", "s3": "unused"}, "w/train.jsonl", "m/data.json", "plots/iterations.tsv")
+    assemble.run(
+        params,
+        task,
+        {"zerogen": "unused.jsonl", "gold": "g", "llkd": "unused", "s3": "unused"},
+        "w/train.jsonl",
+        "m/data.json",
+        "plots/iterations.tsv",
+    )
     assert len(read_jsonl("w/train.jsonl")) == m2["total"] + 8  # every iteration's data + the 8 real fewshot rows
     tsv = (tmp_path / "plots/iterations.tsv").read_text().splitlines()
     assert tsv[0].split("\t")[:3] == ["iteration", "val_accuracy", "energy_mean"] and len(tsv) == 3
@@ -74,8 +99,14 @@ def test_gold_two_iterations_on_fake_llm(tmp_path, toy_task, fake_backend, tiny_
 
     # a validation block that keeps nothing (here: none asked) leaves the last feedback in place
     fb2 = json.loads((tmp_path / "g/iter_2/feedback.json").read_text())
-    gold.iterate(params.model_copy(update={"gold": params.gold.model_copy(update={"val_per_iter": 0})}), task, 3,
-                 "g/iter_2", "g/iter_3", "m/gold/iter_3.json")
+    gold.iterate(
+        params.model_copy(update={"gold": params.gold.model_copy(update={"val_per_iter": 0})}),
+        task,
+        3,
+        "g/iter_2",
+        "g/iter_3",
+        "m/gold/iter_3.json",
+    )
     assert json.loads((tmp_path / "g/iter_3/feedback.json").read_text()) == fb2 and fb2
     assert json.loads((tmp_path / "m/gold/iter_3.json").read_text())["feedback_carried"] == len(fb2)
 
@@ -102,11 +133,20 @@ def test_llkd_pseudo_labels_and_selects_online(tmp_path, toy_task, fake_backend,
     from distill.methods.llkd import stages as llkd
 
     monkeypatch.chdir(tmp_path)
-    params = load_params(write_params(
-        tmp_path / "params.yaml", task="toy", method="llkd",
-        train={"model": str(tiny_student), "epochs": 2, "lr": 1e-3, "batch_size": 8, "min_steps": 0},
-        llkd={"pool_size": 24, "selection": selection, "fraction": 0.5, "momentum": 0.0},  # thresholds = each batch's means
-    ))
+    params = load_params(
+        write_params(
+            tmp_path / "params.yaml",
+            task="toy",
+            method="llkd",
+            train={"model": str(tiny_student), "epochs": 2, "lr": 1e-3, "batch_size": 8, "min_steps": 0},
+            llkd={
+                "pool_size": 24,
+                "selection": selection,
+                "fraction": 0.5,
+                "momentum": 0.0,
+            },  # thresholds = each batch's means
+        )
+    )
     task = str(toy_task)
     llkd.run(params, task, "w/pseudo.jsonl", "m/llkd_label.json")
     pseudo = read_jsonl("w/pseudo.jsonl")
@@ -116,7 +156,14 @@ def test_llkd_pseudo_labels_and_selects_online(tmp_path, toy_task, fake_backend,
         assert r["label"] == max(probs, key=probs.get) and r["meta"]["confidence"] == max(probs.values())
     assert "label" not in (toy_task / "unlabeled.jsonl").read_text()  # the pool really was unlabelled
 
-    assemble.run(params, task, {"zerogen": "unused", "gold": "unused", "llkd": "w/pseudo.jsonl", "s3": "unused"}, "w/train.jsonl", "m/data.json", "plots/iterations.tsv")
+    assemble.run(
+        params,
+        task,
+        {"zerogen": "unused", "gold": "unused", "llkd": "w/pseudo.jsonl", "s3": "unused"},
+        "w/train.jsonl",
+        "m/data.json",
+        "plots/iterations.tsv",
+    )
     rows = read_jsonl("w/train.jsonl")
     real = [r for r in rows if r["source"] == "fewshot"]  # the task's real labels join every method's data
     assert len(rows) == 24 + 8 and len(real) == 8
@@ -131,10 +178,14 @@ def test_llkd_pseudo_labels_and_selects_online(tmp_path, toy_task, fake_backend,
         assert history[-1]["distinct_selected_fraction"] == pytest.approx(0.5)
     if selection == "adaptive":  # it selects: not every row every epoch, and the thresholds left their start
         assert min(h["selected_fraction"] for h in history) < 1
-        assert history[-1]["tau_teacher.0"] != pytest.approx(0.5) and history[-1]["tau_student.0"] != pytest.approx(math.log(2) / 2)
+        assert history[-1]["tau_teacher.0"] != pytest.approx(0.5) and history[-1]["tau_student.0"] != pytest.approx(
+            math.log(2) / 2
+        )
 
 
-def test_llkd_fewshot_prior_multiplies_the_teachers_labels_by_a_probe(tmp_path, toy_task, fake_backend, tiny_student, monkeypatch, capsys):
+def test_llkd_fewshot_prior_multiplies_the_teachers_labels_by_a_probe(
+    tmp_path, toy_task, fake_backend, tiny_student, monkeypatch, capsys
+):
     """llkd.fewshot_prior: the pseudo-label distribution is the teacher's times a logistic-regression probe fitted on
     fewshot.jsonl's normalised embeddings (the same fit as scikit-learn's, C = prior_c); `none` keeps the teacher's."""
     from sklearn.linear_model import LogisticRegression
@@ -147,39 +198,56 @@ def test_llkd_fewshot_prior_multiplies_the_teachers_labels_by_a_probe(tmp_path, 
     monkeypatch.chdir(tmp_path)
     sure = fake_backend.score  # the fake teacher is all but certain: soften it, so that a product can move it
     monkeypatch.setattr(fake_backend, "score", lambda requests: [[0.05 * x for x in s] for s in sure(requests)])
-    base = dict(task="toy", method="llkd", train={"model": str(tiny_student)},
-                llkd={"pool_size": 12, "prior_weight": 10.0, "prior_model": "student"})
+    base = dict(
+        task="toy",
+        method="llkd",
+        train={"model": str(tiny_student)},
+        llkd={"pool_size": 12, "prior_weight": 10.0, "prior_model": "student"},
+    )
     params = load_params(write_params(tmp_path / "params.yaml", **base))
     llkd.run(params, str(toy_task), "w/pseudo.jsonl", "m/llkd_label.json")
     rows = read_jsonl("w/pseudo.jsonl")
     task = load_task(toy_task, quiet=True)
     fewshot, labels = task.load("fewshot"), task.spec.label_names
     encoder = new_student(tiny_student, labels, ["text"], 0, normalize=True)
-    reference = LogisticRegression(C=params.llkd.prior_c).fit(encoder.embeddings(fewshot).numpy(), [labels.index(r["label"]) for r in fewshot])
+    reference = LogisticRegression(C=params.llkd.prior_c).fit(
+        encoder.embeddings(fewshot).numpy(), [labels.index(r["label"]) for r in fewshot]
+    )
     prior = torch.tensor(reference.predict_proba(encoder.embeddings(rows).numpy()), dtype=torch.float32)
     llm = torch.tensor([[r["meta"]["llm_probs"][l] for l in labels] for r in rows])
     expected = with_prior(llm, prior, 10.0)  # a random tiny encoder gives a weak probe: a large weight shows it
     got = torch.tensor([[r["meta"]["teacher_probs"][l] for l in labels] for r in rows])
     assert torch.allclose(got, expected, atol=2e-3), (got, expected)
     assert (got - llm).abs().max() > 0.05  # the probe moved the teacher's distribution: the check above has teeth
-    assert all(r["label"] == labels[int(p.argmax())] and r["meta"]["confidence"] == pytest.approx(float(p.max()), abs=1e-4)
-               for r, p in zip(rows, got))
+    assert all(
+        r["label"] == labels[int(p.argmax())] and r["meta"]["confidence"] == pytest.approx(float(p.max()), abs=1e-4)
+        for r, p in zip(rows, got)
+    )
     assert "prior_changed_labels" in json.loads((tmp_path / "m/llkd_label.json").read_text())
 
-    off = load_params(write_params(tmp_path / "off.yaml", **{**base, "llkd": {**base["llkd"], "fewshot_prior": "none"}}))
+    off = load_params(
+        write_params(tmp_path / "off.yaml", **{**base, "llkd": {**base["llkd"], "fewshot_prior": "none"}})
+    )
     llkd.run(off, str(toy_task), "w/off.jsonl", "m/off.json")
     plain = read_jsonl("w/off.jsonl")
     assert [r["meta"]["teacher_probs"] for r in plain] == [r["meta"]["llm_probs"] for r in rows]  # the teacher's alone
     assert all("llm_probs" not in r["meta"] for r in plain)
 
     # llkd.pool_chars: the same shuffled pool, cut where its text would pass the character budget
-    cut = {**base, "llkd": {**base["llkd"], "fewshot_prior": "none", "pool_chars": sum(len(r["text"]) for r in plain[:5]) + 1}}
+    cut = {
+        **base,
+        "llkd": {**base["llkd"], "fewshot_prior": "none", "pool_chars": sum(len(r["text"]) for r in plain[:5]) + 1},
+    }
     llkd.run(load_params(write_params(tmp_path / "cut.yaml", **cut)), str(toy_task), "w/cut.jsonl", "m/cut.json")
     assert [r["id"] for r in read_jsonl("w/cut.jsonl")] == [r["id"] for r in plain[:5]]
     assert json.loads((tmp_path / "m/cut.json").read_text())["pool"] == 5
 
     # llkd.prior_model: the probe's encoder, whatever the student's; a bad one is one error naming that field
-    own = {**base, "train": {"model": str(tmp_path / "no-such-student")}, "llkd": {**base["llkd"], "prior_model": str(tiny_student)}}
+    own = {
+        **base,
+        "train": {"model": str(tmp_path / "no-such-student")},
+        "llkd": {**base["llkd"], "prior_model": str(tiny_student)},
+    }
     llkd.run(load_params(write_params(tmp_path / "own.yaml", **own)), str(toy_task), "w/own.jsonl", "m/own.json")
     assert [r["meta"]["teacher_probs"] for r in read_jsonl("w/own.jsonl")] == [r["meta"]["teacher_probs"] for r in rows]
     bad = {**base, "llkd": {**base["llkd"], "prior_model": str(tmp_path / "no-such-encoder")}}
@@ -187,10 +255,14 @@ def test_llkd_fewshot_prior_multiplies_the_teachers_labels_by_a_probe(tmp_path, 
         llkd.run(load_params(write_params(tmp_path / "bad.yaml", **bad)), str(toy_task), "w/bad.jsonl", "m/bad.json")
     assert not (tmp_path / "w/bad.jsonl").exists()
 
-    write_jsonl(toy_task / "fewshot.jsonl", [r for r in read_jsonl(toy_task / "fewshot.jsonl") if r["label"] == "positive"])
+    write_jsonl(
+        toy_task / "fewshot.jsonl", [r for r in read_jsonl(toy_task / "fewshot.jsonl") if r["label"] == "positive"]
+    )
     llkd.run(params, str(toy_task), "w/one.jsonl", "m/one.json")  # a label without a fewshot row: no prior, said so
     assert "no few-shot prior" in capsys.readouterr().out
-    assert [r["meta"]["teacher_probs"] for r in read_jsonl("w/one.jsonl")] == [r["meta"]["teacher_probs"] for r in plain]
+    assert [r["meta"]["teacher_probs"] for r in read_jsonl("w/one.jsonl")] == [
+        r["meta"]["teacher_probs"] for r in plain
+    ]
 
 
 def test_methods_do_not_touch_each_others_stages(tmp_path, toy_task, fake_backend, monkeypatch):
@@ -212,6 +284,7 @@ def test_s3_seed_and_round_never_touch_test_or_copy_gold(tmp_path, toy_task, fak
     monkeypatch.chdir(tmp_path)
     loaded, checking = [], []
     real_load, real_check = Task.load, Task.check
+
     def check(self):  # reading test.jsonl to check its rows before any LLM call is fine; using it is not
         checking.append(1)
         try:
@@ -220,28 +293,43 @@ def test_s3_seed_and_round_never_touch_test_or_copy_gold(tmp_path, toy_task, fak
             checking.pop()
 
     monkeypatch.setattr(Task, "check", check)
-    monkeypatch.setattr(Task, "load", lambda self, split, labelled=None: (loaded.append(split) if not checking else None)
-                        or real_load(self, split, labelled))
-    params = load_params(write_params(
-        tmp_path / "params.yaml", task="toy", method="s3", generate={"min_words": 3},
-        train={"model": str(tiny_student), "epochs": 1, "batch_size": 8, "min_steps": 0},
-        s3={"seed_per_label": 6, "n_rationales": 3, "max_extrapolations": 5},
-    ))
+    monkeypatch.setattr(
+        Task,
+        "load",
+        lambda self, split, labelled=None: (
+            (loaded.append(split) if not checking else None) or real_load(self, split, labelled)
+        ),
+    )
+    params = load_params(
+        write_params(
+            tmp_path / "params.yaml",
+            task="toy",
+            method="s3",
+            generate={"min_words": 3},
+            train={"model": str(tiny_student), "epochs": 1, "batch_size": 8, "min_steps": 0},
+            s3={"seed_per_label": 6, "n_rationales": 3, "max_extrapolations": 5},
+        )
+    )
     task = str(toy_task)
     s3.seed(params, task, "s/round_0", "m/s3_0.json")
     seed_rows = read_jsonl("s/round_0/data.jsonl")
     assert 0 < len(seed_rows) <= 12
     extrapolated_from = []
     real_requests = s3.extrapolation_requests
-    monkeypatch.setattr(s3, "extrapolation_requests", lambda spec, errors, *a: extrapolated_from.extend(errors)
-                        or real_requests(spec, errors, *a))
+    monkeypatch.setattr(
+        s3,
+        "extrapolation_requests",
+        lambda spec, errors, *a: extrapolated_from.extend(errors) or real_requests(spec, errors, *a),
+    )
     trained_on = []
 
     class EveryOtherWrong:  # a student wrong on the 1st, 3rd, ... mined row: its errors are known in advance
         def correct(self, rows):
             return [i % 2 == 1 for i in range(len(rows))]
 
-    monkeypatch.setattr("distill.students.train_student", lambda rows, *a, **kw: trained_on.append(rows) or (EveryOtherWrong(), []))
+    monkeypatch.setattr(
+        "distill.students.train_student", lambda rows, *a, **kw: trained_on.append(rows) or (EveryOtherWrong(), [])
+    )
     s3.round_(params, task, 1, "s/round_0", "s/round_1", "m/s3_1.json")
     m = json.loads((tmp_path / "m/s3_1.json").read_text())
     mined, _ = s3.error_split(read_jsonl(toy_task / "validation.jsonl"), ["text"], params.s3.error_fraction)
@@ -256,7 +344,7 @@ def test_s3_seed_and_round_never_touch_test_or_copy_gold(tmp_path, toy_task, fak
     assert "test" not in loaded  # the test set is only for the evaluate stage
     gold_texts = {r["text"] for r in read_jsonl(toy_task / "validation.jsonl")}
     assert not gold_texts & {r["text"] for r in data}  # gold examples are extrapolated from, never trained on
-    assert all(r["source"] == "llm_extrapolated" for r in data[len(seed_rows):])
+    assert all(r["source"] == "llm_extrapolated" for r in data[len(seed_rows) :])
 
 
 def test_s3_prompt_builders(toy_task):
@@ -264,7 +352,10 @@ def test_s3_prompt_builders(toy_task):
     from distill.tasks import load_task
 
     assert parse_rationales("1. great acting\n2) a dull plot twist\n- x\n* great acting\n3. strong score", 5) == [
-        "great acting", "a dull plot twist", "strong score"]
+        "great acting",
+        "a dull plot twist",
+        "strong score",
+    ]
     spec = load_task(toy_task).spec
     reqs = extrapolation_requests(spec, [{"text": "a clumsy film", "label": "positive"}], 1, '"', 0, "t")
     assert reqs[0]["label"] == "positive" and '"a clumsy film"' in reqs[0]["messages"][0][1]

@@ -1,4 +1,5 @@
 """The pure algorithm modules: ZeroGen prompts and cut rules, few-shot prompts, metrics."""
+
 import math
 
 import pytest
@@ -9,13 +10,16 @@ from distill.metrics import accuracy, macro_f1
 from distill.tasks import load_task
 
 
-@pytest.mark.parametrize("raw,want", [
-    ('"great fun." she said', "great fun."),              # open quote from the prefix: up to the closing quote
-    ("great fun\nmore text", "great fun"),                # no quote: up to the first newline
-    ("one. two. three and no end", "one. two."),          # else up to the last full stop
-    ("no stop here", None),                               # else dropped
-    ('  "  spaced   out  " tail', "spaced out"),
-])
+@pytest.mark.parametrize(
+    "raw,want",
+    [
+        ('"great fun." she said', "great fun."),  # open quote from the prefix: up to the closing quote
+        ("great fun\nmore text", "great fun"),  # no quote: up to the first newline
+        ("one. two. three and no end", "one. two."),  # else up to the last full stop
+        ("no stop here", None),  # else dropped
+        ('  "  spaced   out  " tail', "spaced out"),
+    ],
+)
 def test_cut_rules(raw, want):
     assert cut(raw) == want
 
@@ -25,18 +29,33 @@ def sample(raw, label="positive", **extra):
 
 
 def test_filter_counts_every_reason():
-    samples = [sample('a fine film indeed."'), sample('A fine film, indeed!"'), sample('too short"'),
-               sample("no end at all"), sample(" ".join(["word"] * 30) + '"')]
+    samples = [
+        sample('a fine film indeed."'),
+        sample('A fine film, indeed!"'),
+        sample('too short"'),
+        sample("no end at all"),
+        sample(" ".join(["word"] * 30) + '"'),
+    ]
     kept, rejected = filter_samples(samples, "text", min_words=3, max_words=20)
     assert [k["text"] for k in kept] == ["a fine film indeed."]
-    assert rejected == {"no_text": 1, "too_short": 1, "too_long": 1, "not_question": 0, "copies_demo": 0, "duplicate": 1,
-                        "copies_context": 0}
+    assert rejected == {
+        "no_text": 1,
+        "too_short": 1,
+        "too_long": 1,
+        "not_question": 0,
+        "copies_demo": 0,
+        "duplicate": 1,
+        "copies_context": 0,
+    }
 
 
 def test_filter_drops_copies_of_shown_demos_and_non_questions():
     demos = ["What is the capital of France?"]
-    samples = [sample('what is the capital of france ?"', demos=demos), sample('Who wrote Hamlet and when?"', demos=demos),
-               sample('Hamlet was written by Shakespeare."', demos=demos)]
+    samples = [
+        sample('what is the capital of france ?"', demos=demos),
+        sample('Who wrote Hamlet and when?"', demos=demos),
+        sample('Hamlet was written by Shakespeare."', demos=demos),
+    ]
     kept, rejected = filter_samples(samples, "text", 3, 20, question=True)
     assert [k["text"] for k in kept] == ["Who wrote Hamlet and when?"]
     assert rejected["copies_demo"] == 1 and rejected["not_question"] == 1
@@ -45,8 +64,10 @@ def test_filter_drops_copies_of_shown_demos_and_non_questions():
 
 
 def test_filter_pairs_drop_copies_of_context():
-    samples = [sample('The cat sat on the mat."', text_a="the cat sat on the mat"),
-               sample('A cat is sitting somewhere."', text_a="the cat sat on the mat")]
+    samples = [
+        sample('The cat sat on the mat."', text_a="the cat sat on the mat"),
+        sample('A cat is sitting somewhere."', text_a="the cat sat on the mat"),
+    ]
     kept, rejected = filter_samples(samples, "text_b", 3, 20, context_field="text_a")
     assert len(kept) == 1 and rejected["copies_context"] == 1
 
@@ -113,13 +134,18 @@ def test_batch_calibration_removes_a_label_prior():
 def test_s3_error_split_is_a_stable_partition_by_content():
     from distill.methods.s3.algorithm import error_split
 
-    rows = [{"text": f"review {i}", "label": "positive" if i % 2 else "negative", "id": f"validation-{i}"} for i in range(1000)]
+    rows = [
+        {"text": f"review {i}", "label": "positive" if i % 2 else "negative", "id": f"validation-{i}"}
+        for i in range(1000)
+    ]
     mined, held = error_split(rows, ["text"], 0.5)
     assert len(mined) + len(held) == 1000 and not {r["text"] for r in mined} & {r["text"] for r in held}
     assert 440 <= len(mined) <= 560  # a hash, not a count: about the fraction asked
     moved = [{**r, "id": "x"} for r in reversed(rows)]  # other positions, other ids: the same sides
     assert sorted(r["text"] for r in error_split(moved, ["text"], 0.5)[0]) == sorted(r["text"] for r in mined)
-    assert {r["text"] for r in error_split(rows, ["text"], 0.25)[0]} < {r["text"] for r in mined}  # nested as the fraction grows
+    assert {r["text"] for r in error_split(rows, ["text"], 0.25)[0]} < {
+        r["text"] for r in mined
+    }  # nested as the fraction grows
     # pinned: sha256 of the JSON list of input fields, first 8 bytes / 2**64 < fraction. A change to the hashed bytes
     # would move rows between sides, and old runs' val_* would no longer be comparable with new ones.
     side = {r["text"]: (r in mined, r in error_split(rows, ["text"], 0.25)[0]) for r in rows[:4]}

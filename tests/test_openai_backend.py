@@ -4,6 +4,7 @@ The fake answers like conftest.FakeBackend (deterministic per prompt and seed) t
 format; a fault plan makes its first requests fail (429 + Retry-After, 500, stalls, dropped connections,
 malformed JSON, off-format replies) so retries must recover exactly the fault-free answers.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -24,9 +25,19 @@ from distill.teachers.cache import LLMCache
 from distill.teachers.openai_api import OpenAIBackend
 
 SECRET = "sk-test-SECRET123"
-REQS = [GenRequest(messages=(("user", f"Write a {lab} review."),), prefix='"', seed=i) for i in range(6) for lab in ("positive", "negative")]
-SREQS = [ScoreRequest("Classify.\n\nReview: great\nSentiment: positive\n\n", f"Review: a {w} film {i}\nSentiment:", (" negative", " positive"))
-         for i, w in enumerate(["dull", "great", "boring", "superb", "awful", "moving"])]
+REQS = [
+    GenRequest(messages=(("user", f"Write a {lab} review."),), prefix='"', seed=i)
+    for i in range(6)
+    for lab in ("positive", "negative")
+]
+SREQS = [
+    ScoreRequest(
+        "Classify.\n\nReview: great\nSentiment: positive\n\n",
+        f"Review: a {w} film {i}\nSentiment:",
+        (" negative", " positive"),
+    )
+    for i, w in enumerate(["dull", "great", "boring", "superb", "awful", "moving"])
+]
 DEC = Decoding(max_new_tokens=16, temperature=1.0, top_p=0.9)
 
 
@@ -54,12 +65,23 @@ class FakeServer:
             text = content.rsplit("\n\n(Reply", 1)[0]
             opts = {w: self._score(text, " " + w) for w in ("negative", "positive")}
             best = max(opts, key=opts.get)
-            top = [{"token": w, "logprob": -0.1 if w == best else -2.5, "bytes": None} for w in sorted(opts, key=opts.get, reverse=True)]
-            logprobs = {"content": [{"token": best, "logprob": -0.1, "bytes": None, "top_logprobs": top}]} if self.chat_logprobs else None
-            return self._reply("chat.completion", {"message": {"role": "assistant", "content": best}, "logprobs": logprobs})
+            top = [
+                {"token": w, "logprob": -0.1 if w == best else -2.5, "bytes": None}
+                for w in sorted(opts, key=opts.get, reverse=True)
+            ]
+            logprobs = (
+                {"content": [{"token": best, "logprob": -0.1, "bytes": None, "top_logprobs": top}]}
+                if self.chat_logprobs
+                else None
+            )
+            return self._reply(
+                "chat.completion", {"message": {"role": "assistant", "content": best}, "logprobs": logprobs}
+            )
         req = GenRequest(messages=tuple((m["role"], m["content"]) for m in body["messages"]), seed=body["seed"])
         res = self.llm.generate([req], Decoding())[0]
-        return self._reply("chat.completion", {"message": {"role": "assistant", "content": '"' + res.text}, "logprobs": None})
+        return self._reply(
+            "chat.completion", {"message": {"role": "assistant", "content": '"' + res.text}, "logprobs": None}
+        )
 
     async def completions(self, request: Request):
         body = await request.json()
@@ -68,7 +90,11 @@ class FakeServer:
             toks = [(m.group(), m.start()) for m in re.finditer(r"\s*\S+", prompt)]
             head = prompt[: toks[-1][1]]
             values = [None] + [-1.0] * (len(toks) - 2) + [self._score(head, toks[-1][0])]
-            lp = {"tokens": [t for t, _ in toks], "token_logprobs": values, "text_offset": [o for _, o in toks]} if self.echo else None
+            lp = (
+                {"tokens": [t for t, _ in toks], "token_logprobs": values, "text_offset": [o for _, o in toks]}
+                if self.echo
+                else None
+            )
             choices.append({"index": i, "text": prompt + " x", "finish_reason": "length", "logprobs": lp})
         return self._reply("text_completion", *choices)
 
@@ -77,8 +103,14 @@ class FakeServer:
         choices = [{"index": 0, **c} for c in choices] if "index" not in choices[0] else list(choices)
         for c in choices:
             c.setdefault("finish_reason", "stop")
-        return {"id": "x", "object": obj, "created": 0, "model": "fake", "choices": choices,
-                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+        return {
+            "id": "x",
+            "object": obj,
+            "created": 0,
+            "model": "fake",
+            "choices": choices,
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+        }
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -88,7 +120,13 @@ class FakeServer:
             self.auth.add(dict(scope["headers"]).get(b"authorization", b"").decode())
             fault = self.faults.pop(0) if self.faults else None
         if fault == "drop":  # headers promise a body that never comes, then the connection closes
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json"), (b"content-length", b"999")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"999")],
+                }
+            )
             await send({"type": "http.response.body", "body": b'{"id": "x", ', "more_body": True})
             return
         if fault == "stall":
@@ -105,8 +143,18 @@ class FakeServer:
 
 
 def api_params(url, **kw) -> TeacherParams:
-    return TeacherParams(**{"backend": "openai", "base_url": url, "model": "fake", "timeout_s": 0.5, "max_retries": 8,
-                            "retry_backoff_s": 0.01, "concurrency": 4, **kw})
+    return TeacherParams(
+        **{
+            "backend": "openai",
+            "base_url": url,
+            "model": "fake",
+            "timeout_s": 0.5,
+            "max_retries": 8,
+            "retry_backoff_s": 0.01,
+            "concurrency": 4,
+            **kw,
+        }
+    )
 
 
 def run_teacher(server: FakeServer, cache_path, **kw):
@@ -130,8 +178,14 @@ def test_faults_are_retried_and_answers_match_a_clean_run(tmp_path):
     x = faulty.stats.extra
     assert x["retries"] == len(faults)
     assert {k: v for k, v in x.items() if k.startswith("retries.")} == {
-        "retries.429": 1, "retries.500": 1, "retries.503": 1, "retries.timeout": 1, "retries.connection": 1,
-        "retries.malformed_json": 1, "retries.no_choices": 1}
+        "retries.429": 1,
+        "retries.500": 1,
+        "retries.503": 1,
+        "retries.timeout": 1,
+        "retries.connection": 1,
+        "retries.malformed_json": 1,
+        "retries.no_choices": 1,
+    }
     assert x["rejected.malformed_json"] == 1 and x["rejected.no_choices"] == 1
     assert faulty.stats.calls == clean.stats.calls == len(REQS) + len(SREQS)
 
@@ -155,14 +209,22 @@ def test_a_server_that_never_answers_api_json_stops_the_stage(tmp_path):
     """A base_url that reaches some other web app (200, not JSON) is a setup error, not a run with no data."""
     with serve_in_thread(FakeServer(["malformed"] * 3)) as url:
         backend = OpenAIBackend(api_params(url, max_retries=2))
-        with pytest.raises(DistillError, match=r"^teacher at 127.0.0.1:\d+/v1: 3 replies were not OpenAI API JSON; is teacher.base_url"):
+        with pytest.raises(
+            DistillError, match=r"^teacher at 127.0.0.1:\d+/v1: 3 replies were not OpenAI API JSON; is teacher.base_url"
+        ):
             backend.generate(REQS[:1], DEC)
 
 
-@pytest.mark.parametrize("url, says", [
-    ("http://[::1/v1", "not a valid URL"), ("http://127.0.0.1:99999/v1", "not a valid URL"), ("http:///v1", "names no host"),
-    ("https://bob:hunter2@api.example.com/v1", "must not carry credentials"),
-    ("https://api.example.com/v1?api-key=hunter2", "must not carry credentials")])
+@pytest.mark.parametrize(
+    "url, says",
+    [
+        ("http://[::1/v1", "not a valid URL"),
+        ("http://127.0.0.1:99999/v1", "not a valid URL"),
+        ("http:///v1", "names no host"),
+        ("https://bob:hunter2@api.example.com/v1", "must not carry credentials"),
+        ("https://api.example.com/v1?api-key=hunter2", "must not carry credentials"),
+    ],
+)
 def test_base_url_is_checked_and_carries_no_credentials(tmp_path, url, says):
     """base_url is a stage param (dvc.lock, MLflow): a broken one fails on load, one holding a key never gets in."""
     with pytest.raises(DistillError, match=f"params.yaml: teacher.base_url: {says}") as e:
@@ -176,7 +238,9 @@ def test_a_key_that_httpx_cannot_send_is_named_not_echoed(monkeypatch):
     from distill.teachers.openai_api import read_key
 
     monkeypatch.setenv("DISTILL_TEST_KEY", "sk-abc\u2019def")  # a curly quote pasted with the key
-    with pytest.raises(DistillError, match="^teacher.api_key_env: the value of DISTILL_TEST_KEY is not a valid API key") as e:
+    with pytest.raises(
+        DistillError, match="^teacher.api_key_env: the value of DISTILL_TEST_KEY is not a valid API key"
+    ) as e:
         read_key("DISTILL_TEST_KEY")
     assert "abc" not in str(e.value)
 
@@ -200,9 +264,14 @@ def test_unknown_model_and_missing_key_env(tmp_path, monkeypatch):
         OpenAIBackend(api_params("http://127.0.0.1:9/v1", api_key_env="NO_SUCH_KEY_VAR"))
 
 
-@pytest.mark.parametrize("token", ["hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
-                                   "ghp_0123456789abcdefABCDEF0123456789abcd",
-                                   "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"])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
+        "ghp_0123456789abcdefABCDEF0123456789abcd",
+        "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",
+    ],
+)
 def test_a_token_that_looks_like_a_variable_name_is_never_echoed(tmp_path, token):
     """Tokens like hf_..., ghp_..., gsk_... are valid identifiers: refused as api_key_env, and never repeated."""
     path = write_params(tmp_path / "params.yaml", teacher={"backend": "openai", "api_key_env": token})
@@ -214,7 +283,10 @@ def test_a_token_that_looks_like_a_variable_name_is_never_echoed(tmp_path, token
     with pytest.raises(DistillError) as e:  # even if it reached the backend, the name would not be echoed
         read_key(token)
     assert token not in str(e.value)
-    assert load_params(write_params(tmp_path / "ok.yaml", teacher={"api_key_env": "GROQ_API_KEY"})).teacher.api_key_env == "GROQ_API_KEY"
+    assert (
+        load_params(write_params(tmp_path / "ok.yaml", teacher={"api_key_env": "GROQ_API_KEY"})).teacher.api_key_env
+        == "GROQ_API_KEY"
+    )
 
 
 def test_scoring_falls_back_when_the_server_lacks_logprobs(tmp_path):
@@ -243,13 +315,22 @@ def test_api_key_is_never_written(tmp_path, monkeypatch, toy_task, capsys):
     monkeypatch.chdir(tmp_path)
     server = FakeServer()
     with serve_in_thread(server) as url:
-        params = load_params(write_params(tmp_path / "params.yaml", task="toy", method="zerogen", generate={"n_per_label": 4, "min_words": 3},
-                                          teacher={"backend": "openai", "base_url": url, "model": "fake", "api_key_env": "DISTILL_TEST_KEY"}))
+        params = load_params(
+            write_params(
+                tmp_path / "params.yaml",
+                task="toy",
+                method="zerogen",
+                generate={"n_per_label": 4, "min_words": 3},
+                teacher={"backend": "openai", "base_url": url, "model": "fake", "api_key_env": "DISTILL_TEST_KEY"},
+            )
+        )
         prompts.run(params, str(toy_task), "w/prompts.jsonl")
         generate.run(params, str(toy_task), "w/prompts.jsonl", "w/generated.jsonl", "m/generate.json")
         server.faults = ["401"]
         with pytest.raises(DistillError) as e:
-            generate.run(params.model_copy(update={"seed": 1}), str(toy_task), "w/prompts.jsonl", "w/g2.jsonl", "m/g2.json")
+            generate.run(
+                params.model_copy(update={"seed": 1}), str(toy_task), "w/prompts.jsonl", "w/g2.jsonl", "m/g2.json"
+            )
     assert server.auth == {f"Bearer {SECRET}"}
     assert (tmp_path / "w/generated.jsonl").stat().st_size > 0 and (tmp_path / ".cache/llm.sqlite").is_file()
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
@@ -262,8 +343,12 @@ def test_api_key_is_never_written(tmp_path, monkeypatch, toy_task, capsys):
 
 # -- pure wire-format helpers ------------------------------------------------------------------------------------
 
+
 def test_wire_helpers():
-    assert fmt.endpoint_id("https://bob:pw@api.example.com:8443/v1/?key=abc", "m", "chat") == "openai:api.example.com:8443/v1/m|chat"
+    assert (
+        fmt.endpoint_id("https://bob:pw@api.example.com:8443/v1/?key=abc", "m", "chat")
+        == "openai:api.example.com:8443/v1/m|chat"
+    )
     assert fmt.retry_after_s({"retry-after-ms": "250"}) == 0.25 and fmt.retry_after_s({"retry-after": "3"}) == 3.0
     assert 0 <= fmt.retry_after_s({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) <= 0.0 + 1e-9
     assert fmt.retry_after_s({"retry-after": "soon"}) is None and fmt.retry_after_s({}) is None

@@ -1,5 +1,6 @@
 """`pool_random`, the worked example of a method added in its own folder (docs/architecture.md): the teacher's labels
 on a seeded random subset of the unlabelled pool, through the shared stages."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,14 +10,22 @@ from distill.config import load_params
 from distill.io import DistillError, read_jsonl
 
 
-def test_the_teacher_labels_a_random_subset_and_the_shared_stages_train_on_it(tmp_path, toy_task, fake_backend,
-                                                                              tiny_student, monkeypatch):
+def test_the_teacher_labels_a_random_subset_and_the_shared_stages_train_on_it(
+    tmp_path, toy_task, fake_backend, tiny_student, monkeypatch
+):
     from distill.methods.pool_random import stage
     from distill.stages import assemble, train
 
     monkeypatch.chdir(tmp_path)
-    params = load_params(write_params(tmp_path / "params.yaml", task="toy", method="pool_random", pool_random={"size": 10},
-                                      train={"model": str(tiny_student), "epochs": 1, "batch_size": 8, "min_steps": 0}))
+    params = load_params(
+        write_params(
+            tmp_path / "params.yaml",
+            task="toy",
+            method="pool_random",
+            pool_random={"size": 10},
+            train={"model": str(tiny_student), "epochs": 1, "batch_size": 8, "min_steps": 0},
+        )
+    )
     task = str(toy_task)
     stage.run(params, task, "w/pool.jsonl", "m/pool.json")
     rows = read_jsonl("w/pool.jsonl")
@@ -34,8 +43,9 @@ def test_the_teacher_labels_a_random_subset_and_the_shared_stages_train_on_it(tm
     assert (tmp_path / "models/student/distill.json").is_file()
 
 
-def test_under_another_method_it_is_skipped_and_a_seq2seq_task_is_refused(tmp_path, toy_task, fake_backend,
-                                                                          monkeypatch):
+def test_under_another_method_it_is_skipped_and_a_seq2seq_task_is_refused(
+    tmp_path, toy_task, fake_backend, monkeypatch
+):
     import conftest
     from distill.methods.pool_random import stage
 

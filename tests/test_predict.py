@@ -1,4 +1,5 @@
 """`distill predict`: a student folder or an MLflow model labels a JSONL/CSV file, streamed, with one-line errors."""
+
 from __future__ import annotations
 
 import csv
@@ -86,8 +87,9 @@ def label_of(row: dict) -> str:
 def test_stdout_line_numbers_and_no_labels(student_dir, student, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rows = [{"text": review(i)["text"]} for i in range(5)]
-    (tmp_path / "in.jsonl").write_text("\n".join(json.dumps(r) for r in rows[:2]) + "\n\n"
-                                       + "".join(json.dumps(r) + "\n" for r in rows[2:]))
+    (tmp_path / "in.jsonl").write_text(
+        "\n".join(json.dumps(r) for r in rows[:2]) + "\n\n" + "".join(json.dumps(r) + "\n" for r in rows[2:])
+    )
     result = invoke(student_dir, "in.jsonl", "-q")  # stdout is the default
     assert result.exit_code == 0, result.output
     out = [json.loads(line) for line in result.stdout.splitlines()]
@@ -123,8 +125,11 @@ def test_csv_in_csv_out(student_dir, student, tmp_path, monkeypatch):
 
 
 BAD = {  # name: (file name, content, the stderr line's expected start)
-    "missing field": ("in.jsonl", [review(i) for i in range(6)] + [{"sentence": "x"}],
-                      "in.jsonl:7: missing field 'text' (the student reads: text)"),
+    "missing field": (
+        "in.jsonl",
+        [review(i) for i in range(6)] + [{"sentence": "x"}],
+        "in.jsonl:7: missing field 'text' (the student reads: text)",
+    ),
     "empty file": ("in.jsonl", b"", "in.jsonl: no rows"),
     "blank lines only": ("in.jsonl", b"\n \n", "in.jsonl: no rows"),
     "csv header only": ("in.csv", b"id,text\n", "in.csv: no rows"),
@@ -134,10 +139,16 @@ BAD = {  # name: (file name, content, the stderr line's expected start)
     "not a string": ("in.jsonl", [review(0), {"text": 5}], "in.jsonl:2: field 'text' is a number, not text"),
     "null field": ("in.jsonl", [{"text": None}], "in.jsonl:1: field 'text' is null, not text"),
     "empty field": ("in.jsonl", [{"text": "  "}], "in.jsonl:1: empty field 'text'"),
-    "long line": ("in.jsonl", b'{"text": "ok"}\n' + b'{"text": "' + b"x" * (1 << 20) + b'"}\n',
-                  "in.jsonl:2: line is 1048588 bytes, over the 1048576-byte limit"),
-    "csv column": ("in.csv", b"id,sentence\n1,a\n",
-                   "in.csv:1: no column 'text' (the student reads: text; the header has: id, sentence)"),
+    "long line": (
+        "in.jsonl",
+        b'{"text": "ok"}\n' + b'{"text": "' + b"x" * (1 << 20) + b'"}\n',
+        "in.jsonl:2: line is 1048588 bytes, over the 1048576-byte limit",
+    ),
+    "csv column": (
+        "in.csv",
+        b"id,sentence\n1,a\n",
+        "in.csv:1: no column 'text' (the student reads: text; the header has: id, sentence)",
+    ),
     "csv extra cell": ("in.csv", b"id,text\n1,a\n2,b,c\n", "in.csv:3: 3 cells, the header has 2"),
     "unknown format": ("in.txt", b"hello\n", "in.txt: unknown input format '.txt'"),
 }
@@ -174,8 +185,9 @@ def test_bad_model_or_input_path(student_dir, tmp_path, monkeypatch, capsys):
     gen.mkdir()
     (gen / "distill.json").write_text(json.dumps({"kind": "generator"}))
     code, err = run_main(monkeypatch, capsys, "gen", "in.jsonl")
-    assert code == 2 and err == ("error: gen: a seq2seq task's student (a generator): distill predict works with "
-                                 "classification students only\n")
+    assert code == 2 and err == (
+        "error: gen: a seq2seq task's student (a generator): distill predict works with classification students only\n"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gen", "in.jsonl"]
 
 
@@ -185,8 +197,16 @@ def test_mlflow_uris(student_dir, student, tmp_path, monkeypatch, capsys):
 
     monkeypatch.chdir(tmp_path)  # the store lock and mlartifacts/ live at the project root: here
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    info = log_student_run("toy", "run", {"method": "zerogen"}, {"val_student_accuracy": 0.5}, {}, str(student_dir),
-                           "distill-toy", "val_student_accuracy")
+    info = log_student_run(
+        "toy",
+        "run",
+        {"method": "zerogen"},
+        {"val_student_accuracy": 0.5},
+        {},
+        str(student_dir),
+        "distill-toy",
+        "val_student_accuracy",
+    )
     assert info["alias"] == "champion"
     capsys.readouterr()  # MLflow's own logging of the run above
     rows = [review(i) for i in range(4)]
@@ -210,8 +230,9 @@ def test_mlflow_uris(student_dir, student, tmp_path, monkeypatch, capsys):
     from distill.students.serving import StudentModel
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.pyfunc.log_model(name="student", python_model=StudentModel(), registered_model_name="distill-gen",
-                            pip_requirements=[])  # no inference of requirements: seconds
+    mlflow.pyfunc.log_model(
+        name="student", python_model=StudentModel(), registered_model_name="distill-gen", pip_requirements=[]
+    )  # no inference of requirements: seconds
     cases["models:/distill-gen/1"] = "not a classification student (no 'student' artifact"
     capsys.readouterr()
     for uri, message in cases.items():

@@ -1,5 +1,6 @@
 """Benchmark provenance (issue #41): what a row records, the refusal of a row without it, the git-history backfill of
 the rows measured before it, and that every table rendered from rows into docs/benchmarks.md is what the rows give."""
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,13 @@ flags\t\t: fpu sse2 avx avx2 avx512f avx512bw amx_tile amx_bf16
 
 
 def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@localhost"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@localhost",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@localhost",
+    }
     return subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True).stdout.strip()
 
 
@@ -52,12 +58,27 @@ def repo(tmp_path):
 
 
 def full_row(**extra) -> dict:
-    return {"task": "sst2", "seed": 0, "config": "default", "commit": "a" * 40, "dirty": False,
-            "params_sha256": "b" * 64, "overrides": {}, "cpu_model": "cpu", "cpu_flags": ["avx2"], "threads": 1,
-            "mlflow_run_id": "r1", "machine": "2 cores, 24 GiB", "python": "3.12.0", "torch": "2.5.0", **extra}
+    return {
+        "task": "sst2",
+        "seed": 0,
+        "config": "default",
+        "commit": "a" * 40,
+        "dirty": False,
+        "params_sha256": "b" * 64,
+        "overrides": {},
+        "cpu_model": "cpu",
+        "cpu_flags": ["avx2"],
+        "threads": 1,
+        "mlflow_run_id": "r1",
+        "machine": "2 cores, 24 GiB",
+        "python": "3.12.0",
+        "torch": "2.5.0",
+        **extra,
+    }
 
 
 # --- the fields, one by one ---------------------------------------------------------------------------------------
+
 
 def test_cpu_info_reads_the_model_and_only_the_flags_that_matter():
     assert prov.cpu_info(CPUINFO) == ("Intel(R) Xeon(R) Platinum 8480C", ["avx2", "avx512f", "amx_bf16"])
@@ -112,6 +133,7 @@ def test_mlflow_run_id_from_registered_json(tmp_path):
 
 # --- check_row ----------------------------------------------------------------------------------------------------
 
+
 def test_check_row_refuses_a_row_without_provenance_in_one_line():
     with pytest.raises(ValueError) as e:
         prov.check_row({"task": "sst2", "seed": 0, "config": "default", "student_accuracy": 0.8})
@@ -160,6 +182,7 @@ def test_seeds_cell_and_footnote():
 
 # --- backfill -----------------------------------------------------------------------------------------------------
 
+
 def test_backfill_finds_the_commit_that_added_each_row(repo):
     results = repo / "results"
     results.mkdir()
@@ -201,14 +224,22 @@ def test_backfill_refuses_rows_it_cannot_tell_apart(repo):
 
 # --- the repository's rows and tables -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("path", sorted(RESULTS.glob("*.jsonl")), ids=lambda p: p.name)
 def test_every_results_row_has_provenance_or_the_backfilled_mark(path):
     prov.checked(load_results(path), path.name)
 
 
 def test_renderers_refuse_a_row_without_provenance():
-    row = {"task": "sst2", "seed": 0, "config": "zerogen", "budget": 256, "student_accuracy": 0.7, "n_samples": 1,
-           "wall_s": 60}
+    row = {
+        "task": "sst2",
+        "seed": 0,
+        "config": "zerogen",
+        "budget": 256,
+        "student_accuracy": 0.7,
+        "n_samples": 1,
+        "wall_s": 60,
+    }
     for render in (methods.render, methods.render_recipe_v1, student.render, labeller.render):
         with pytest.raises(ValueError, match="has no provenance"):
             render([row])
@@ -218,15 +249,18 @@ def test_renderers_refuse_a_row_without_provenance():
 def doc_block(name: str) -> str:
     text = (REPO / "docs" / "benchmarks.md").read_text()
     begin, end = f"<!-- {name}:begin -->\n", f"\n<!-- {name}:end -->"
-    return text[text.index(begin) + len(begin): text.index(end)]
+    return text[text.index(begin) + len(begin) : text.index(end)]
 
 
-@pytest.mark.parametrize("block, render, results", [
-    ("methods", methods.render, "methods.jsonl"),
-    ("methods-v1", methods.render_recipe_v1, "methods_recipe_v1.jsonl"),
-    ("student", lambda rows, path: student.render(rows), "student.jsonl"),
-    ("labeller", lambda rows, path: labeller.render(rows), "labeller.jsonl"),
-])
+@pytest.mark.parametrize(
+    "block, render, results",
+    [
+        ("methods", methods.render, "methods.jsonl"),
+        ("methods-v1", methods.render_recipe_v1, "methods_recipe_v1.jsonl"),
+        ("student", lambda rows, path: student.render(rows), "student.jsonl"),
+        ("labeller", lambda rows, path: labeller.render(rows), "labeller.jsonl"),
+    ],
+)
 def test_docs_tables_are_rendered_from_the_rows(block, render, results):
     """Every cell of these blocks is computed from results rows: re-rendered, the block is verbatim in the docs."""
     path = RESULTS / results
@@ -235,10 +269,22 @@ def test_docs_tables_are_rendered_from_the_rows(block, render, results):
 
 def test_pipeline_renders_from_rows_with_provenance():
     stage = [60.0, 500.0]
-    row = {"block": "pipeline", "task": "sst2", "method": "llkd", "teacher_accuracy": 0.81,
-           "teacher_uncalibrated": 0.7, "student_accuracy": 0.82, "student_f1": 0.82, "val_student": 0.8,
-           "val_teacher": 0.79, "data": "2500 pooled → 2500 pseudo-labelled", "n_train": 2516,
-           "stages": {s: stage for s in pipeline.STAGES}, "date": "2026-12-07", "cpu": "Xeon, bf16 native"}
+    row = {
+        "block": "pipeline",
+        "task": "sst2",
+        "method": "llkd",
+        "teacher_accuracy": 0.81,
+        "teacher_uncalibrated": 0.7,
+        "student_accuracy": 0.82,
+        "student_f1": 0.82,
+        "val_student": 0.8,
+        "val_teacher": 0.79,
+        "data": "2500 pooled → 2500 pseudo-labelled",
+        "n_train": 2516,
+        "stages": {s: stage for s in pipeline.STAGES},
+        "date": "2026-12-07",
+        "cpu": "Xeon, bf16 native",
+    }
     rows = [{**row, "task": "old"}, {**row, **full_row(), "student_accuracy": 0.5}, {**row, **full_row()}]
     latest = pipeline.latest(rows, "pipeline", ["sst2"])
     assert latest == [rows[2]]

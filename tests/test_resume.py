@@ -1,5 +1,6 @@
 """kill -9 during `distill generate` loses at most the batch in flight; the re-run repeats no call and
 writes the same file as an uninterrupted run (real process, real local backend on a tiny model)."""
+
 import json
 import os
 import signal
@@ -22,8 +23,20 @@ def rows_in_cache(path) -> int:
 
 
 def generate(cwd, toy_task, **popen):
-    cmd = [sys.executable, "-m", "distill.cli", "generate", "--task-dir", str(toy_task), "--prompts", "prompts.jsonl",
-           "--out", "gen.jsonl", "--metrics", "m.json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "distill.cli",
+        "generate",
+        "--task-dir",
+        str(toy_task),
+        "--prompts",
+        "prompts.jsonl",
+        "--out",
+        "gen.jsonl",
+        "--metrics",
+        "m.json",
+    ]
     return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)
 
 
@@ -32,10 +45,19 @@ def test_kill_minus_9_then_resume(tmp_path, toy_task, peaked_llm):
     for name in ("killed", "clean"):
         d = tmp_path / name
         d.mkdir()
-        write_params(d / "params.yaml", task="toy", method="zerogen", teacher={"model": str(peaked_llm), "batch_size": 2},
-                     generate={"n_per_label": 25, "max_new_tokens": 24, "label_filter": "none", "min_words": 1})
-        subprocess.run([sys.executable, "-m", "distill.cli", "prompts", "--task-dir", str(toy_task), "--out", "prompts.jsonl"],
-                       cwd=d, check=True, capture_output=True)
+        write_params(
+            d / "params.yaml",
+            task="toy",
+            method="zerogen",
+            teacher={"model": str(peaked_llm), "batch_size": 2},
+            generate={"n_per_label": 25, "max_new_tokens": 24, "label_filter": "none", "min_words": 1},
+        )
+        subprocess.run(
+            [sys.executable, "-m", "distill.cli", "prompts", "--task-dir", str(toy_task), "--out", "prompts.jsonl"],
+            cwd=d,
+            check=True,
+            capture_output=True,
+        )
         runs[name] = d
 
     killed, cache = runs["killed"], runs["killed"] / ".cache" / "llm.sqlite"

@@ -1,5 +1,6 @@
 """seq2seq tasks (SVAMP): the spec, prompts and answer reading (pure), the causal-LM student (tiny random Llama), and
 every stage of zerogen / gold / labelled on a word-problem task with the fake LLM."""
+
 from __future__ import annotations
 
 import json
@@ -53,17 +54,49 @@ def test_written_forms_and_answers():
 
 
 def test_generated_examples_are_parsed_and_checked():
-    ok, why = seq2seq.parse_generated(SVAMP, " Ann has 3 pens and buys 4 more. How many?\nEquation: 3 x 4\nAnswer: 12\n\nProblem: x")
-    assert why == "ok" and ok == {"input": "Ann has 3 pens and buys 4 more. How many?", "equation": "3 * 4", "target": "12"}
-    assert seq2seq.parse_generated(SVAMP, " Ann has 3 pens and 4 more?\nEquation: 3 + 4\nAnswer: 8")[1] == "answer_disagrees_with_equation"
-    assert seq2seq.parse_generated(SVAMP, " Ann has 3 pens and 4 more?\nEquation: __import__('os')\nAnswer: 8")[1] == "equation_not_arithmetic"
-    reqs = seq2seq.build_requests(SVAMP, 6, [ROW, {**ROW, "input": "other"}], 2, 0, "t", feedback=[{**ROW, "input": "fb"}],
-                                  feedback_ratio=1.0, block="val", extra=seq2seq.VAL_INSTRUCTION)
+    ok, why = seq2seq.parse_generated(
+        SVAMP, " Ann has 3 pens and buys 4 more. How many?\nEquation: 3 x 4\nAnswer: 12\n\nProblem: x"
+    )
+    assert why == "ok" and ok == {
+        "input": "Ann has 3 pens and buys 4 more. How many?",
+        "equation": "3 * 4",
+        "target": "12",
+    }
+    assert (
+        seq2seq.parse_generated(SVAMP, " Ann has 3 pens and 4 more?\nEquation: 3 + 4\nAnswer: 8")[1]
+        == "answer_disagrees_with_equation"
+    )
+    assert (
+        seq2seq.parse_generated(SVAMP, " Ann has 3 pens and 4 more?\nEquation: __import__('os')\nAnswer: 8")[1]
+        == "equation_not_arithmetic"
+    )
+    reqs = seq2seq.build_requests(
+        SVAMP,
+        6,
+        [ROW, {**ROW, "input": "other"}],
+        2,
+        0,
+        "t",
+        feedback=[{**ROW, "input": "fb"}],
+        feedback_ratio=1.0,
+        block="val",
+        extra=seq2seq.VAL_INSTRUCTION,
+    )
     assert len(reqs) == 6 and len({r["id"] for r in reqs}) == 6 and all(r["block"] == "val" for r in reqs)
     text = reqs[0]["messages"][0][1]
     assert "Problem: fb" in text and seq2seq.VAL_INSTRUCTION in text and reqs[0]["prefix"] == "Problem:"
-    assert reqs == seq2seq.build_requests(SVAMP, 6, [ROW, {**ROW, "input": "other"}], 2, 0, "t", feedback=[{**ROW, "input": "fb"}],
-                                          feedback_ratio=1.0, block="val", extra=seq2seq.VAL_INSTRUCTION)
+    assert reqs == seq2seq.build_requests(
+        SVAMP,
+        6,
+        [ROW, {**ROW, "input": "other"}],
+        2,
+        0,
+        "t",
+        feedback=[{**ROW, "input": "fb"}],
+        feedback_ratio=1.0,
+        block="val",
+        extra=seq2seq.VAL_INSTRUCTION,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -99,13 +132,19 @@ def test_generator_trains_saves_and_loads(tiny_llm, tmp_path):
     from distill.students import student_config, train_student
     from distill.students.model import load_student
 
-    rows = [{**ROW, "input": f"Ann has {a} pens and buys {b} more ?", "target": str(a + b), "equation": f"( {a} + {b} )"}
-            for a, b in [(3, 4), (10, 2), (5, 5), (7, 1)]]
+    rows = [
+        {**ROW, "input": f"Ann has {a} pens and buys {b} more ?", "target": str(a + b), "equation": f"( {a} + {b} )"}
+        for a, b in [(3, 4), (10, 2), (5, 5), (7, 1)]
+    ]
     # the causal LM's settings (train.lm_*), as every stage resolves them for a seq2seq task
-    cfg = student_config(TrainParams(lm_model=str(tiny_llm), epochs=3, lm_batch_size=2, lm_lr=1e-3, lm_max_length=64), SVAMP)
+    cfg = student_config(
+        TrainParams(lm_model=str(tiny_llm), epochs=3, lm_batch_size=2, lm_lr=1e-3, lm_max_length=64), SVAMP
+    )
     assert (cfg.batch_size, cfg.lr) == (2, 1e-3)
     student, history = train_student(rows, [], ["input"], cfg, 0, spec=SVAMP, select_rows=rows[:2])
-    assert len(history) == 3 and history[-1]["train_loss"] < history[0]["train_loss"] and "select_accuracy" in history[0]
+    assert (
+        len(history) == 3 and history[-1]["train_loss"] < history[0]["train_loss"] and "select_accuracy" in history[0]
+    )
     student.save_pretrained(tmp_path / "s")
     again = load_student(tmp_path / "s")
     assert again.generative and again.write(rows[:2]) == student.write(rows[:2])
@@ -130,16 +169,36 @@ def test_seq2seq_stages_with_the_fake_llm(tmp_path, tiny_llm, fake_backend, monk
     task = str(make_toy_seq2seq(tmp_path))
     monkeypatch.chdir(tmp_path)
     for method in ("zerogen", "gold"):
-        params = Params.model_validate(yaml.safe_load(write_params(
-            tmp_path / "params.yaml", task="sums", method=method, generate={"n_per_label": 10},
-            train={"lm_model": str(tiny_llm), "epochs": 1, "lm_batch_size": 4, "lm_max_length": 64},
-            gold={"iterations": [{"i": 1, "prev": 0}], "train_per_iter": 6, "val_per_iter": 4, "refresh_epochs": 1},
-            evaluate={"teacher_max_examples": 6}).read_text()))
+        params = Params.model_validate(
+            yaml.safe_load(
+                write_params(
+                    tmp_path / "params.yaml",
+                    task="sums",
+                    method=method,
+                    generate={"n_per_label": 10},
+                    train={"lm_model": str(tiny_llm), "epochs": 1, "lm_batch_size": 4, "lm_max_length": 64},
+                    gold={
+                        "iterations": [{"i": 1, "prev": 0}],
+                        "train_per_iter": 6,
+                        "val_per_iter": 4,
+                        "refresh_epochs": 1,
+                    },
+                    evaluate={"teacher_max_examples": 6},
+                ).read_text()
+            )
+        )
         prompts.run(params, task, "w/prompts.jsonl")
         generate.run(params, task, "w/prompts.jsonl", "w/generated.jsonl", "m/generate.json")
         gold_start.run("g/iter_0")
         gold.iterate(params, task, 1, "g/iter_0", "g/iter_1", "m/g1.json")
-        assemble.run(params, task, {"zerogen": "w/generated.jsonl", "gold": "g", "llkd": "w/pseudo.jsonl", "s3": "s"}, "w/train.jsonl", "m/data.json", "p.tsv")
+        assemble.run(
+            params,
+            task,
+            {"zerogen": "w/generated.jsonl", "gold": "g", "llkd": "w/pseudo.jsonl", "s3": "s"},
+            "w/train.jsonl",
+            "m/data.json",
+            "p.tsv",
+        )
         train.run(params, task, "w/train.jsonl", "models/student", "m/train.json")
         evaluate.run(params, task, "models/student", "m/metrics.json", "p/confusion.json")
         metrics = json.loads((tmp_path / "m/metrics.json").read_text())
@@ -179,9 +238,17 @@ def test_llkd_pseudo_solves_with_votes_and_selects_online(tmp_path, tiny_llm, fa
 
     task = str(make_toy_seq2seq(tmp_path))
     monkeypatch.chdir(tmp_path)
-    params = Params.model_validate(yaml.safe_load(write_params(
-        tmp_path / "params.yaml", task="sums", method="llkd", llkd={"pool_size": 8, "votes": 4},
-        train={"lm_model": str(tiny_llm), "epochs": 2, "lm_batch_size": 4, "lm_max_length": 64}).read_text()))
+    params = Params.model_validate(
+        yaml.safe_load(
+            write_params(
+                tmp_path / "params.yaml",
+                task="sums",
+                method="llkd",
+                llkd={"pool_size": 8, "votes": 4},
+                train={"lm_model": str(tiny_llm), "epochs": 2, "lm_batch_size": 4, "lm_max_length": 64},
+            ).read_text()
+        )
+    )
     llkd.run(params, task, "w/pseudo.jsonl", "m/llkd.json")
     m = json.loads((tmp_path / "m/llkd.json").read_text())
     assert m["pool"] == 8 and m["pseudo_labelled"] == 8 and m["unanswered"] == 0 and fake_backend.calls == 32
@@ -192,7 +259,14 @@ def test_llkd_pseudo_solves_with_votes_and_selects_online(tmp_path, tiny_llm, fa
         a, b = (int(x) for x in re.findall(r"\d+", r["input"])[:2])
         assert str(eval(r["equation"])) == r["target"]  # noqa: S307 (test data)
         assert r["target"] in (str(a + b), str(a + b + 1))  # the fake's two answers; the majority holds >= 2 of 4 votes
-    assemble.run(params, task, {"zerogen": "w/generated.jsonl", "gold": "g", "llkd": "w/pseudo.jsonl", "s3": "s"}, "w/train.jsonl", "m/data.json", "p.tsv")
+    assemble.run(
+        params,
+        task,
+        {"zerogen": "w/generated.jsonl", "gold": "g", "llkd": "w/pseudo.jsonl", "s3": "s"},
+        "w/train.jsonl",
+        "m/data.json",
+        "p.tsv",
+    )
     train.run(params, task, "w/train.jsonl", "models/student", "m/train.json")
     history = json.loads((tmp_path / "m/train.json").read_text())
     assert 0 < history["selected_fraction"] <= 1 and "tau_teacher.0" in history, history
@@ -218,9 +292,22 @@ def test_s3_extrapolates_worked_problems_from_the_students_errors(tmp_path, tiny
 
     task = str(make_toy_seq2seq(tmp_path))
     monkeypatch.chdir(tmp_path)
-    params = Params.model_validate(yaml.safe_load(write_params(
-        tmp_path / "params.yaml", task="sums", method="s3", train={"lm_model": str(tiny_llm), "epochs": 1, "lm_max_length": 64},
-        s3={"rounds": [{"i": 1, "prev": 0}], "seed_per_label": 6, "max_extrapolations": 5, "error_fraction": 0.9}).read_text()))
+    params = Params.model_validate(
+        yaml.safe_load(
+            write_params(
+                tmp_path / "params.yaml",
+                task="sums",
+                method="s3",
+                train={"lm_model": str(tiny_llm), "epochs": 1, "lm_max_length": 64},
+                s3={
+                    "rounds": [{"i": 1, "prev": 0}],
+                    "seed_per_label": 6,
+                    "max_extrapolations": 5,
+                    "error_fraction": 0.9,
+                },
+            ).read_text()
+        )
+    )
     s3.seed(params, task, "s/round_0", "m/s0.json")
     seed = json.loads((tmp_path / "m/s0.json").read_text())
     assert seed["requested"] == 6 and 0 < seed["added"] <= 6

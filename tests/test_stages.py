@@ -1,4 +1,5 @@
 """The stages chained on a fake LLM and a tiny student, then registered in a real MLflow (sqlite)."""
+
 import json
 import subprocess
 import sys
@@ -17,12 +18,16 @@ from distill.methods.zerogen import prompts
 @pytest.fixture
 def params(tmp_path, tiny_student, monkeypatch):
     monkeypatch.chdir(tmp_path)  # .cache/ and mlflow.db land in the scratch folder
-    return load_params(write_params(
-        tmp_path / "params.yaml", task="toy", method="zerogen",  # each test picks its method; stages get it resolved
-        generate={"n_per_label": 12, "min_words": 3},
-        train={"model": str(tiny_student), "epochs": 3, "lr": 1e-3, "batch_size": 8, "min_steps": 0},
-        evaluate={"teacher_max_examples": 10},
-    ))
+    return load_params(
+        write_params(
+            tmp_path / "params.yaml",
+            task="toy",
+            method="zerogen",  # each test picks its method; stages get it resolved
+            generate={"n_per_label": 12, "min_words": 3},
+            train={"model": str(tiny_student), "epochs": 3, "lr": 1e-3, "batch_size": 8, "min_steps": 0},
+            evaluate={"teacher_max_examples": 10},
+        )
+    )
 
 
 def test_pipeline_on_fake_llm(params, toy_task, fake_backend, tmp_path):
@@ -53,7 +58,9 @@ def test_pipeline_on_fake_llm(params, toy_task, fake_backend, tmp_path):
     confusion = json.loads((tmp_path / "plots/confusion.json").read_text())
     assert len(confusion) == 40 and set(confusion[0]) == {"actual", "predicted"}
 
-    register.run(params, "w/generated.jsonl", "models/student", ["m/metrics.json", "m/generate.json"], "w/registered.json")
+    register.run(
+        params, "w/generated.jsonl", "models/student", ["m/metrics.json", "m/generate.json"], "w/registered.json"
+    )
     first = json.loads((tmp_path / "w/registered.json").read_text())
     assert first["alias"] == "champion" and first["model_name"] == "distill-toy"
     register.run(params, "w/generated.jsonl", "models/student", ["m/metrics.json"], "w/registered.json")
@@ -71,7 +78,9 @@ def test_pipeline_on_fake_llm(params, toy_task, fake_backend, tmp_path):
     import pandas as pd
 
     model = mlflow.pyfunc.load_model("models:/distill-toy@champion")
-    pred = model.predict(pd.DataFrame({"text": ["a wonderful and great movie", "dull and awful"]}))  # the signature's columns
+    pred = model.predict(
+        pd.DataFrame({"text": ["a wonderful and great movie", "dull and awful"]})
+    )  # the signature's columns
     assert set(pred["label"]) <= {"negative", "positive"} and len(pred) == 2
 
 
@@ -87,9 +96,22 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(toy_task, tmp_path):
     assert not (tmp_path / "out").exists()
 
     (tmp_path / "params.yaml").write_text("task: toy\n")
-    (toy_task / "fewshot.jsonl").write_text('{"text": "fine", "label": "positive"}\n{"text": "bad", "label": "awful"}\n')
+    (toy_task / "fewshot.jsonl").write_text(
+        '{"text": "fine", "label": "positive"}\n{"text": "bad", "label": "awful"}\n'
+    )
     (tmp_path / "p.jsonl").write_text('{"id": "x", "label": "positive", "messages": [], "prefix": "", "seed": 1}\n')
-    r = cli("generate", "--task-dir", str(toy_task), "--prompts", "p.jsonl", "--out", "g.jsonl", "--metrics", "m.json", cwd=tmp_path)
+    r = cli(
+        "generate",
+        "--task-dir",
+        str(toy_task),
+        "--prompts",
+        "p.jsonl",
+        "--out",
+        "g.jsonl",
+        "--metrics",
+        "m.json",
+        cwd=tmp_path,
+    )
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "g.jsonl").exists() and not (tmp_path / "m.json").exists()
 
@@ -107,16 +129,27 @@ def test_every_command_has_help():
         assert out.exit_code == 0 and cmd.help and "--" in out.output
 
 
-
 def test_labelled_reference_uses_real_labels_only(tmp_path, toy_task, fake_backend, monkeypatch):
     from distill.stages import assemble
 
     monkeypatch.chdir(tmp_path)
-    params = load_params(write_params(tmp_path / "params.yaml", task="toy", method="labelled",
-                                      labelled={"splits": ["fewshot", "validation"]}))
-    assemble.run(params, str(toy_task), {"zerogen": "unused", "gold": "unused", "llkd": "unused", "s3": "unused"}, "w/train.jsonl", "m/data.json", "plots/it.tsv")
+    params = load_params(
+        write_params(
+            tmp_path / "params.yaml", task="toy", method="labelled", labelled={"splits": ["fewshot", "validation"]}
+        )
+    )
+    assemble.run(
+        params,
+        str(toy_task),
+        {"zerogen": "unused", "gold": "unused", "llkd": "unused", "s3": "unused"},
+        "w/train.jsonl",
+        "m/data.json",
+        "plots/it.tsv",
+    )
     rows = read_jsonl("w/train.jsonl")
-    assert len(rows) == 8 + 20 and {r["source"] for r in rows} == {"gold"} and fake_backend.calls == 0  # no fewshot twice
+    assert (
+        len(rows) == 8 + 20 and {r["source"] for r in rows} == {"gold"} and fake_backend.calls == 0
+    )  # no fewshot twice
 
 
 def test_fewshot_rows_join_with_their_weight_or_not_at_all(tmp_path, toy_task):
@@ -152,9 +185,20 @@ def test_runs_are_judged_on_validation_rows_their_data_never_used(params, toy_ta
     from distill.stages import assemble
 
     task = str(toy_task)
-    reference = params.model_copy(update={"method": "labelled", "labelled": params.labelled.model_copy(
-        update={"splits": ["fewshot", "validation"]})})
-    assemble.run(reference, task, {"zerogen": "-", "gold": "-", "llkd": "-", "s3": "-"}, "w/train.jsonl", "m/data.json", "plots/it.tsv")
+    reference = params.model_copy(
+        update={
+            "method": "labelled",
+            "labelled": params.labelled.model_copy(update={"splits": ["fewshot", "validation"]}),
+        }
+    )
+    assemble.run(
+        reference,
+        task,
+        {"zerogen": "-", "gold": "-", "llkd": "-", "s3": "-"},
+        "w/train.jsonl",
+        "m/data.json",
+        "plots/it.tsv",
+    )
     train.run(params, task, "w/train.jsonl", "models/student", "m/train.json")
     held_out = error_split(read_jsonl(toy_task / "validation.jsonl"), ["text"], params.s3.error_fraction)[1]
     judged = {}
@@ -162,10 +206,14 @@ def test_runs_are_judged_on_validation_rows_their_data_never_used(params, toy_ta
         evaluate.run(p, task, "models/student", f"m/{name}/metrics.json", "plots/confusion.json")
         judged[name] = json.loads((tmp_path / f"m/{name}/metrics.json").read_text())
     assert judged["zerogen"]["val_n"] == 20 and judged["s3"]["val_n"] == len(held_out) and 0 < len(held_out) < 20
-    assert judged["labelled"]["val_n"] == 0 and not any(k.startswith("val_") and k != "val_n" for k in judged["labelled"])
+    assert judged["labelled"]["val_n"] == 0 and not any(
+        k.startswith("val_") and k != "val_n" for k in judged["labelled"]
+    )
 
     register.run(reference, "w/train.jsonl", "models/student", ["m/labelled/metrics.json"], "w/registered.json")
-    assert json.loads((tmp_path / "w/registered.json").read_text())["alias"] == "challenger"  # no champion yet, still not one
+    assert (
+        json.loads((tmp_path / "w/registered.json").read_text())["alias"] == "challenger"
+    )  # no champion yet, still not one
     register.run(params, "w/train.jsonl", "models/student", ["m/zerogen/metrics.json"], "w/registered.json")
     champion = json.loads((tmp_path / "w/registered.json").read_text())
     assert champion["alias"] == "champion"
@@ -182,19 +230,46 @@ def test_summary_prints_both_accuracies_for_every_task_kind(tmp_path):
     base = {"student_accuracy": 0.75, "teacher_accuracy": 0.8, "n_test": 40, "teacher_n_test": 8}
     for name, metrics, f1 in [("cls", {**base, "student_macro_f1": 0.7}, "macro-F1 0.7000, "), ("seq", base, "")]:
         (tmp_path / f"{name}.json").write_text(json.dumps(metrics))
-        out = CliRunner().invoke(group, ["summary", "--metrics", str(tmp_path / f"{name}.json"), "--registered", str(tmp_path / "none.json")])
+        out = CliRunner().invoke(
+            group, ["summary", "--metrics", str(tmp_path / f"{name}.json"), "--registered", str(tmp_path / "none.json")]
+        )
         assert out.exit_code == 0, out.output
-        assert f"student test accuracy: 0.7500  ({f1}40 rows)" in out.output and "teacher test accuracy: 0.8000" in out.output
+        assert (
+            f"student test accuracy: 0.7500  ({f1}40 rows)" in out.output
+            and "teacher test accuracy: 0.8000" in out.output
+        )
         assert "method:" not in out.output and "registered:" not in out.output  # nothing registered
-    (tmp_path / "reg.json").write_text(json.dumps({"model_name": "distill-toy", "alias": "champion", "version": 2, "method": "llkd"}))
-    out = CliRunner().invoke(group, ["summary", "--metrics", str(tmp_path / "cls.json"), "--registered", str(tmp_path / "reg.json")])
-    assert "method: llkd" in out.output and "registered: models:/distill-toy@champion (version 2)" in out.output  # what auto became
+    (tmp_path / "reg.json").write_text(
+        json.dumps({"model_name": "distill-toy", "alias": "champion", "version": 2, "method": "llkd"})
+    )
+    out = CliRunner().invoke(
+        group, ["summary", "--metrics", str(tmp_path / "cls.json"), "--registered", str(tmp_path / "reg.json")]
+    )
+    assert (
+        "method: llkd" in out.output and "registered: models:/distill-toy@champion (version 2)" in out.output
+    )  # what auto became
     # student, labeller and teacher side by side, on the teacher's rows too where its sample is smaller
-    (tmp_path / "lab.json").write_text(json.dumps({**base, "student_accuracy_teacher_rows": 0.625, "labeller_accuracy": 0.875,
-                                                   "val_student_accuracy": 0.7, "val_labeller_accuracy": 0.9,
-                                                   "val_teacher_accuracy": 0.6, "val_n": 20, "val_teacher_n": 20}))
-    out = CliRunner().invoke(group, ["summary", "--metrics", str(tmp_path / "lab.json"), "--registered", str(tmp_path / "none.json")])
-    assert "  on the teacher's rows: 0.6250  (8 rows)" in out.output and "labeller test accuracy: 0.8750  (8 rows)" in out.output
+    (tmp_path / "lab.json").write_text(
+        json.dumps(
+            {
+                **base,
+                "student_accuracy_teacher_rows": 0.625,
+                "labeller_accuracy": 0.875,
+                "val_student_accuracy": 0.7,
+                "val_labeller_accuracy": 0.9,
+                "val_teacher_accuracy": 0.6,
+                "val_n": 20,
+                "val_teacher_n": 20,
+            }
+        )
+    )
+    out = CliRunner().invoke(
+        group, ["summary", "--metrics", str(tmp_path / "lab.json"), "--registered", str(tmp_path / "none.json")]
+    )
+    assert (
+        "  on the teacher's rows: 0.6250  (8 rows)" in out.output
+        and "labeller test accuracy: 0.8750  (8 rows)" in out.output
+    )
     assert "validation: student 0.7000, labeller 0.9000, teacher 0.6000" in out.output
 
 

@@ -1,4 +1,5 @@
 """The student (encoder + pooling + head), its two recipes and the pure helpers of the training loop."""
+
 import random
 
 import pytest
@@ -72,6 +73,7 @@ def test_length_grouped_batches_cover_every_row_once_and_cut_padding(n):
         assert sorted(i for b in batches for i in b) == list(range(n))  # every row once
         assert len(batches) == schedule(n, 32, 1, 0)[1]  # the step count the LR schedule was built for
         assert all(len(b) == 32 for b in batches[:-1])  # only the last batch is short
+
     def padded(batches):
         return sum(len(b) * max(lengths[i] for i in b) for b in batches)
 
@@ -86,8 +88,20 @@ def test_length_grouped_batches_cover_every_row_once_and_cut_padding(n):
 
 
 def test_row_length_counts_strings_but_id_and_source():
-    assert row_length({"id": "pool-12345", "text": "abcd", "label": "pos", "source": "pseudo", "round": 0,
-                       "meta": {"x": "long string ignored"}, "weight": 1.0}) == 7
+    assert (
+        row_length(
+            {
+                "id": "pool-12345",
+                "text": "abcd",
+                "label": "pos",
+                "source": "pseudo",
+                "round": 0,
+                "meta": {"x": "long string ignored"},
+                "weight": 1.0,
+            }
+        )
+        == 7
+    )
 
 
 def test_a_methods_own_epochs_are_the_whole_schedule(tiny_student):
@@ -137,7 +151,9 @@ def test_online_selection_trains_the_kept_rows_as_weights_would(tiny_student, tm
     assert torch.allclose(a.logits(test), b.logits(test), atol=1e-4)
     trained = calls[:6]  # 2 epochs x 3 batches; a fixed rule needs no pass without gradients
     assert all(grad for _, grad in trained) and max(n for n, _ in trained) < 16
-    assert 2 * len(chosen.fixed) <= sum(n for n, _ in trained) <= 2 * len(chosen.fixed) + 6  # + a weight-0 row per empty batch
+    assert (
+        2 * len(chosen.fixed) <= sum(n for n, _ in trained) <= 2 * len(chosen.fixed) + 6
+    )  # + a weight-0 row per empty batch
 
     # An entropy rule reads the batch's logits from a pass without gradients; the kept rows then train.
     kept: list[int] = []
@@ -159,9 +175,11 @@ def test_online_selection_trains_the_kept_rows_as_weights_would(tiny_student, tm
 def test_sharpen_and_targets():
     assert sharpen([0.25, 0.75], 1.0) == pytest.approx([0.25, 0.75])
     assert sharpen([0.25, 0.75], 0.5) == pytest.approx([0.1, 0.9])  # 1/16 : 9/16
-    assert sharpen([0.25, 0.75], 2.0)[1] == pytest.approx(3 ** 0.5 / (1 + 3 ** 0.5))
-    data = [{"label": "positive", "meta": {"teacher_probs": {"negative": 0.3, "positive": 0.7}}},
-            {"label": "negative"}]  # a real label: one-hot even when soft targets are asked for
+    assert sharpen([0.25, 0.75], 2.0)[1] == pytest.approx(3**0.5 / (1 + 3**0.5))
+    data = [
+        {"label": "positive", "meta": {"teacher_probs": {"negative": 0.3, "positive": 0.7}}},
+        {"label": "negative"},
+    ]  # a real label: one-hot even when soft targets are asked for
     soft = target_rows(data, LABELS, "soft", 1.0)
     assert torch.allclose(soft, torch.tensor([[0.3, 0.7], [1.0, 0.0]]))
     assert torch.equal(target_rows(data, LABELS, "hard", 1.0), torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
@@ -250,7 +268,10 @@ def test_split_zip_student_is_joined_and_unpacked_once(tmp_path, monkeypatch):
     home = tmp_path / "home"
     out = embedded.unpack_split_zip(list(parts), "model-x", home)
     assert out == home / "students" / "model-x" and (out / "config.json").read_text() == '{"model_type": "bert"}'
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == ["1_Pooling/config.json", "config.json"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "1_Pooling/config.json",
+        "config.json",
+    ]
     assert embedded.unpack_split_zip(list(parts), "model-x", home) == out and len(reads) == 3  # second call: no reads
 
 
@@ -258,7 +279,9 @@ def test_missing_student_package_is_one_clear_line(monkeypatch, tmp_path):
     from distill.io import DistillError
     from distill.students import embedded
 
-    with pytest.raises(DistillError, match=r"needs package no-such-distribution-xyz \(`pip install -e \.` installs it\)"):
+    with pytest.raises(
+        DistillError, match=r"needs package no-such-distribution-xyz \(`pip install -e \.` installs it\)"
+    ):
         embedded.part_file("no-such-distribution-xyz")
     monkeypatch.setattr(embedded, "MPNET_PARTS", ["no-such-distribution-xyz"])
     monkeypatch.setenv("DISTILL_HOME", str(tmp_path))  # not yet unpacked: the parts are read

@@ -7,7 +7,11 @@ from conftest import FakeBackend
 from distill.teachers.base import Decoding, GenRequest, ScoreRequest, Teacher
 from distill.teachers.cache import LLMCache
 
-REQS = [GenRequest(messages=(("user", f"Write a {lab} review."),), prefix='"', seed=i) for i in range(10) for lab in ("positive", "negative")]
+REQS = [
+    GenRequest(messages=(("user", f"Write a {lab} review."),), prefix='"', seed=i)
+    for i in range(10)
+    for lab in ("positive", "negative")
+]
 
 
 def test_cache_makes_reruns_free(tmp_path):
@@ -26,9 +30,13 @@ def test_a_cached_rerun_reports_the_cost_of_its_data(tmp_path):
     """`dvc repro -f` of a cached stage: no call this run, but the data's first-run cost is still reported."""
     from distill.teachers.base import Budget
 
-    first = Teacher(FakeBackend(), LLMCache(tmp_path / "c.sqlite"), progress=False, budget=Budget(price_per_1k_completion=1.0))
+    first = Teacher(
+        FakeBackend(), LLMCache(tmp_path / "c.sqlite"), progress=False, budget=Budget(price_per_1k_completion=1.0)
+    )
     first.generate(REQS, Decoding(), batch_size=4)
-    again = Teacher(FakeBackend(), LLMCache(tmp_path / "c.sqlite"), progress=False, budget=Budget(price_per_1k_completion=1.0))
+    again = Teacher(
+        FakeBackend(), LLMCache(tmp_path / "c.sqlite"), progress=False, budget=Budget(price_per_1k_completion=1.0)
+    )
     again.generate(REQS, Decoding(), batch_size=4)
     a, b = first.stats.as_dict(), again.stats.as_dict()
     assert a["calls"] == 20 and b["calls"] == 0 and b["completion_tokens"] == 0 and b["cache_hits"] == 20
@@ -45,7 +53,9 @@ def test_killed_run_resumes_without_repeating_calls(tmp_path):
     t = Teacher(resumed, LLMCache(tmp_path / "c.sqlite"), progress=False)
     out = t.generate(REQS, Decoding(), batch_size=4)
     assert t.stats.cache_hits == 8 and resumed.calls == 12  # only the unfinished batches are asked again
-    clean = Teacher(FakeBackend(), LLMCache(tmp_path / "clean.sqlite"), progress=False).generate(REQS, Decoding(), batch_size=4)
+    clean = Teacher(FakeBackend(), LLMCache(tmp_path / "clean.sqlite"), progress=False).generate(
+        REQS, Decoding(), batch_size=4
+    )
     assert out == clean
 
 
@@ -59,6 +69,7 @@ def test_score_cache(tmp_path):
 
 
 # ---- the real local backend on a tiny random model ---------------------------------------------------------
+
 
 def naive_scores(backend, req):
     """One full forward pass of prefix + text + option per option: the reference the fast path must match."""
@@ -77,8 +88,10 @@ def test_fast_scoring_matches_naive(tiny_llm):
 
     b = LocalBackend(str(tiny_llm))
     prefix = "Classify.\n\nReview: good\nSentiment: positive\n\n"
-    reqs = [ScoreRequest(prefix, f"Review: {t}\nSentiment:", (" negative", " positive", " Sci/Tech really"))
-            for t in ["fine", "a much longer text with many more tokens in it than the others", "meh !"]]
+    reqs = [
+        ScoreRequest(prefix, f"Review: {t}\nSentiment:", (" negative", " positive", " Sci/Tech really"))
+        for t in ["fine", "a much longer text with many more tokens in it than the others", "meh !"]
+    ]
     reqs.append(ScoreRequest("Other prefix.\n\n", "Review: x\nSentiment:", (" no", " yes")))
     fast = b.score(reqs)
     for req, got in zip(reqs, fast):
@@ -121,19 +134,25 @@ def test_unknown_teacher_model_is_one_line():
 
 # ---- accounting and budget ----------------------------------------------------------------------------------
 
+
 def test_max_calls_stops_cleanly_and_keeps_answers(tmp_path):
     from distill.io import DistillError
     from distill.teachers.base import Budget
 
     backend = FakeBackend()
     t = Teacher(backend, LLMCache(tmp_path / "c.sqlite"), progress=False, budget=Budget(max_calls=6))
-    with pytest.raises(DistillError, match=r"^teacher.max_calls: budget of 6 calls spent; 14 requests not asked\. Answers so far are cached"):
+    with pytest.raises(
+        DistillError,
+        match=r"^teacher.max_calls: budget of 6 calls spent; 14 requests not asked\. Answers so far are cached",
+    ):
         t.generate(REQS, Decoding(), batch_size=4)
     assert backend.calls == 6 and t.stats.calls == 6  # the last batch was cut to fit the budget exactly
     resumed = Teacher(FakeBackend(), LLMCache(tmp_path / "c.sqlite"), progress=False)
     out = resumed.generate(REQS, Decoding(), batch_size=4)
     assert resumed.stats.cache_hits == 6 and resumed.stats.calls == 14
-    assert out == Teacher(FakeBackend(), LLMCache(tmp_path / "clean.sqlite"), progress=False).generate(REQS, Decoding(), batch_size=4)
+    assert out == Teacher(FakeBackend(), LLMCache(tmp_path / "clean.sqlite"), progress=False).generate(
+        REQS, Decoding(), batch_size=4
+    )
 
 
 def test_cost_is_reported_and_max_cost_stops(tmp_path):
@@ -146,8 +165,12 @@ def test_cost_is_reported_and_max_cost_stops(tmp_path):
     d = t.stats.as_dict()
     assert d["cost"] == pytest.approx((d["prompt_tokens"] * 1.0 + d["completion_tokens"] * 2.0) / 1000)
     assert "cost" not in Teacher(FakeBackend(), LLMCache(tmp_path / "b.sqlite"), progress=False).stats.as_dict()
-    capped = Teacher(FakeBackend(), LLMCache(tmp_path / "c.sqlite"), progress=False,
-                     budget=Budget(max_cost=d["cost"] / 3, price_per_1k_prompt=1.0, price_per_1k_completion=2.0))
+    capped = Teacher(
+        FakeBackend(),
+        LLMCache(tmp_path / "c.sqlite"),
+        progress=False,
+        budget=Budget(max_cost=d["cost"] / 3, price_per_1k_prompt=1.0, price_per_1k_completion=2.0),
+    )
     with pytest.raises(DistillError, match=r"^teacher.max_cost: budget .* spent"):
         capped.generate(REQS, Decoding(), batch_size=4)
     assert 0 < capped.stats.calls < len(REQS) and LLMCache(tmp_path / "c.sqlite").count() == capped.stats.calls

@@ -1,4 +1,5 @@
 """The `distill` command: one thin sub-command per DVC stage. dvc.yaml calls these with its paths."""
+
 from __future__ import annotations
 
 import os
@@ -7,9 +8,15 @@ import sys
 import click
 
 # Offline and quiet by default: no hub lookups, no telemetry (a user can still override each one).
-for _k, _v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
-               "DO_NOT_TRACK": "true", "DVC_NO_ANALYTICS": "1", "TOKENIZERS_PARALLELISM": "false",
-               "TRANSFORMERS_VERBOSITY": "error"}.items():
+for _k, _v in {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "DVC_NO_ANALYTICS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "TRANSFORMERS_VERBOSITY": "error",
+}.items():
     os.environ.setdefault(_k, _v)
 
 from distill.cli_common import PARAMS, TASK  # noqa: E402 - after the environment defaults above
@@ -23,7 +30,9 @@ def cli() -> None:
     keep_freed_memory()  # every stage: large tensors' pages are reused instead of faulted in again (memory.py)
 
 
-@cli.command("check-task", help="Read and check every split of the task folder; write its resolved spec (task.yaml or inferred).")
+@cli.command(
+    "check-task", help="Read and check every split of the task folder; write its resolved spec (task.yaml or inferred)."
+)
 @PARAMS
 @TASK
 @click.option("--out", required=True, help="resolved task spec (YAML) to write")
@@ -39,8 +48,13 @@ def check_task(params_path, task_dir, out, metrics_out):
 @cli.command(help="Assemble the selected method's final training set and its per-iteration curve.")
 @PARAMS
 @TASK
-@click.option("--input", "inputs", multiple=True, metavar="METHOD=PATH",
-              help="a method's stage output (repeat for each method: dvc.yaml passes them all)")
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="METHOD=PATH",
+    help="a method's stage output (repeat for each method: dvc.yaml passes them all)",
+)
 @click.option("--out", required=True, help="training JSONL to write")
 @click.option("--metrics", "metrics_out", required=True, help="data metrics JSON to write")
 @click.option("--plot", "plot_out", required=True, help="per-iteration TSV to write")
@@ -91,8 +105,16 @@ def register(params_path, data_path, model_dir, metrics_paths, out, curve, histo
 
     from distill.config import load_params
 
-    stage.run(_params(params_path), data_path, model_dir, list(metrics_paths), out, curve, history,
-              written=load_params(params_path))
+    stage.run(
+        _params(params_path),
+        data_path,
+        model_dir,
+        list(metrics_paths),
+        out,
+        curve,
+        history,
+        written=load_params(params_path),
+    )
 
 
 @cli.command(help="Print the last pipeline's test accuracies and where to look next.")
@@ -116,28 +138,49 @@ def summary(metrics_path, registered):
         click.echo(f"labeller test accuracy: {m['labeller_accuracy']:.4f}  ({m['teacher_n_test']} rows)")
     click.echo(f"teacher test accuracy: {m['teacher_accuracy']:.4f}  (few-shot, {m['teacher_n_test']} rows)")
     if "val_labeller_accuracy" in m:
-        click.echo(f"validation: student {m['val_student_accuracy']:.4f}, labeller {m['val_labeller_accuracy']:.4f}, "
-                   f"teacher {m['val_teacher_accuracy']:.4f}  ({m['val_n']} rows; the labeller and teacher on "
-                   f"{m['val_teacher_n']})")
+        click.echo(
+            f"validation: student {m['val_student_accuracy']:.4f}, labeller {m['val_labeller_accuracy']:.4f}, "
+            f"teacher {m['val_teacher_accuracy']:.4f}  ({m['val_n']} rows; the labeller and teacher on "
+            f"{m['val_teacher_n']})"
+        )
     if r:
         click.echo(f"registered: models:/{r['model_name']}@{r['alias']} (version {r['version']})")
     click.echo("compare experiments:  dvc exp show")
     click.echo("browse runs:          mlflow ui --backend-store-uri sqlite:///mlflow.db")
 
 
-
-@cli.command(help="Compare methods across tasks and seeds: one named `dvc exp run --queue` per combination, run by "
-             "`dvc queue start -j N`, watched, then reports/compare.md (table), compare.png (bars) and compare.json.")
+@cli.command(
+    help="Compare methods across tasks and seeds: one named `dvc exp run --queue` per combination, run by "
+    "`dvc queue start -j N`, watched, then reports/compare.md (table), compare.png (bars) and compare.json."
+)
 @PARAMS
 @click.option("--tasks", required=True, help="comma-separated task folders under data/tasks/, e.g. sst2,ag_news")
-@click.option("--methods", default="zerogen,gold,s3,llkd,setfit", show_default=True,
-              help="comma-separated methods; setfit = the reference: SetFit on the task's fewshot.jsonl alone, no teacher "
-              "(single-text tasks)")
-@click.option("--seeds", default="3", show_default=True, help="a count (3 = seeds 0,1,2) or a list (0,7,42; a single seed: 7,)")
-@click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(1), help="experiments run at once (dvc queue start -j)")
-@click.option("--set-param", "-S", "overrides", multiple=True, help="key=value applied to every run, as in dvc exp run -S")
-@click.option("--name", default=None, help="comparison name: experiment-name prefix and MLflow tag [default: cmp-<time>]; "
-              "the same name again resumes")
+@click.option(
+    "--methods",
+    default="zerogen,gold,s3,llkd,setfit",
+    show_default=True,
+    help="comma-separated methods; setfit = the reference: SetFit on the task's fewshot.jsonl alone, no teacher "
+    "(single-text tasks)",
+)
+@click.option(
+    "--seeds", default="3", show_default=True, help="a count (3 = seeds 0,1,2) or a list (0,7,42; a single seed: 7,)"
+)
+@click.option(
+    "--jobs",
+    "-j",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="experiments run at once (dvc queue start -j)",
+)
+@click.option(
+    "--set-param", "-S", "overrides", multiple=True, help="key=value applied to every run, as in dvc exp run -S"
+)
+@click.option(
+    "--name",
+    default=None,
+    help="comparison name: experiment-name prefix and MLflow tag [default: cmp-<time>]; the same name again resumes",
+)
 @click.option("--out", default="reports", show_default=True, help="folder for compare.md / .png / .json")
 @click.option("--poll", default=15.0, show_default=True, help="seconds between progress checks")
 @click.option("--no-wait", is_flag=True, help="queue and start, then return (run again with the same --name to report)")
@@ -148,20 +191,33 @@ def compare(params_path, tasks, methods, seeds, jobs, overrides, name, out, poll
     from distill import compare as cmp
 
     comparison = cmp.Comparison(
-        root=Path.cwd(), name=name or time.strftime("cmp-%Y%m%d-%H%M%S"), tasks=cmp.parse_list(tasks, "--tasks"),
-        methods=cmp.parse_list(methods, "--methods"), seeds=cmp.parse_seeds(seeds), overrides=cmp.parse_overrides(overrides),
-        jobs=jobs, out=Path(out), command=" ".join(["distill", *sys.argv[1:]]), log=click.echo)
+        root=Path.cwd(),
+        name=name or time.strftime("cmp-%Y%m%d-%H%M%S"),
+        tasks=cmp.parse_list(tasks, "--tasks"),
+        methods=cmp.parse_list(methods, "--methods"),
+        seeds=cmp.parse_seeds(seeds),
+        overrides=cmp.parse_overrides(overrides),
+        jobs=jobs,
+        out=Path(out),
+        command=" ".join(["distill", *sys.argv[1:]]),
+        log=click.echo,
+    )
     runs = cmp.run(comparison, Path(params_path), poll, wait=not no_wait)
     failed = [r for r in runs or [] if r["state"] != "success"]
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(runs)} runs failed (listed in {Path(out) / 'compare.md'})")
 
 
-@cli.command("add-task", help="Copy a task folder (test/validation/fewshot/unlabeled JSONL) into data/tasks/<name>/, "
-             "checked row by row, with a task.yaml to edit (inferred when the folder has none). Then: dvc exp run -S task=<name>")
+@cli.command(
+    "add-task",
+    help="Copy a task folder (test/validation/fewshot/unlabeled JSONL) into data/tasks/<name>/, "
+    "checked row by row, with a task.yaml to edit (inferred when the folder has none). Then: dvc exp run -S task=<name>",
+)
 @click.argument("src")
 @click.option("--name", default=None, help="task name [default: the folder's name]")
-@click.option("--dest", default="data/tasks", show_default=True, help="where task folders live (dvc.yaml reads data/tasks/<task>)")
+@click.option(
+    "--dest", default="data/tasks", show_default=True, help="where task folders live (dvc.yaml reads data/tasks/<task>)"
+)
 @click.option("--force", is_flag=True, help="replace an existing task folder of that name")
 def add_task(src, name, dest, force):
     from distill.tasks import add_task as run
@@ -171,24 +227,50 @@ def add_task(src, name, dest, force):
 
 
 @cli.command(help="Serve a local teacher over the OpenAI API (for teacher.backend: openai). Loopback only by default.")
-@click.option("--model", default="smollm2-135m-instruct", show_default=True, help="embedded model name, .gguf file or model folder")
+@click.option(
+    "--model",
+    default="smollm2-135m-instruct",
+    show_default=True,
+    help="embedded model name, .gguf file or model folder",
+)
 @click.option("--name", default=None, help="model name clients ask for (teacher.model) [default: --model]")
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--batch-window-ms", default=5.0, show_default=True, help="how long concurrent requests are collected into one forward pass")
+@click.option(
+    "--batch-window-ms",
+    default=5.0,
+    show_default=True,
+    help="how long concurrent requests are collected into one forward pass",
+)
 @click.option("--max-batch", default=32, show_default=True, type=int, help="rows per forward pass at most")
-@click.option("--max-tokens", default=4096, show_default=True, type=click.IntRange(1), help="largest max_tokens a request may ask (400 above it)")
+@click.option(
+    "--max-tokens",
+    default=4096,
+    show_default=True,
+    type=click.IntRange(1),
+    help="largest max_tokens a request may ask (400 above it)",
+)
 @click.option("--device", default="auto", show_default=True, help="auto (the GPU when torch sees one) | cpu | cuda[:N]")
-@click.option("--dtype", default="auto", show_default=True, type=click.Choice(["auto", "float32", "bfloat16", "float16"]))
-@click.option("--request-timeout", default=300.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="seconds a request may take, waiting included (504 after)")
+@click.option(
+    "--dtype", default="auto", show_default=True, type=click.Choice(["auto", "float32", "bfloat16", "float16"])
+)
+@click.option(
+    "--request-timeout",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="seconds a request may take, waiting included (504 after)",
+)
 def serve(model, name, host, port, batch_window_ms, max_batch, max_tokens, device, dtype, request_timeout):
     from distill.teachers.serve import serve as run
 
     run(model, name, host, port, batch_window_ms, max_batch, max_tokens, device, dtype, request_timeout)
 
-@cli.command(help="Print the validated params; with --resolved, the config a run of this task really uses (method "
-             "`auto` made concrete, the method's and the task kind's training settings), as MLflow logs it.")
+
+@cli.command(
+    help="Print the validated params; with --resolved, the config a run of this task really uses (method "
+    "`auto` made concrete, the method's and the task kind's training settings), as MLflow logs it."
+)
 @PARAMS
 @click.option("--task-dir", default=None, help="task folder (default: data/tasks/<task>)")
 @click.option("--resolved", is_flag=True, help="apply every override the run applies; changed keys get a comment")
@@ -203,7 +285,9 @@ def config(params_path, task_dir, resolved):
     params, notes = written, {}
     if resolved:
         params = _params(params_path, task_dir)
-        params = resolved_params(params, load_task(task_dir or os.path.join("data", "tasks", params.task), quiet=True).spec)
+        params = resolved_params(
+            params, load_task(task_dir or os.path.join("data", "tasks", params.task), quiet=True).spec
+        )
         notes = changed(written, params)
     lines = yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False).splitlines()
     click.echo("\n".join(_annotate(lines, notes)))

@@ -7,7 +7,9 @@ import os
 
 import click
 
-PARAMS = click.option("--params", "params_path", default="params.yaml", show_default=True, help="params file (validated)")
+PARAMS = click.option(
+    "--params", "params_path", default="params.yaml", show_default=True, help="params file (validated)"
+)
 TASK = click.option("--task-dir", required=True, help="task folder: task.yaml + JSONL splits")
 METRICS = click.option("--metrics", "metrics_out", required=True, help="stage metrics JSON to write")
 

@@ -9,6 +9,7 @@ teacher runs in bfloat16 where the CPU has bf16 instructions (AVX512-BF16 or AMX
 where bf16 matmuls are emulated and slower; the student trains in float32 on any CPU. Pure functions: the choice
 is unit-tested without a GPU.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,8 +44,10 @@ def resolve_device(choice: str, field: str, has_cuda: bool | None = None) -> str
     if choice == "auto":
         return "cuda" if has_cuda else "cpu"
     if choice.startswith("cuda") and not has_cuda:
-        raise DistillError(f"{field}: {choice} asked, but torch sees no GPU (torch {torch.__version__}; a CPU build, "
-                           "or no driver): use auto or cpu, or install a CUDA build of torch (README 'Bigger runs')")
+        raise DistillError(
+            f"{field}: {choice} asked, but torch sees no GPU (torch {torch.__version__}; a CPU build, "
+            "or no driver): use auto or cpu, or install a CUDA build of torch (README 'Bigger runs')"
+        )
     return choice
 
 

@@ -4,6 +4,7 @@ imports the other.
 
 Sign: lower = in-distribution (confident), higher = more out-of-distribution.
 """
+
 from __future__ import annotations
 
 import torch
@@ -14,7 +15,9 @@ def energy(logits: torch.Tensor, T: float = 1.0) -> torch.Tensor:
     return -T * torch.logsumexp(logits / T, dim=-1)
 
 
-def sequence_energy(logits: torch.Tensor, target_mask: torch.Tensor, include_pad: bool = True, T: float = 1.0) -> torch.Tensor:
+def sequence_energy(
+    logits: torch.Tensor, target_mask: torch.Tensor, include_pad: bool = True, T: float = 1.0
+) -> torch.Tensor:
     """Token-level energy of a generated target under teacher forcing (methods.md §2.6), one value per sequence.
 
     logits [N, L, V] at the L target positions, target_mask [N, L] (1 = a real target token, 0 = padding).

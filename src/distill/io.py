@@ -3,6 +3,7 @@
 Every stage writes through these helpers so that a killed or failing stage never leaves a
 half-written output that DVC or the next stage could mistake for a result.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -74,13 +75,22 @@ def _line_too_long(f, head: bytes, path: Path, lineno: int, limit: int) -> Disti
             n += len(chunk) - 1
             break
         n += len(chunk)
-    return DistillError(f"{path}:{lineno}: line is {n} bytes, over the {limit}-byte limit (one line holds one "
-                        "example: is a whole file on one line?)")
+    return DistillError(
+        f"{path}:{lineno}: line is {n} bytes, over the {limit}-byte limit (one line holds one "
+        "example: is a whole file on one line?)"
+    )
 
 
 # what a JSON value is, in words, for errors (`expected a JSON object, got a list`)
-JSON_TYPES = {bool: "true/false", int: "a number", float: "a number", str: "text", list: "a list", dict: "an object",
-              type(None): "null"}
+JSON_TYPES = {
+    bool: "true/false",
+    int: "a number",
+    float: "a number",
+    str: "text",
+    list: "a list",
+    dict: "an object",
+    type(None): "null",
+}
 
 
 def iter_lines(path: str | Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, str]]:
@@ -98,7 +108,9 @@ def iter_lines(path: str | Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterat
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise DistillError(f"{path}:{lineno}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
+                raise DistillError(
+                    f"{path}:{lineno}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
+                ) from None
             yield lineno, line.removeprefix("\ufeff") if lineno == 1 else line
 
 
@@ -116,8 +128,9 @@ def iter_jsonl(path: str | Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterat
         yield lineno, row
 
 
-def read_jsonl(path: str | Path, required: Iterable[str] = (),
-               max_line_bytes: int = MAX_LINE_BYTES) -> list[dict[str, Any]]:
+def read_jsonl(
+    path: str | Path, required: Iterable[str] = (), max_line_bytes: int = MAX_LINE_BYTES
+) -> list[dict[str, Any]]:
     """Read a JSON Lines file (iter_jsonl), each row with its `_line`; a `required` field must be non-empty text."""
     rows = []
     required = list(required)
@@ -275,7 +288,7 @@ def load_yaml_model(path: str | Path, model: type[M]) -> M:
     try:
         raw = yaml.load(read_text(path), Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as e:
-        where = ' '.join(str(e).split()).replace('in "<unicode string>", ', "")  # the path leads the line already
+        where = " ".join(str(e).split()).replace('in "<unicode string>", ', "")  # the path leads the line already
         raise DistillError(f"{path}: invalid YAML ({where})") from None
     try:
         return model.model_validate(raw)

@@ -5,6 +5,7 @@ Two rows are the same example when their text fields match with case, Unicode wi
 ignored: "Great film ." in test.jsonl and "great film." from the teacher are one text. Real splits that repeat a test
 row are reported (check_task); generated and pseudo-labelled copies are dropped from training (assemble).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,11 @@ def keys_of(spec: TaskSpec, test_rows: list[dict[str, Any]]) -> set[tuple[str, .
 def overlap_counts(spec: TaskSpec, splits: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
     """Rows of every other split that repeat a test row: {split: count}."""
     keys = keys_of(spec, splits["test"])
-    return {split: sum(text_key(spec.field_names, r) in keys for r in rows)
-            for split, rows in splits.items() if split != "test"}
+    return {
+        split: sum(text_key(spec.field_names, r) in keys for r in rows)
+        for split, rows in splits.items()
+        if split != "test"
+    }
 
 
 def duplicate_ids(rows: list[dict[str, Any]]) -> int:
@@ -54,17 +58,21 @@ def warnings(report: dict[str, int]) -> list[str]:
     lines = []
     overlap = [f"{n} {key.split('.', 1)[1]}" for key, n in report.items() if key.startswith("overlap.") and n]
     if overlap:
-        lines.append(f"{', '.join(overlap)} row(s) repeat a test.jsonl row (case and whitespace ignored): test scores "
-                     "can be inflated; assemble drops such rows from the training set")
-    dupes = [f"{n} in {key.split('.', 1)[1]}.jsonl" for key, n in report.items()
-             if key.startswith("duplicate_ids.") and n]
+        lines.append(
+            f"{', '.join(overlap)} row(s) repeat a test.jsonl row (case and whitespace ignored): test scores "
+            "can be inflated; assemble drops such rows from the training set"
+        )
+    dupes = [
+        f"{n} in {key.split('.', 1)[1]}.jsonl" for key, n in report.items() if key.startswith("duplicate_ids.") and n
+    ]
     if dupes:
         lines.append(f"repeated row ids ({', '.join(dupes)}): outputs name rows by id; give each row its own")
     return lines
 
 
-def drop_test_rows(spec: TaskSpec, rows: list[dict[str, Any]],
-                   test_rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+def drop_test_rows(
+    spec: TaskSpec, rows: list[dict[str, Any]], test_rows: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], int]:
     """`rows` without those that repeat a test row, and how many were dropped."""
     keys = keys_of(spec, test_rows)
     kept = [r for r in rows if text_key(spec.field_names, r) not in keys]

@@ -9,6 +9,7 @@ keeps those pages mapped and reused: 17 k page faults, no kernel time, bit-ident
 what the largest step needs; it is just not returned between steps. Users who set glibc's own MALLOC_* variables
 keep theirs.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -30,4 +31,6 @@ def keep_freed_memory(environ=os.environ) -> bool:
         libc.gnu_get_libc_version  # noqa: B018 - only glibc has it (and mallopt's parameter numbers)
     except (OSError, AttributeError):
         return False
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) and bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) and bool(
+        libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )

@@ -1,4 +1,5 @@
 """Classification metrics as pure functions (no sklearn needed for three numbers)."""
+
 from __future__ import annotations
 
 

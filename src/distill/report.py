@@ -5,6 +5,7 @@ One row per run in, one line per (task, method) out: mean ± std over seeds of t
 macro-F1, its validation accuracy (what to choose on), the teacher's few-shot accuracy, generated samples, the
 LLM tokens the training data cost, and wall time. Failed runs are listed with their error, never averaged.
 """
+
 from __future__ import annotations
 
 import re
@@ -38,9 +39,14 @@ def experiments(shown: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             executor = exp.get("executor") or {}
             data = rev.get("data") or {}
             state = executor.get("state") or ("failed" if rev.get("error") else "success")
-            entry = {"state": state, "params": ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {},
-                     "metrics": {f: v["data"] for f, v in (data.get("metrics") or {}).items() if isinstance(v, dict) and "data" in v},
-                     "log": (executor.get("local") or {}).get("log")}
+            entry = {
+                "state": state,
+                "params": ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {},
+                "metrics": {
+                    f: v["data"] for f, v in (data.get("metrics") or {}).items() if isinstance(v, dict) and "data" in v
+                },
+                "log": (executor.get("local") or {}).get("log"),
+            }
             if name and rank.get(state, 0) >= rank.get(out.get(name, {}).get("state"), 0):
                 out[name] = entry
     return out
@@ -54,17 +60,22 @@ def failure_reason(log: str, unsaid: str | None = None) -> str:
     theirs = [line for line in lines if line.startswith("ERROR:")]
     stage = re.search(r"failed to reproduce '([^']+)'", "\n".join(theirs))
     if ours:
-        return f"{stage.group(1)}: {ours[len('error:'):].strip()}" if stage else ours
+        return f"{stage.group(1)}: {ours[len('error:') :].strip()}" if stage else ours
     if theirs:
-        return theirs[-1][len("ERROR:"):].strip()
+        return theirs[-1][len("ERROR:") :].strip()
     tail = [line for line in lines if line]
     return unsaid or (tail[-1] if tail else "no log")
 
 
 def run_row(combo: Combo, exp: dict[str, Any], timing: dict[str, float]) -> dict[str, Any]:
     """One finished run as the report reads it."""
-    row: dict[str, Any] = {"name": combo.name, "task": combo.task, "method": combo.method, "seed": combo.seed,
-                           "state": exp["state"]}
+    row: dict[str, Any] = {
+        "name": combo.name,
+        "task": combo.task,
+        "method": combo.method,
+        "seed": combo.seed,
+        "state": exp["state"],
+    }
     if "start" in timing and "end" in timing:
         row["wall_min"] = (timing["end"] - timing["start"]) / 60
     metrics = exp["metrics"]
@@ -79,7 +90,9 @@ def run_row(combo: Combo, exp: dict[str, Any], timing: dict[str, float]) -> dict
     if exp["state"] == "failed":
         log = Path(exp["log"]) if exp.get("log") else None
         # given up by `watch`: its log's own error line if it has one, else why it was given up
-        orphaned = "DVC still listed it as queued or running, with no queue worker alive" if exp.get("orphaned") else None
+        orphaned = (
+            "DVC still listed it as queued or running, with no queue worker alive" if exp.get("orphaned") else None
+        )
         row["error"] = failure_reason(log.read_text(errors="replace"), orphaned) if log and log.is_file() else orphaned
     return row
 
@@ -100,21 +113,44 @@ def group(runs: Sequence[dict[str, Any]], tasks: Sequence[str], methods: Sequenc
     for task in tasks:
         for method in methods:
             mine = [r for r in runs if r["task"] == task and r["method"] == method]
-            out.append({"task": task, "method": method, "ok": [r for r in mine if r["state"] == "success"],
-                        "failed": [r for r in mine if r["state"] == "failed"], "total": len(mine)})
+            out.append(
+                {
+                    "task": task,
+                    "method": method,
+                    "ok": [r for r in mine if r["state"] == "success"],
+                    "failed": [r for r in mine if r["state"] == "failed"],
+                    "total": len(mine),
+                }
+            )
     return out
 
 
-def markdown(name: str, command: str, runs: Sequence[dict[str, Any]], tasks: Sequence[str], methods: Sequence[str],
-             champions: dict[str, str], show_cmd: str) -> str:
-    lines = [f"# Comparison `{name}`", "", f"Made by: `{command}`", "",
-             "Mean ± std over seeds (one value: one seed). Choose on validation accuracy; test accuracy is for "
-             "reporting. LLM tokens and teacher seconds: what producing the training data cost the teacher (counted "
-             "when first computed, also when served from the cache; the embedded teacher reports no tokens for "
-             "scoring, so LLKD's pseudo-labels show as seconds only); wall time as `distill compare` saw it.", ""]
+def markdown(
+    name: str,
+    command: str,
+    runs: Sequence[dict[str, Any]],
+    tasks: Sequence[str],
+    methods: Sequence[str],
+    champions: dict[str, str],
+    show_cmd: str,
+) -> str:
+    lines = [
+        f"# Comparison `{name}`",
+        "",
+        f"Made by: `{command}`",
+        "",
+        "Mean ± std over seeds (one value: one seed). Choose on validation accuracy; test accuracy is for "
+        "reporting. LLM tokens and teacher seconds: what producing the training data cost the teacher (counted "
+        "when first computed, also when served from the cache; the embedded teacher reports no tokens for "
+        "scoring, so LLKD's pseudo-labels show as seconds only); wall time as `distill compare` saw it.",
+        "",
+    ]
     if "setfit" in methods:
-        lines += ["`setfit` is the reference, what a user would do instead of distilling: SetFit on the task's "
-                  "fewshot.jsonl alone (its real labels, no teacher), the same student backbone.", ""]
+        lines += [
+            "`setfit` is the reference, what a user would do instead of distilling: SetFit on the task's "
+            "fewshot.jsonl alone (its real labels, no teacher), the same student backbone.",
+            "",
+        ]
     lines.append("| task | method | runs | " + " | ".join(c[0] for c in COLUMNS) + " |")
     lines.append("|" + "---|" * (3 + len(COLUMNS)))
     for g in group(runs, tasks, methods):
@@ -123,8 +159,10 @@ def markdown(name: str, command: str, runs: Sequence[dict[str, Any]], tasks: Seq
     failed = [r for r in runs if r["state"] == "failed"]
     if failed:
         lines += ["", "## Failed runs", ""]
-        lines += [f"- `{r['name']}` ({r['task']}, {r['method']}, seed {r['seed']}): {r.get('error') or 'no error line found'}"
-                  for r in failed]
+        lines += [
+            f"- `{r['name']}` ({r['task']}, {r['method']}, seed {r['seed']}): {r.get('error') or 'no error line found'}"
+            for r in failed
+        ]
     if champions:
         lines += ["", "## Registry", ""]
         lines += [f"- {task}: {text}" for task, text in champions.items()]
@@ -146,16 +184,30 @@ def plot(path: str | Path, runs: Sequence[dict[str, Any]], tasks: Sequence[str],
     for j, method in enumerate(methods):
         means, stds = [], []
         for task in tasks:
-            acc = [r["student_accuracy"] for g in groups if g["task"] == task and g["method"] == method for r in g["ok"]]
+            acc = [
+                r["student_accuracy"] for g in groups if g["task"] == task and g["method"] == method for r in g["ok"]
+            ]
             means.append(statistics.mean(acc) if acc else 0.0)
             stds.append(statistics.stdev(acc) if len(acc) > 1 else 0.0)
         xs = [i - 0.4 + width * (j + 0.5) for i in range(len(tasks))]
         ax.bar(xs, means, width, yerr=stds, capsize=3, label=method)
     for i, task in enumerate(tasks):
-        teacher = [r["teacher_accuracy"] for g in groups if g["task"] == task for r in g["ok"] if r.get("teacher_accuracy") is not None]
+        teacher = [
+            r["teacher_accuracy"]
+            for g in groups
+            if g["task"] == task
+            for r in g["ok"]
+            if r.get("teacher_accuracy") is not None
+        ]
         if teacher:
-            ax.hlines(statistics.mean(teacher), i - 0.42, i + 0.42, colors="black", linewidth=1.5,
-                      label="teacher (few-shot)" if i == 0 else None)
+            ax.hlines(
+                statistics.mean(teacher),
+                i - 0.42,
+                i + 0.42,
+                colors="black",
+                linewidth=1.5,
+                label="teacher (few-shot)" if i == 0 else None,
+            )
     ax.set_xticks(range(len(tasks)), tasks)
     ax.set_ylabel("student test accuracy")
     ax.set_ylim(0, 1)

@@ -7,6 +7,7 @@ params.yaml (so neither `dvc exp show` nor a later commit shows it) and the loos
 that nothing references (DVC's popped stash). Reachable objects are never touched: a key that was committed on
 purpose stays the user's business, and the message says so.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -14,6 +15,34 @@ import zlib
 from pathlib import Path
 
 from distill.io import atomic_path
+
+# Tokens that are also valid variable names (hf_..., ghp_..., gsk_...): refused as api_key_env, never echoed.
+KEY_PREFIXES = (
+    "hf_",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "gsk_",
+    "sk_",
+    "xai_",
+    "glpat_",
+    "akia",
+    "aiza",
+    "pplx_",
+    "r8_",
+)
+
+
+def looks_like_key(name: str) -> bool:
+    """A secret rather than a variable name: a known token prefix, or long and mixed-case with digits."""
+    lower = name.lower()
+    if lower.startswith(KEY_PREFIXES) and len(name) >= 16:
+        return True
+    mixed = any(c.islower() for c in name) and any(c.isupper() for c in name) and any(c.isdigit() for c in name)
+    return len(name) > 64 or (len(name) >= 24 and mixed)
 
 
 def scrub(params_path: str | Path, secret: str) -> str:
@@ -41,6 +70,7 @@ def scrub_git(params: Path, secret: bytes) -> tuple[int, int]:
     reaches them (as `git prune` decides, DVC's run-scoped executor refs aside). `params` is the scrubbed file:
     where the index holds its keyed version (DVC stages it for the run), the scrubbed one is staged instead.
     Outside a git repository: (0, 0)."""
+
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=params.parent, capture_output=True, text=True, timeout=120).stdout
 
@@ -49,8 +79,13 @@ def scrub_git(params: Path, secret: bytes) -> tuple[int, int]:
         if not git_dir:
             return 0, 0
         staged = git("ls-files", "--stage", "--", params.name).split()  # mode, blob, stage, path
-        if staged and secret in subprocess.run(["git", "cat-file", "blob", staged[1]], cwd=params.parent,
-                                               capture_output=True, timeout=60).stdout:
+        if (
+            staged
+            and secret
+            in subprocess.run(
+                ["git", "cat-file", "blob", staged[1]], cwd=params.parent, capture_output=True, timeout=60
+            ).stdout
+        ):
             git("add", "--", params.name)
         # What stays referenced: every ref and reflog and the index, except DVC's executor refs (refs/exps/exec/*:
         # EXEC_MERGE holds the stashed params.yaml while the stage runs; DVC deletes them when the run ends).

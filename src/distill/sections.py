@@ -2,6 +2,7 @@
 
 Below both config.py (the shared sections) and every method's own params model (methods/<name>/params.py).
 """
+
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -39,4 +40,6 @@ def check_chain(steps: list[Step], name: str) -> None:
     """DVC runs foreach items in no guaranteed order: each step names its predecessor, and they must chain."""
     for n, it in enumerate(steps, start=1):
         if (it.i, it.prev) != (n, n - 1):
-            raise ValueError(f"{name}[{n - 1}] must be {{i: {n}, prev: {n - 1}}} (each step builds on the previous one)")
+            raise ValueError(
+                f"{name}[{n - 1}] must be {{i: {n}, prev: {n - 1}}} (each step builds on the previous one)"
+            )

@@ -1,17 +1,28 @@
 """Library glue shared by every method: requests -> teacher samples -> cut, filtered, label-checked rows;
 and the teacher as a few-shot classifier. Stages call these; methods/ keeps the pure algorithms."""
+
 from __future__ import annotations
 
 from dataclasses import asdict
 from typing import Any
 
-from distill.prompting.fewshot import label_probs, named_probs, pick_demos, score_requests, scoring_prefix, teacher_probs, top_label
+from distill.prompting.fewshot import (
+    label_probs,
+    named_probs,
+    pick_demos,
+    score_requests,
+    scoring_prefix,
+    teacher_probs,
+    top_label,
+)
 from distill.prompting.generation import dedup_key, filter_samples, normalise
 from distill.tasks import TaskSpec
 from distill.teachers import Decoding, GenRequest, Teacher
 
 
-def classify(teacher: Teacher, spec: TaskSpec, rows: list[dict], fewshot: list[dict], tp, seed: int, desc: str = "score"):
+def classify(
+    teacher: Teacher, spec: TaskSpec, rows: list[dict], fewshot: list[dict], tp, seed: int, desc: str = "score"
+):
     """The teacher's label distribution for each row: (calibrated probs, raw probs), per tp.calibration."""
     prefix = scoring_prefix(spec, pick_demos(spec, fewshot, tp.shots_per_label, seed), tp.max_text_chars)
     scores = teacher.score(score_requests(spec, rows, prefix, tp.max_text_chars), tp.score_batch_size, desc=desc)
@@ -20,8 +31,12 @@ def classify(teacher: Teacher, spec: TaskSpec, rows: list[dict], fewshot: list[d
 
 def sample(teacher: Teacher, requests: list[dict[str, Any]], decoding: Decoding, batch_size: int, desc: str) -> list:
     """One sample per request row (its chat messages, answer prefix and seed)."""
-    return teacher.generate([GenRequest(messages=tuple(map(tuple, r["messages"])), prefix=r["prefix"], seed=r["seed"])
-                             for r in requests], decoding, batch_size, desc=desc)
+    return teacher.generate(
+        [GenRequest(messages=tuple(map(tuple, r["messages"])), prefix=r["prefix"], seed=r["seed"]) for r in requests],
+        decoding,
+        batch_size,
+        desc=desc,
+    )
 
 
 def decoding_of(g) -> Decoding:
@@ -29,8 +44,15 @@ def decoding_of(g) -> Decoding:
 
 
 def synthesize(
-    teacher: Teacher, spec: TaskSpec, params, requests: list[dict[str, Any]], fewshot: list[dict],
-    source: str = "llm_gen", round_: int = 0, seen: set[str] | None = None, desc: str = "generate",
+    teacher: Teacher,
+    spec: TaskSpec,
+    params,
+    requests: list[dict[str, Any]],
+    fewshot: list[dict],
+    source: str = "llm_gen",
+    round_: int = 0,
+    seen: set[str] | None = None,
+    desc: str = "generate",
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Sample one text per request, cut and filter it, check its label with the teacher (generate.label_filter).
 
@@ -46,11 +68,24 @@ def synthesize(
         s = {"id": r["id"], "label": r["label"], "source": source, "round": round_, "demos": r.get("demos", [])}
         if context_field:
             s[context_field] = r["context"]
-        s["meta"] = {"raw": a.text, "prompt_id": r["prompt_id"], "template_hash": r["template_hash"],
-                     "model": teacher.backend.model_id, "decoding": asdict(decoding), "finish": a.finish}
+        s["meta"] = {
+            "raw": a.text,
+            "prompt_id": r["prompt_id"],
+            "template_hash": r["template_hash"],
+            "model": teacher.backend.model_id,
+            "decoding": asdict(decoding),
+            "finish": a.finish,
+        }
         samples.append(s)
-    kept, counts = filter_samples(samples, spec.fields[-1].name, g.min_words, g.max_words, context_field, seen,
-                                  question=spec.fields[-1].form == "question")
+    kept, counts = filter_samples(
+        samples,
+        spec.fields[-1].name,
+        g.min_words,
+        g.max_words,
+        context_field,
+        seen,
+        question=spec.fields[-1].form == "question",
+    )
     counts = {f"rejected.{k}": v for k, v in counts.items()}
     counts["rejected.label_disagree"] = counts["relabelled"] = 0
 
@@ -69,13 +104,26 @@ def synthesize(
                 counts["relabelled"] += 1
             checked.append(s)
         kept = checked
-    rows = [{"id": s["id"], **{f: s[f] for f in spec.field_names}, **{k: s[k] for k in ("label", "source", "round", "meta")}} for s in kept]
+    rows = [
+        {
+            "id": s["id"],
+            **{f: s[f] for f in spec.field_names},
+            **{k: s[k] for k in ("label", "source", "round", "meta")},
+        }
+        for s in kept
+    ]
     return rows, counts
 
 
 def synthesize_examples(
-    teacher: Teacher, spec: TaskSpec, params, requests: list[dict[str, Any]], source: str = "llm_gen", round_: int = 0,
-    seen: set[str] | None = None, desc: str = "generate",
+    teacher: Teacher,
+    spec: TaskSpec,
+    params,
+    requests: list[dict[str, Any]],
+    source: str = "llm_gen",
+    round_: int = 0,
+    seen: set[str] | None = None,
+    desc: str = "generate",
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """seq2seq tasks: sample one (input, [equation,] answer) example per request and keep those that parse and check
     (methods/seq2seq.parse_generated: the equation evaluates safely and the answer is its value), are questions where
@@ -98,22 +146,53 @@ def synthesize_examples(
         if example is not None:
             words = len(example[field.name].split())
             key = dedup_key(example[field.name])  # as seen_keys makes them
-            why = ("too_short" if words < g.min_words else "too_long" if words > g.max_words
-                   else "not_question" if field.form == "question" and "?" not in example[field.name]
-                   else "copies_demo" if key in {normalise(d) for d in r.get("demos", ())}
-                   else "duplicate" if key in seen else "ok")
+            why = (
+                "too_short"
+                if words < g.min_words
+                else "too_long"
+                if words > g.max_words
+                else "not_question"
+                if field.form == "question" and "?" not in example[field.name]
+                else "copies_demo"
+                if key in {normalise(d) for d in r.get("demos", ())}
+                else "duplicate"
+                if key in seen
+                else "ok"
+            )
         if why != "ok":
             counts[f"rejected.{why}"] = counts.get(f"rejected.{why}", 0) + 1
             continue
         seen.add(key)
-        rows.append({"id": r["id"], **example, "source": source, "round": round_,
-                     "meta": {"raw": a.text, "prompt_id": r["prompt_id"], "template_hash": r["template_hash"],
-                              "model": teacher.backend.model_id, "decoding": asdict(decoding), "finish": a.finish}})
+        rows.append(
+            {
+                "id": r["id"],
+                **example,
+                "source": source,
+                "round": round_,
+                "meta": {
+                    "raw": a.text,
+                    "prompt_id": r["prompt_id"],
+                    "template_hash": r["template_hash"],
+                    "model": teacher.backend.model_id,
+                    "decoding": asdict(decoding),
+                    "finish": a.finish,
+                },
+            }
+        )
     return rows, counts
 
 
-def solutions(teacher: Teacher, spec: TaskSpec, rows: list[dict], fewshot: list[dict], tp, seed: int, votes: int = 1,
-              temperature: float = 0.0, desc: str = "solve") -> list[list[str]]:
+def solutions(
+    teacher: Teacher,
+    spec: TaskSpec,
+    rows: list[dict],
+    fewshot: list[dict],
+    tp,
+    seed: int,
+    votes: int = 1,
+    temperature: float = 0.0,
+    desc: str = "solve",
+) -> list[list[str]]:
     """seq2seq tasks: the teacher's worked solutions of each row, few-shot (`shots_per_label` worked demos), as written
     (answer prefix included): one greedy solution, or `votes` samples at `temperature` (LLKD's self-consistency)."""
     import random
@@ -131,7 +210,9 @@ def solutions(teacher: Teacher, spec: TaskSpec, rows: list[dict], fewshot: list[
     return [texts[i : i + votes] for i in range(0, len(texts), votes)]
 
 
-def solve(teacher: Teacher, spec: TaskSpec, rows: list[dict], fewshot: list[dict], tp, seed: int, desc: str = "solve") -> list[str]:
+def solve(
+    teacher: Teacher, spec: TaskSpec, rows: list[dict], fewshot: list[dict], tp, seed: int, desc: str = "solve"
+) -> list[str]:
     """seq2seq tasks: the teacher's greedy answer to each row, read and checked like the student's (seq2seq.answer_of)."""
     from distill.prompting.seq2seq import answer_of
 

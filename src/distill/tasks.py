@@ -4,6 +4,7 @@ Nothing here is specific to one dataset: any folder in this format works with no
 task.yaml the spec is inferred from the rows (and a DATASET.md card, if any): generic prompts, so a task.yaml
 with real label descriptions still does better.
 """
+
 from __future__ import annotations
 
 import re
@@ -27,7 +28,8 @@ class FieldSpec(_Strict):
     display: str = Field(description="how the field is introduced in prompts, e.g. Review, Premise")
     description: str = Field(description="what the field holds, in words the LLM reads, e.g. 'a movie review sentence'")
     form: Literal["any", "question"] = Field(
-        "any", description="question: every example is a question; generated texts without a question mark are dropped")
+        "any", description="question: every example is a question; generated texts without a question mark are dropped"
+    )
 
 
 class LabelSpec(_Strict):
@@ -48,28 +50,41 @@ class LabelSpec(_Strict):
 
 class TargetSpec(_Strict):
     """seq2seq tasks: what the student writes for each input."""
+
     name: str = Field("target", description="JSONL key of the answer, e.g. target")
     display: str = Field("Answer", description="how the answer line is introduced in prompts")
-    equation: str | None = Field(None, description="JSONL key of a worked arithmetic equation (SVAMP: equation), shown "
-                                 "in prompts, written by the student before its answer, checked by the safe evaluator")
-    check: Literal["numeric", "exact"] = Field("exact", description="answer check: numeric (5 == 5.0) or exact text match")
+    equation: str | None = Field(
+        None,
+        description="JSONL key of a worked arithmetic equation (SVAMP: equation), shown "
+        "in prompts, written by the student before its answer, checked by the safe evaluator",
+    )
+    check: Literal["numeric", "exact"] = Field(
+        "exact", description="answer check: numeric (5 == 5.0) or exact text match"
+    )
 
 
 class TaskSpec(_Strict):
     name: str = Field("", description="task name (default: the folder name)")
     kind: Literal["single", "pair", "seq2seq"] = Field(
-        description="single: one text field; pair: two (premise, hypothesis); seq2seq: an input and a written target")
+        description="single: one text field; pair: two (premise, hypothesis); seq2seq: an input and a written target"
+    )
     instruction: str = Field(description="one line that opens every classification (scoring) prompt")
     answer_name: str = Field("Label", description="what the answer line is called in scoring prompts")
     fields: list[FieldSpec] = Field(description="text fields, in prompt order")
     labels: list[LabelSpec] = Field(default_factory=list, description="label set, in id order (classification kinds)")
     target: TargetSpec | None = Field(None, description="seq2seq: the answer field and its check")
     demos_per_prompt: int | None = Field(
-        None, ge=0, description="real same-label examples (fewshot.jsonl) in each generation prompt of this task; "
-        "overrides prompts.demos_per_prompt (None = use it). Inferred specs show 3: their label descriptions are generic")
+        None,
+        ge=0,
+        description="real same-label examples (fewshot.jsonl) in each generation prompt of this task; "
+        "overrides prompts.demos_per_prompt (None = use it). Inferred specs show 3: their label descriptions are generic",
+    )
     max_new_tokens: int | None = Field(
-        None, gt=0, description="tokens the teacher may write per generated example of this task; overrides "
-        "generate.max_new_tokens (None = use it). A worked word problem needs ~100, a review sentence 48")
+        None,
+        gt=0,
+        description="tokens the teacher may write per generated example of this task; overrides "
+        "generate.max_new_tokens (None = use it). A worked word problem needs ~100, a review sentence 48",
+    )
     # Where the label names came from, for errors about a row's label: not a field, so never written to a task.yaml
     _labels_from: str = PrivateAttr("task.yaml labels")
 
@@ -184,8 +199,10 @@ def check_labels(rows: list[dict[str, Any]], spec: TaskSpec, path: Path | str) -
     for row in rows:
         label = row.get("label")
         if label_name(label) not in known:  # a list or dict label is unknown too (and unhashable)
-            raise DistillError(f"{path}:{row.get('_line', '?')}: unknown label {label!r} "
-                               f"({spec._labels_from}: {', '.join(spec.label_names)})")
+            raise DistillError(
+                f"{path}:{row.get('_line', '?')}: unknown label {label!r} "
+                f"({spec._labels_from}: {', '.join(spec.label_names)})"
+            )
 
 
 def load_task(task_dir: str | Path, quiet: bool = False) -> Task:
@@ -223,7 +240,11 @@ def describe_examples(texts: list[str]) -> tuple[str, str, str]:
     sentences = sorted(len(re.findall(r"[.!?](\s|$)", t)) for t in texts)[len(texts) // 2]
     if words <= 35 and sentences <= 1:
         return "a single sentence", "Sentence", "any"
-    return ("a short text of a few sentences", "Text", "any") if words <= 80 else ("a passage of several sentences", "Passage", "any")
+    return (
+        ("a short text of a few sentences", "Text", "any")
+        if words <= 80
+        else ("a passage of several sentences", "Passage", "any")
+    )
 
 
 def infer_spec(root: Path, quiet: bool = False) -> TaskSpec:
@@ -235,17 +256,23 @@ def infer_spec(root: Path, quiet: bool = False) -> TaskSpec:
     if {"input", "target"} <= keys:
         return infer_seq2seq(root, rows, quiet)
     if {"text_a", "text_b"} <= keys:
-        (a, _, form_a), (b, _, form_b) = (describe_examples([str(r.get(k, "")) for r in rows]) for k in ("text_a", "text_b"))
-        fields = [FieldSpec(name="text_a", display="Text A", description=f"a first text, {a}", form=form_a),
-                  FieldSpec(name="text_b", display="Text B", description=f"a second text about the first, {b}", form=form_b)]
+        (a, _, form_a), (b, _, form_b) = (
+            describe_examples([str(r.get(k, "")) for r in rows]) for k in ("text_a", "text_b")
+        )
+        fields = [
+            FieldSpec(name="text_a", display="Text A", description=f"a first text, {a}", form=form_a),
+            FieldSpec(name="text_b", display="Text B", description=f"a second text about the first, {b}", form=form_b),
+        ]
         unit = "pair of texts"
     elif "text" in keys:
         what, display, form = describe_examples([str(r.get("text", "")) for r in rows])
         fields = [FieldSpec(name="text", display=display, description=what, form=form)]
         unit = what.removeprefix("a ").removeprefix("an ")
     else:
-        raise DistillError(f"{root}/task.yaml: file not found, and rows with keys {sorted(keys)} are neither "
-                           "text/label nor text_a/text_b/label: write a task.yaml (see data/tasks/sst2/task.yaml)")
+        raise DistillError(
+            f"{root}/task.yaml: file not found, and rows with keys {sorted(keys)} are neither "
+            "text/label nor text_a/text_b/label: write a task.yaml (see data/tasks/sst2/task.yaml)"
+        )
     card = (root / "DATASET.md").read_text(errors="replace") if (root / "DATASET.md").is_file() else ""
     listed = re.search(r"^Label names?:(.*)$", card, re.M)
     names = re.findall(r"`([^`]+)`", listed.group(1)) if listed else []
@@ -259,17 +286,34 @@ def infer_spec(root: Path, quiet: bool = False) -> TaskSpec:
     if about:
         fields[-1].description += f" (the data: {about[0].lower() + about[1:]})"
     words = [n.replace("_", " ") for n in names]
-    labels = [LabelSpec(name=n, verbalizer=w if w != n else None,
-                        description=f"It must clearly belong to the label '{w}', like the examples of '{w}' above.")
-              for n, w in zip(names, words)]
-    notice(root, f"using an inferred spec ({'text pair' if len(fields) == 2 else fields[0].description}, labels "
-           f"{', '.join(names)}); a task.yaml with label descriptions gives the teacher better prompts "
-           f"(`distill add-task` writes one to edit)", quiet)
-    spec = TaskSpec(kind="pair" if len(fields) == 2 else "single", fields=fields, labels=labels, answer_name="Label",
-                    instruction=(f"{sentence} " if about else "") + f"Label each {unit} as one of: {', '.join(words)}.",
-                    demos_per_prompt=3)
-    spec._labels_from = ("labels listed in DATASET.md, no task.yaml" if from_card
-                         else "labels inferred from fewshot.jsonl and validation.jsonl, no task.yaml")
+    labels = [
+        LabelSpec(
+            name=n,
+            verbalizer=w if w != n else None,
+            description=f"It must clearly belong to the label '{w}', like the examples of '{w}' above.",
+        )
+        for n, w in zip(names, words)
+    ]
+    notice(
+        root,
+        f"using an inferred spec ({'text pair' if len(fields) == 2 else fields[0].description}, labels "
+        f"{', '.join(names)}); a task.yaml with label descriptions gives the teacher better prompts "
+        f"(`distill add-task` writes one to edit)",
+        quiet,
+    )
+    spec = TaskSpec(
+        kind="pair" if len(fields) == 2 else "single",
+        fields=fields,
+        labels=labels,
+        answer_name="Label",
+        instruction=(f"{sentence} " if about else "") + f"Label each {unit} as one of: {', '.join(words)}.",
+        demos_per_prompt=3,
+    )
+    spec._labels_from = (
+        "labels listed in DATASET.md, no task.yaml"
+        if from_card
+        else "labels inferred from fewshot.jsonl and validation.jsonl, no task.yaml"
+    )
     return spec
 
 
@@ -284,16 +328,31 @@ def infer_seq2seq(root: Path, rows: list[dict], quiet: bool) -> TaskSpec:
     numeric = all(re.fullmatch(r"-?\d[\d,]*(\.\d+)?|-?\.\d+", str(r.get("target", "")).strip()) for r in rows)
     equation = "equation" if all("equation" in r for r in rows) else None
     what, _, form = describe_examples([str(r.get("input", "")) for r in rows])
-    notice(root, f"using an inferred seq2seq spec (input -> target, {'numeric' if numeric else 'exact'} answer check); "
-           "`distill add-task` writes one to edit", quiet)
-    instruction = ("Solve each problem. Write one equation that uses the problem's numbers with + - * / and parentheses, "
-                   "then its answer." if equation else "Answer each input.")
-    return TaskSpec(kind="seq2seq", instruction=instruction, fields=[
-        FieldSpec(name="input", display="Problem" if equation else "Input", description=what, form=form)],
-        target=TargetSpec(equation=equation, check="numeric" if numeric else "exact"), demos_per_prompt=3, max_new_tokens=128)
+    notice(
+        root,
+        f"using an inferred seq2seq spec (input -> target, {'numeric' if numeric else 'exact'} answer check); "
+        "`distill add-task` writes one to edit",
+        quiet,
+    )
+    instruction = (
+        "Solve each problem. Write one equation that uses the problem's numbers with + - * / and parentheses, "
+        "then its answer."
+        if equation
+        else "Answer each input."
+    )
+    return TaskSpec(
+        kind="seq2seq",
+        instruction=instruction,
+        fields=[FieldSpec(name="input", display="Problem" if equation else "Input", description=what, form=form)],
+        target=TargetSpec(equation=equation, check="numeric" if numeric else "exact"),
+        demos_per_prompt=3,
+        max_new_tokens=128,
+    )
 
 
-def add_task(src: str | Path, dest_root: str | Path = "data/tasks", name: str | None = None, force: bool = False) -> Path:
+def add_task(
+    src: str | Path, dest_root: str | Path = "data/tasks", name: str | None = None, force: bool = False
+) -> Path:
     """Copy a task folder into `dest_root/<name>/` with a task.yaml (the folder's own, or an inferred one to edit),
     after every split has been read and checked (file:line errors; nothing is written on any error)."""
     import shutil
@@ -305,8 +364,10 @@ def add_task(src: str | Path, dest_root: str | Path = "data/tasks", name: str | 
     src = Path(src)
     name = name or src.resolve().name
     if not re.fullmatch(TASK_NAME, name):  # `--name ../../x` or `/abs` would write outside dest_root
-        raise DistillError(f"--name: {name!r} is not a plain folder name (letters, digits, '.', '_', '-'; no path): "
-                           f"a task is a folder directly under {dest_root}")
+        raise DistillError(
+            f"--name: {name!r} is not a plain folder name (letters, digits, '.', '_', '-'; no path): "
+            f"a task is a folder directly under {dest_root}"
+        )
     task = load_task(src, quiet=True)  # the spec inferred here is written out as task.yaml: no notice
     for split in SPLITS:
         task.load(split)
@@ -319,7 +380,9 @@ def add_task(src: str | Path, dest_root: str | Path = "data/tasks", name: str | 
                 shutil.copy2(src / f, tmp / f)
         if not (src / "task.yaml").is_file():
             spec = task.spec.model_dump(exclude={"name"}, exclude_none=True)
-            (tmp / "task.yaml").write_text(f"# Inferred by `distill add-task` from {src}: edit the instruction and the label\n"
-                                           "# descriptions (the teacher reads them) before generating data.\n"
-                                           + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
+            (tmp / "task.yaml").write_text(
+                f"# Inferred by `distill add-task` from {src}: edit the instruction and the label\n"
+                "# descriptions (the teacher reads them) before generating data.\n"
+                + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
+            )
     return dest

@@ -6,6 +6,7 @@ names another (an `mlflow server`). Experiments running at once (`dvc queue star
 file lock, so SQLite never answers "database is locked". Telemetry is off. Nothing secret is ever logged:
 params are the validated params.yaml, which holds at most the *name* of an environment variable.
 """
+
 from __future__ import annotations
 
 import os
@@ -62,8 +63,13 @@ def pip_requirements() -> list[str]:
     import torch
     import transformers
 
-    return [f"torch=={torch.__version__.split('+')[0]}", f"transformers=={transformers.__version__}",
-            f"tokenizers=={tokenizers.__version__}", f"safetensors=={safetensors.__version__}", f"pandas=={pandas.__version__}"]
+    return [
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"transformers=={transformers.__version__}",
+        f"tokenizers=={tokenizers.__version__}",
+        f"safetensors=={safetensors.__version__}",
+        f"pandas=={pandas.__version__}",
+    ]
 
 
 def _log_basics(mlflow, params: dict[str, Any], metrics: dict[str, Any], tags: dict[str, str]) -> None:
@@ -92,18 +98,30 @@ def _log_generator(mlflow, model_dir, meta: dict, model_name: str):
     import transformers
 
     display = meta["spec"]["fields"][0]["display"]
-    pipe = transformers.pipeline("text-generation", model=transformers.AutoModelForCausalLM.from_pretrained(model_dir),
-                                 tokenizer=transformers.AutoTokenizer.from_pretrained(model_dir))
+    pipe = transformers.pipeline(
+        "text-generation",
+        model=transformers.AutoModelForCausalLM.from_pretrained(model_dir),
+        tokenizer=transformers.AutoTokenizer.from_pretrained(model_dir),
+    )
     return mlflow.transformers.log_model(
-        transformers_model=pipe, name="student", prompt_template=f"{display}: {{prompt}}\n",
-        model_config={"max_new_tokens": meta["max_new_tokens"], "do_sample": False}, pip_requirements=pip_requirements(),
+        transformers_model=pipe,
+        name="student",
+        prompt_template=f"{display}: {{prompt}}\n",
+        model_config={"max_new_tokens": meta["max_new_tokens"], "do_sample": False},
+        pip_requirements=pip_requirements(),
         registered_model_name=model_name,
     )
 
 
 @locked
-def log_iteration_run(experiment: str, run_name: str, params: dict[str, Any], metrics: dict[str, Any],
-                      tags: dict[str, str], texts: dict[str, str]) -> str:
+def log_iteration_run(
+    experiment: str,
+    run_name: str,
+    params: dict[str, Any],
+    metrics: dict[str, Any],
+    tags: dict[str, str],
+    texts: dict[str, str],
+) -> str:
     """One run per iteration stage (no model): params, the iteration's metrics, small text artifacts."""
     mlflow = setup(experiment)
     with mlflow.start_run(run_name=run_name) as run:
@@ -115,9 +133,17 @@ def log_iteration_run(experiment: str, run_name: str, params: dict[str, Any], me
 
 @locked
 def log_student_run(
-    experiment: str, run_name: str, params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str],
-    model_dir: str, model_name: str, decide_metric: str, curve: list[dict[str, Any]] | None = None,
-    epochs: list[dict[str, Any]] | None = None, examples: list[dict[str, Any]] | None = None,
+    experiment: str,
+    run_name: str,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    model_dir: str,
+    model_name: str,
+    decide_metric: str,
+    curve: list[dict[str, Any]] | None = None,
+    epochs: list[dict[str, Any]] | None = None,
+    examples: list[dict[str, Any]] | None = None,
     card: Callable[[dict[str, Any]], str] | None = None,
 ) -> dict[str, Any]:
     """Log one pipeline run with its student, register it, and move @champion if it beats the current one.
@@ -136,15 +162,25 @@ def log_student_run(
         _log_basics(mlflow, params, metrics, tags)
         for prefix, points in (("iter", curve or []), ("epoch", epochs or [])):  # per-iteration and per-epoch curves
             for step, point in enumerate(points, start=1):
-                mlflow.log_metrics({f"{prefix}.{k}": float(v) for k, v in point.items() if isinstance(v, (int, float))}, step=step)
+                mlflow.log_metrics(
+                    {f"{prefix}.{k}": float(v) for k, v in point.items() if isinstance(v, (int, float))}, step=step
+                )
         meta = read_meta(model_dir)
-        info = _log_generator(mlflow, model_dir, meta, model_name) if meta.get("kind") == "generator" else mlflow.pyfunc.log_model(
-            # the student folder + this package's code: loads without distill installed
-            name="student", python_model=StudentModel(), artifacts={"student": str(model_dir)},
-            code_paths=[str(Path(distill.__file__).parent)], pip_requirements=pip_requirements(),
-            registered_model_name=model_name, signature=signature(meta["fields"], meta["labels"]),
-            # MLflow checks the example through its serving path when logging: a model that can't answer it warns here
-            input_example=input_example(meta["fields"], examples or []),
+        info = (
+            _log_generator(mlflow, model_dir, meta, model_name)
+            if meta.get("kind") == "generator"
+            else mlflow.pyfunc.log_model(
+                # the student folder + this package's code: loads without distill installed
+                name="student",
+                python_model=StudentModel(),
+                artifacts={"student": str(model_dir)},
+                code_paths=[str(Path(distill.__file__).parent)],
+                pip_requirements=pip_requirements(),
+                registered_model_name=model_name,
+                signature=signature(meta["fields"], meta["labels"]),
+                # MLflow checks the example through its serving path when logging: a model that can't answer it warns here
+                input_example=input_example(meta["fields"], examples or []),
+            )
         )
     client = MlflowClient()
     version = str(info.registered_model_version)
@@ -159,8 +195,15 @@ def log_student_run(
         champ, champ_score = None, float("-inf")
     alias = "champion" if new is not None and new > champ_score else "challenger"
     client.set_registered_model_alias(model_name, alias, version)
-    result = {"run_id": run.info.run_id, "model_name": model_name, "version": version, "alias": alias,
-              decide_metric: new, "previous_champion": str(champ.version) if champ else None, "tracking_uri": tracking_uri()}
+    result = {
+        "run_id": run.info.run_id,
+        "model_name": model_name,
+        "version": version,
+        "alias": alias,
+        decide_metric: new,
+        "previous_champion": str(champ.version) if champ else None,
+        "tracking_uri": tracking_uri(),
+    }
     if card is not None:
         result["card"] = text = card(result)
         _attach_card(client, info.model_id, model_name, version, alias, text)

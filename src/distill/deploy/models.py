@@ -27,15 +27,21 @@ def fetch_student(model: str, tmp: Path, command: str) -> Path:
     from mlflow.exceptions import MlflowException
 
     try:
-        mlmodel = yaml.safe_load(Path(download_artifacts(f"{uri}/MLmodel", dst_path=str(tmp / "meta"),
-                                                         tracking_uri=store)).read_text())
+        mlmodel = yaml.safe_load(
+            Path(download_artifacts(f"{uri}/MLmodel", dst_path=str(tmp / "meta"), tracking_uri=store)).read_text()
+        )
         artifacts = mlmodel.get("flavors", {}).get("python_function", {}).get("artifacts") or {}
         if "student" not in artifacts:  # a seq2seq student is logged as a transformers pipeline
-            raise DistillError(f"{model}: not a classification student (no 'student' artifact; a seq2seq task's "
-                               f"generator, logged as a transformers pipeline?): {command} works with classification "
-                               "students only")
-        return Path(download_artifacts(f"{uri}/{artifacts['student']['path']}", dst_path=str(tmp / "student"),
-                                       tracking_uri=store))
+            raise DistillError(
+                f"{model}: not a classification student (no 'student' artifact; a seq2seq task's "
+                f"generator, logged as a transformers pipeline?): {command} works with classification "
+                "students only"
+            )
+        return Path(
+            download_artifacts(
+                f"{uri}/{artifacts['student']['path']}", dst_path=str(tmp / "student"), tracking_uri=store
+            )
+        )
     except MlflowException as e:
         raise DistillError(f"{model}: {str(e.message).splitlines()[0]} (MLflow store: {store})") from None
 
@@ -47,7 +53,9 @@ def store_of(model: str) -> str:
 
     store = tracking_uri()
     if store.startswith("sqlite:///") and not Path(store.removeprefix("sqlite:///")).is_file():
-        raise DistillError(f"{model}: no MLflow store at {store} (run the pipeline here first, or set MLFLOW_TRACKING_URI)")
+        raise DistillError(
+            f"{model}: no MLflow store at {store} (run the pipeline here first, or set MLFLOW_TRACKING_URI)"
+        )
     return store
 
 
@@ -85,8 +93,9 @@ def load_classifier(folder: Path, label: str, command: str, device: str = "cpu")
 
     meta = read_meta(folder)
     if meta.get("kind") == "generator":
-        raise DistillError(f"{label}: a seq2seq task's student (a generator): {command} works with classification "
-                           "students only")
+        raise DistillError(
+            f"{label}: a seq2seq task's student (a generator): {command} works with classification students only"
+        )
     if not meta or not (folder / HEAD).is_file():
         raise DistillError(f"{label}: not a distill student folder (no {META} / {HEAD}; MODEL is {MODEL_FORMS})")
     return load_student(folder, device)

@@ -12,6 +12,7 @@ classification task's rows use) are scored too: `accuracy 0.823 on 872 labelled 
 Bad input stops with one `file:line` line (exit 2, via cli.main) and leaves no output file; to stdout, what was
 written before the bad row stays written.
 """
+
 from __future__ import annotations
 
 import csv
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
 LABEL_KEY = "label"  # classification rows' gold label (TaskSpec.answer_keys); distill.json does not store it
 
+
 # -- reading ----------------------------------------------------------------------------------------
 def input_format(path: Path, chosen: str | None) -> str:
     if chosen:
@@ -53,8 +55,10 @@ def _csv(path: Path, fields: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
             return
         missing = [f for f in fields if f not in header]
         if missing:
-            raise DistillError(f"{path}:1: no column '{missing[0]}' (the student reads: {', '.join(fields)}; "
-                               f"the header has: {', '.join(header)})")
+            raise DistillError(
+                f"{path}:1: no column '{missing[0]}' (the student reads: {', '.join(fields)}; "
+                f"the header has: {', '.join(header)})"
+            )
         while True:
             start = reader.line_num + 1  # a quoted cell may span lines: a row is named by its first
             record = next(reader, None)
@@ -63,8 +67,9 @@ def _csv(path: Path, fields: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
             if not any(cell.strip() for cell in record):
                 continue
             if len(record) > len(header):
-                raise DistillError(f"{path}:{start}: {len(record)} cells, the header has {len(header)} "
-                                   "(an unquoted comma?)")
+                raise DistillError(
+                    f"{path}:{start}: {len(record)} cells, the header has {len(header)} (an unquoted comma?)"
+                )
             yield start, dict(zip(header, record))
     except csv.Error as e:
         raise DistillError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
@@ -81,8 +86,9 @@ def read_rows(path: str | Path, fmt: str, fields: list[str]) -> Iterator[dict[st
             if f not in row:
                 raise DistillError(f"{path}:{lineno}: missing field '{f}' (the student reads: {', '.join(fields)})")
             if not isinstance(value, str):
-                raise DistillError(f"{path}:{lineno}: field '{f}' is {JSON_TYPES.get(type(value), 'not text')}, "
-                                   "not text")
+                raise DistillError(
+                    f"{path}:{lineno}: field '{f}' is {JSON_TYPES.get(type(value), 'not text')}, not text"
+                )
             if not value.strip():
                 raise DistillError(f"{path}:{lineno}: empty field '{f}'")
         row["_line"] = lineno
@@ -99,8 +105,9 @@ def batched(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
-def predict_rows(student: Student, rows: Iterable[dict[str, Any]], batch_size: int = 64
-                 ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+def predict_rows(
+    student: Student, rows: Iterable[dict[str, Any]], batch_size: int = 64
+) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """(row, {label, score, probs}) per row, in order: `batch_size` rows are read, then predicted in one forward
     pass, before the next are read (the loop `distill predict` runs; pure, for benchmarks)."""
     labels = student.labels
@@ -122,8 +129,12 @@ class Writer:
         probs = {k: round(v, 6) for k, v in pred["probs"].items()}
         if self.csv is None:
             key = "id" if "id" in row else "line"
-            out = {key: row.get("id", row["_line"]), "label": pred["label"], "score": probs[pred["label"]],
-                   "probs": probs}
+            out = {
+                key: row.get("id", row["_line"]),
+                "label": pred["label"],
+                "score": probs[pred["label"]],
+                "probs": probs,
+            }
             self.f.write(json.dumps(out, ensure_ascii=False) + "\n")
             return
         if self.key is None:
@@ -133,8 +144,9 @@ class Writer:
         self.csv.writerow([ident, pred["label"], probs[pred["label"]], *(probs[label] for label in self.labels)])
 
 
-def run(student: Student, input_path: Path, in_fmt: str, f: TextIO, out_fmt: str, batch_size: int,
-        progress: bool) -> dict[str, Any]:
+def run(
+    student: Student, input_path: Path, in_fmt: str, f: TextIO, out_fmt: str, batch_size: int, progress: bool
+) -> dict[str, Any]:
     """Predict every row of `input_path` into `f`; returns the counts (rows, labelled, correct, unknown labels)."""
     from tqdm import tqdm
 
@@ -158,18 +170,31 @@ def run(student: Student, input_path: Path, in_fmt: str, f: TextIO, out_fmt: str
     return stats
 
 
-@click.command("predict", help="Label a JSONL or CSV file with a trained student. MODEL: a student folder "
-               "(models/student), models:/<name>@<alias> (e.g. models:/distill-sst2@champion), "
-               "models:/<name>/<version> or runs:/<run_id>/student. Every INPUT row (JSONL or CSV) needs the "
-               "student's text fields; an `id` is kept (else the line number), and a `label` column is scored "
-               "(accuracy on stderr). Classification students only.")
+@click.command(
+    "predict",
+    help="Label a JSONL or CSV file with a trained student. MODEL: a student folder "
+    "(models/student), models:/<name>@<alias> (e.g. models:/distill-sst2@champion), "
+    "models:/<name>/<version> or runs:/<run_id>/student. Every INPUT row (JSONL or CSV) needs the "
+    "student's text fields; an `id` is kept (else the line number), and a `label` column is scored "
+    "(accuracy on stderr). Classification students only.",
+)
 @click.argument("model")
 @click.argument("input_path", metavar="INPUT")
 @click.option("--out", "-o", default="-", show_default=True, help="file to write (atomically), - for stdout")
-@click.option("--format", "out_fmt", type=click.Choice(["jsonl", "csv"]), default=None,
-              help="output format [default: from --out's extension, else jsonl]")
-@click.option("--input-format", "in_fmt", type=click.Choice(["jsonl", "csv"]), default=None,
-              help="input format [default: from INPUT's extension]")
+@click.option(
+    "--format",
+    "out_fmt",
+    type=click.Choice(["jsonl", "csv"]),
+    default=None,
+    help="output format [default: from --out's extension, else jsonl]",
+)
+@click.option(
+    "--input-format",
+    "in_fmt",
+    type=click.Choice(["jsonl", "csv"]),
+    default=None,
+    help="input format [default: from INPUT's extension]",
+)
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1), help="rows per forward pass")
 @click.option("--device", default="auto", show_default=True, help="auto (the GPU when torch sees one) | cpu | cuda[:N]")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar, no summary line (accuracy is still printed)")
@@ -196,7 +221,12 @@ def command(model, input_path, out, out_fmt, in_fmt, batch_size, device, quiet):
             click.echo(f"predict: {stats['rows']} rows -> {out}", err=True)
     if stats["labelled"]:
         unknown = sorted(stats["unknown"])
-        note = (f" ({len(unknown)} label(s) the student does not know: {', '.join(map(repr, unknown[:5]))}; "
-                f"it knows: {', '.join(student.labels)})" if unknown else "")
-        click.echo(f"accuracy {stats['correct'] / stats['labelled']:.3f} on {stats['labelled']} labelled rows{note}",
-                   err=True)
+        note = (
+            f" ({len(unknown)} label(s) the student does not know: {', '.join(map(repr, unknown[:5]))}; "
+            f"it knows: {', '.join(student.labels)})"
+            if unknown
+            else ""
+        )
+        click.echo(
+            f"accuracy {stats['correct'] / stats['labelled']:.3f} on {stats['labelled']} labelled rows{note}", err=True
+        )

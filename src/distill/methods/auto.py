@@ -3,6 +3,7 @@
 A module of its own so that every stage reading `method` can depend on exactly this rule in dvc.yaml: change the
 rule and the stages whose method it changes re-run (tests/test_dvc_contract.py checks the dependency).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

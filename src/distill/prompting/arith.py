@@ -5,6 +5,7 @@ The evaluator walks Python's AST and allows numbers, + - * / (also written x, ×
 anything else (names, calls, powers, attributes, comprehensions...) is refused. `eval` is never used: generated
 text is untrusted input.
 """
+
 from __future__ import annotations
 
 import ast

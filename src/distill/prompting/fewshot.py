@@ -5,6 +5,7 @@ The teacher labels a text by the log-probability of each label word after a plai
 12/12 on a sanity set where the chat template scored 7/12. The demonstration block is identical for every
 example, so backends can compute it once (shared-prefix KV reuse).
 """
+
 from __future__ import annotations
 
 import math

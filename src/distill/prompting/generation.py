@@ -4,6 +4,7 @@ what the LLM writes (methods.md §4.3-4.4).
 For single-text tasks each request is the label's prompt; for pair tasks the prompt is conditioned on a
 real first text (a premise from unlabeled.jsonl) and the LLM writes the second text for the label.
 """
+
 from __future__ import annotations
 
 import random
@@ -16,7 +17,9 @@ from distill.tasks import TaskSpec
 TEMPLATE_VERSION = "zerogen-chat-v1"  # bump when the wording below changes: it is part of every prompt hash
 
 
-def generation_messages(spec: TaskSpec, label: str, context: str | None, demos: list[str], extra: str = "") -> list[tuple[str, str]]:
+def generation_messages(
+    spec: TaskSpec, label: str, context: str | None, demos: list[str], extra: str = ""
+) -> list[tuple[str, str]]:
     """The chat prompt asking for one example of `label` (one user turn). `extra`: one more instruction."""
     target = spec.fields[-1]
     desc = next(l.description for l in spec.labels if l.name == label)
@@ -26,7 +29,9 @@ def generation_messages(spec: TaskSpec, label: str, context: str | None, demos: 
         parts.append(f'{first.display}: "{context}"')
     if demos:
         parts.append(f"Examples of {target.description}:\n" + "\n".join(f'{i}. "{d}"' for i, d in enumerate(demos, 1)))
-    parts.append(f"Write {target.description}. {desc}{' ' + extra if extra else ''} Reply with the text only, in double quotes.")
+    parts.append(
+        f"Write {target.description}. {desc}{' ' + extra if extra else ''} Reply with the text only, in double quotes."
+    )
     return [("user", "\n\n".join(parts))]
 
 
@@ -54,18 +59,37 @@ def build_requests(
         for k in range(n_per_label):
             context = rng.choice(contexts) if spec.kind == "pair" else None
             demos = rng.sample(same, min(demos_per_prompt, len(same))) if demos_per_prompt else []
-            rows.append(make_request(thash, f"{thash}-{label}-{k}", label, context,
-                                     generation_messages(spec, label, context, demos), prefix, seed, demos))
+            rows.append(
+                make_request(
+                    thash,
+                    f"{thash}-{label}-{k}",
+                    label,
+                    context,
+                    generation_messages(spec, label, context, demos),
+                    prefix,
+                    seed,
+                    demos,
+                )
+            )
     return rows
 
 
-def make_request(thash: str, rid: str, label: str, context: str | None, messages, prefix: str, seed: int,
-                 demos: list[str] = ()) -> dict[str, Any]:
+def make_request(
+    thash: str, rid: str, label: str, context: str | None, messages, prefix: str, seed: int, demos: list[str] = ()
+) -> dict[str, Any]:
     """One generation request row: stable id, prompt hash, a per-call seed independent of batching, and the
     examples the prompt shows (a sample that merely copies one of them is dropped)."""
-    return {"id": rid, "prompt_id": sha256_text(thash, repr(messages))[:12], "template_hash": thash, "label": label,
-            "context": context, "messages": messages, "prefix": prefix, "seed": int(sha256_text(str(seed), rid)[:8], 16),
-            "demos": list(demos)}
+    return {
+        "id": rid,
+        "prompt_id": sha256_text(thash, repr(messages))[:12],
+        "template_hash": thash,
+        "label": label,
+        "context": context,
+        "messages": messages,
+        "prefix": prefix,
+        "seed": int(sha256_text(str(seed), rid)[:8], 16),
+        "demos": list(demos),
+    }
 
 
 _WS = re.compile(r"\s+")
@@ -95,8 +119,13 @@ def dedup_key(text: str, context: str | None = None) -> str:
 
 
 def filter_samples(
-    samples: list[dict[str, Any]], text_field: str, min_words: int, max_words: int, context_field: str | None = None,
-    seen: set[str] | None = None, question: bool = False,
+    samples: list[dict[str, Any]],
+    text_field: str,
+    min_words: int,
+    max_words: int,
+    context_field: str | None = None,
+    seen: set[str] | None = None,
+    question: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Cut raw answers, then drop empty, too short/long, not a question (when the task's examples are questions),
     copies of a demonstration the prompt showed (`demos`), duplicates, and (pairs) copies of the context.
@@ -104,8 +133,15 @@ def filter_samples(
     Returns the kept samples (with `text_field` filled) and a count per rejection reason. `seen` (dedup keys
     of earlier rounds, see `dedup_key`) is updated in place.
     """
-    rejected = {"no_text": 0, "too_short": 0, "too_long": 0, "not_question": 0, "copies_demo": 0, "duplicate": 0,
-                "copies_context": 0}
+    rejected = {
+        "no_text": 0,
+        "too_short": 0,
+        "too_long": 0,
+        "not_question": 0,
+        "copies_demo": 0,
+        "duplicate": 0,
+        "copies_context": 0,
+    }
     seen = set() if seen is None else seen
     kept = []
     for s in samples:

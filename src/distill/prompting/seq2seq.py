@@ -11,17 +11,28 @@ The student reads `Problem: <input>` and writes the rest; its answer is the valu
 equation evaluates, else the number (or text) after `Answer:`. The teacher is read the same way, so both are held
 to one checker (task.yaml `target.check`: numeric or exact).
 """
+
 from __future__ import annotations
 
 import random
 import re
 from typing import Any
 
-from distill.prompting.arith import ArithError, format_number, normalize_equation, numeric_match, parse_number, parse_sample, safe_eval
+from distill.prompting.arith import (
+    ArithError,
+    format_number,
+    normalize_equation,
+    numeric_match,
+    parse_number,
+    parse_sample,
+    safe_eval,
+)
 from distill.prompting.generation import make_request, normalise, template_hash
 from distill.tasks import TaskSpec
 
-VAL_INSTRUCTION = "The new problem must be significantly different from the examples above: a new situation, new numbers."
+VAL_INSTRUCTION = (
+    "The new problem must be significantly different from the examples above: a new situation, new numbers."
+)
 
 
 def source_text(spec: TaskSpec, row: dict[str, Any]) -> str:
@@ -91,7 +102,9 @@ def accuracy(spec: TaskSpec, answers: list[str], rows: list[dict[str, Any]]) -> 
 
 
 # -- the teacher solving (few-shot) ----------------------------------------------------------------------------------
-def solve_messages(spec: TaskSpec, demos: list[dict[str, Any]], row: dict[str, Any]) -> tuple[list[tuple[str, str]], str]:
+def solve_messages(
+    spec: TaskSpec, demos: list[dict[str, Any]], row: dict[str, Any]
+) -> tuple[list[tuple[str, str]], str]:
     """(chat prompt, answer prefix): the task's instruction, worked demos, the problem; the answer is pre-filled
     with the first completion word so the model writes the equation (or answer) straight away."""
     blocks = "\n\n".join(example_block(spec, d) for d in demos)
@@ -160,9 +173,18 @@ def gen_prefix(spec: TaskSpec) -> str:
     return f"{spec.fields[0].display}:"
 
 
-def build_requests(spec: TaskSpec, n: int, fewshot: list[dict[str, Any]], demos_per_prompt: int, seed: int,
-                   tag: str = "", feedback: list[dict[str, Any]] = (), feedback_ratio: float = 0.0, extra: str = "",
-                   block: str = "") -> list[dict[str, Any]]:
+def build_requests(
+    spec: TaskSpec,
+    n: int,
+    fewshot: list[dict[str, Any]],
+    demos_per_prompt: int,
+    seed: int,
+    tag: str = "",
+    feedback: list[dict[str, Any]] = (),
+    feedback_ratio: float = 0.0,
+    extra: str = "",
+    block: str = "",
+) -> list[dict[str, Any]]:
     """n generation requests, each showing `demos_per_prompt` real examples (and, in a `feedback_ratio` share, the
     feedback examples after them, as GOLD appends its feedback). Stable ids and per-request seeds."""
     rng = random.Random(f"{seed}-{tag}{block}")
@@ -176,23 +198,43 @@ def build_requests(spec: TaskSpec, n: int, fewshot: list[dict[str, Any]], demos_
     return rows
 
 
-def extrapolation_requests(spec: TaskSpec, errors: list[dict[str, Any]], fewshot: list[dict[str, Any]], demos_per_prompt: int,
-                           round_: int, seed: int) -> list[dict[str, Any]]:
+def extrapolation_requests(
+    spec: TaskSpec,
+    errors: list[dict[str, Any]],
+    fewshot: list[dict[str, Any]],
+    demos_per_prompt: int,
+    round_: int,
+    seed: int,
+) -> list[dict[str, Any]]:
     """S3's T_mis for seq2seq: one request per validation problem the student got wrong; its worked solution is the
     last demo and the teacher is asked for a similar new problem (kept only if it checks, like every sample)."""
     rng = random.Random(f"{seed}-s3r{round_}")
-    return [_request(spec, f"s3r{round_}-{j}", rng.sample(fewshot, min(demos_per_prompt, len(fewshot))) + [e], SIMILAR, seed)
-            for j, e in enumerate(errors)]
+    return [
+        _request(
+            spec, f"s3r{round_}-{j}", rng.sample(fewshot, min(demos_per_prompt, len(fewshot))) + [e], SIMILAR, seed
+        )
+        for j, e in enumerate(errors)
+    ]
 
 
-SIMILAR = "The new problem must be similar to the last example above: the same kind of situation and steps, new numbers."
+SIMILAR = (
+    "The new problem must be similar to the last example above: the same kind of situation and steps, new numbers."
+)
 
 
 def _request(spec: TaskSpec, rid: str, demos: list[dict[str, Any]], extra: str, seed: int) -> dict[str, Any]:
     prefix = gen_prefix(spec)
     thash = template_hash(spec, prefix) + "s"
-    return make_request(thash, f"{thash}-{rid}", "", None, generation_messages(spec, demos, extra), prefix, seed,
-                        [d[spec.fields[0].name] for d in demos])
+    return make_request(
+        thash,
+        f"{thash}-{rid}",
+        "",
+        None,
+        generation_messages(spec, demos, extra),
+        prefix,
+        seed,
+        [d[spec.fields[0].name] for d in demos],
+    )
 
 
 def parse_generated(spec: TaskSpec, raw: str) -> tuple[dict[str, str] | None, str]:

@@ -1,4 +1,5 @@
 """One module per DVC stage: read the inputs named in dvc.yaml, call library code, write outputs atomically."""
+
 from __future__ import annotations
 
 

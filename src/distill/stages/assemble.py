@@ -9,6 +9,7 @@ Every method's final set passes through here, so this is where a row that repeat
 wrote a test example out, a pseudo-labelled pool row that is also a test row, a fewshot row the test split shares)
 is dropped: training on the test set would make the reported accuracy meaningless.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,15 +38,25 @@ def run(params: Params, task_dir: str, inputs: dict[str, str], out: str, metrics
     leaked += leaked_real
     rows = method_rows + real
     write_jsonl(out, rows)
-    write_json(metrics_out, {"n_samples": len(rows), "n_fewshot": len(real), "iterations": len(data.curve),
-                             "dropped_high_energy": data.dropped, "dropped_test_overlap": leaked,
-                             **label_counts(spec, rows)})
+    write_json(
+        metrics_out,
+        {
+            "n_samples": len(rows),
+            "n_fewshot": len(real),
+            "iterations": len(data.curve),
+            "dropped_high_energy": data.dropped,
+            "dropped_test_overlap": leaked,
+            **label_counts(spec, rows),
+        },
+    )
     with atomic_path(plot_out) as tmp:
         lines = ["\t".join(CURVE)] + ["\t".join(str(c.get(k, "")) for k in CURVE) for c in data.curve]
         tmp.write_text("\n".join(lines) + "\n")
-    print(f"assemble: {len(rows)} training samples for method {params.method} "
-          f"({len(real)} real fewshot rows, {len(data.curve)} iterations, {data.dropped} dropped as high-energy, "
-          f"{leaked} as copies of test rows)")
+    print(
+        f"assemble: {len(rows)} training samples for method {params.method} "
+        f"({len(real)} real fewshot rows, {len(data.curve)} iterations, {data.dropped} dropped as high-energy, "
+        f"{leaked} as copies of test rows)"
+    )
 
 
 def with_fewshot(task, rows: list[dict], weight: float) -> list[dict]:
@@ -60,10 +71,27 @@ def with_fewshot(task, rows: list[dict], weight: float) -> list[dict]:
         if tuple(r[f] for f in fields) in seen:
             continue
         if task.spec.seq2seq:  # the worked example as it is (input, target and equation, if any)
-            extra.append({"id": f"fewshot-{r['_line']}", **{k: v for k, v in r.items() if not k.startswith("_")},
-                          "source": "fewshot", "round": 0, "weight": weight, "meta": {"confidence": 1.0}})
+            extra.append(
+                {
+                    "id": f"fewshot-{r['_line']}",
+                    **{k: v for k, v in r.items() if not k.startswith("_")},
+                    "source": "fewshot",
+                    "round": 0,
+                    "weight": weight,
+                    "meta": {"confidence": 1.0},
+                }
+            )
             continue
         probs = {name: float(name == r["label"]) for name in task.spec.label_names}
-        extra.append({"id": f"fewshot-{r['_line']}", **{f: r[f] for f in fields}, "label": r["label"],
-                      "source": "fewshot", "round": 0, "weight": weight, "meta": {"teacher_probs": probs, "confidence": 1.0}})
+        extra.append(
+            {
+                "id": f"fewshot-{r['_line']}",
+                **{f: r[f] for f in fields},
+                "label": r["label"],
+                "source": "fewshot",
+                "round": 0,
+                "weight": weight,
+                "meta": {"teacher_probs": probs, "confidence": 1.0},
+            }
+        )
     return extra

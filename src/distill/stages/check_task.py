@@ -6,6 +6,7 @@ before any LLM call, and a folder without task.yaml runs under DVC (no stage dep
 Split rows that repeat a test row, and repeated ids, are warnings (stderr and the metrics), not errors: a
 published dataset can have them, and the run goes on (assemble keeps test copies out of training).
 """
+
 from __future__ import annotations
 
 import sys

@@ -1,5 +1,6 @@
 """Stage `register`: log the run to MLflow, register the student, move @champion / @challenger, and write its model
 card (distill/deploy/card.py) onto the registered version, into the logged model (README.md) and to models/card.md."""
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,18 @@ from distill.config import Params
 from distill.io import atomic_path, read_json, sha256_file, sha256_text, write_json
 
 
-def run(params: Params, data_path: str, model_dir: str, metrics_paths: list[str], out: str, curve_path: str | None = None,
-        history_path: str | None = None, card_out: str = "models/card.md", task_yaml: str = "data/work/task.yaml",
-        written: Params | None = None) -> None:
+def run(
+    params: Params,
+    data_path: str,
+    model_dir: str,
+    metrics_paths: list[str],
+    out: str,
+    curve_path: str | None = None,
+    history_path: str | None = None,
+    card_out: str = "models/card.md",
+    task_yaml: str = "data/work/task.yaml",
+    written: Params | None = None,
+) -> None:
     """written: params.yaml as the user wrote it (`method: auto` included); the run logs the resolved config
     (resolved.py) as its params, with written's values beside it under `yaml.` where they differ."""
     from distill.deploy.card import model_card
@@ -37,22 +47,40 @@ def run(params: Params, data_path: str, model_dir: str, metrics_paths: list[str]
     # (a stage called on its own) the card still has everything else
     spec = yaml.safe_load(Path(task_yaml).read_text(encoding="utf-8")) if Path(task_yaml).is_file() else None
     commit, data_sha = git_commit(), sha256_file(data_path)
-    provenance = {"git_commit": commit, "params_sha256": sha256_text(json.dumps(dump, sort_keys=True, default=str)),
-                  "data_sha256": data_sha, **dvc_tags()}
+    provenance = {
+        "git_commit": commit,
+        "params_sha256": sha256_text(json.dumps(dump, sort_keys=True, default=str)),
+        "data_sha256": data_sha,
+        **dvc_tags(),
+    }
     result = log_student_run(
-        experiment=params.register.experiment, run_name=f"{params.method}-{params.task}",
+        experiment=params.register.experiment,
+        run_name=f"{params.method}-{params.task}",
         params=mlflow_params(written or params, resolved),
-        metrics=metrics, tags={"pipeline": "distill", "method": params.method, "task": params.task, "seed": str(params.seed),
-                               "generated_sha256": data_sha, **({"mlflow.source.git.commit": commit} if commit else {}),
-                               **({"comparison": params.comparison} if params.comparison else {})},
-        model_dir=model_dir, model_name=name, decide_metric=params.register.metric, curve=read_curve(curve_path),
-        epochs=read_json(history_path) if history_path else None, examples=head_rows(data_path),
+        metrics=metrics,
+        tags={
+            "pipeline": "distill",
+            "method": params.method,
+            "task": params.task,
+            "seed": str(params.seed),
+            "generated_sha256": data_sha,
+            **({"mlflow.source.git.commit": commit} if commit else {}),
+            **({"comparison": params.comparison} if params.comparison else {}),
+        },
+        model_dir=model_dir,
+        model_name=name,
+        decide_metric=params.register.metric,
+        curve=read_curve(curve_path),
+        epochs=read_json(history_path) if history_path else None,
+        examples=head_rows(data_path),
         card=lambda registered: model_card(meta, dump, metrics, {**provenance, **registered}, spec),
     )
     with atomic_path(card_out) as tmp:
         tmp.write_text(result.pop("card"), encoding="utf-8")
     write_json(out, {**result, "method": params.method})  # the method `auto` became, for `distill summary`
-    print(f"register: {name} version {result['version']} -> @{result['alias']} (run {result['run_id']}); card in {card_out}")
+    print(
+        f"register: {name} version {result['version']} -> @{result['alias']} (run {result['run_id']}); card in {card_out}"
+    )
 
 
 def git_commit() -> str | None:

@@ -3,6 +3,7 @@
 The recipe is the same for every method; a method may add a loss (GOLD's SCE), an online selector (LLKD) or
 its own training settings (GOLD's final epochs), through its registry entry (methods/registry.py).
 """
+
 from __future__ import annotations
 
 import time
@@ -15,7 +16,9 @@ from distill.students import distributed
 from distill.tasks import check_labels, load_task
 
 
-def run(params: Params, task_dir: str, data_path: str, model_out: str, metrics_out: str, history_out: str | None = None) -> None:
+def run(
+    params: Params, task_dir: str, data_path: str, model_out: str, metrics_out: str, history_out: str | None = None
+) -> None:
     from distill.students import train_student
 
     task = load_task(task_dir)
@@ -25,16 +28,35 @@ def run(params: Params, task_dir: str, data_path: str, model_out: str, metrics_o
     check_labels(rows, spec, data_path)
     select = task.load("validation") if cfg.select_on_validation else []
     t0 = time.perf_counter()
-    student, history = train_student(rows, spec.label_names, spec.field_names, cfg, params.seed, task=spec.name,
-                                     loss_fn=method.loss(params), selector=method.selector(params, rows, spec),
-                                     select_rows=select, spec=spec)
+    student, history = train_student(
+        rows,
+        spec.label_names,
+        spec.field_names,
+        cfg,
+        params.seed,
+        task=spec.name,
+        loss_fn=method.loss(params),
+        selector=method.selector(params, rows, spec),
+        select_rows=select,
+        spec=spec,
+    )
     if not distributed.is_main():  # under `accelerate launch` with N processes: rank 0 writes
         return
     with atomic_dir(model_out) as tmp:
         student.save_pretrained(tmp)
-    last = {k: v for k, v in (history[-1] if history else {}).items() if k.startswith(("selected_", "distinct_", "tau_"))}
-    write_json(metrics_out, {"n_train": len(rows), "epochs_run": len(history), "processes": distributed.world()[1],
-                             **({"select_accuracy": max(h["select_accuracy"] for h in history)} if select and history else {}),
-                             "train_seconds": round(time.perf_counter() - t0, 2), **last})
+    last = {
+        k: v for k, v in (history[-1] if history else {}).items() if k.startswith(("selected_", "distinct_", "tau_"))
+    }
+    write_json(
+        metrics_out,
+        {
+            "n_train": len(rows),
+            "epochs_run": len(history),
+            "processes": distributed.world()[1],
+            **({"select_accuracy": max(h["select_accuracy"] for h in history)} if select and history else {}),
+            "train_seconds": round(time.perf_counter() - t0, 2),
+            **last,
+        },
+    )
     if history_out:  # per-epoch curve: loss, selection fractions and thresholds (LLKD)
         write_json(history_out, history or [{"epoch": 0, "train_loss": 0.0}])

@@ -2,6 +2,7 @@
 
 Every method trains its students through `train_student`, so the methods table compares data, not schedules.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence
@@ -9,9 +10,23 @@ from typing import Any, Callable, Sequence
 from distill.io import DistillError
 
 
-def train_student(rows: list[dict[str, Any]], labels: Sequence[str], fields: Sequence[str], cfg, seed: int, *, task: str = "",
-                  start=None, loss_fn=None, selector=None, select_rows: Sequence[dict] = (), epochs: int | None = None,
-                  lr: float | None = None, log: Callable[[str], None] = print, spec=None):
+def train_student(
+    rows: list[dict[str, Any]],
+    labels: Sequence[str],
+    fields: Sequence[str],
+    cfg,
+    seed: int,
+    *,
+    task: str = "",
+    start=None,
+    loss_fn=None,
+    selector=None,
+    select_rows: Sequence[dict] = (),
+    epochs: int | None = None,
+    lr: float | None = None,
+    log: Callable[[str], None] = print,
+    spec=None,
+):
     """Train a student on `rows` with the recipe cfg.recipe -> (Student, per-epoch history).
 
     start: a Student to continue from (GOLD's cumulative refresh) instead of a fresh head on cfg.model.
@@ -32,11 +47,15 @@ def train_student(rows: list[dict[str, Any]], labels: Sequence[str], fields: Seq
 
         # cfg is already the causal LM's (resolved.student_config: train.lm_* in place of the encoder's settings)
         student = start or fresh_student(spec, cfg, seed)
-        return student, finetune(student, rows, cfg, seed, sequence_loss, selector, select_rows, log, epochs, lr, probe=False)
+        return student, finetune(
+            student, rows, cfg, seed, sequence_loss, selector, select_rows, log, epochs, lr, probe=False
+        )
     if cfg.recipe == "setfit":
         if selector is not None or loss_fn is not None:
-            raise DistillError("train.recipe: setfit has no per-batch loss or online selection (GOLD's SCE, LLKD): "
-                               "use train.recipe: finetune with this method")
+            raise DistillError(
+                "train.recipe: setfit has no per-batch loss or online selection (GOLD's SCE, LLKD): "
+                "use train.recipe: finetune with this method"
+            )
         from distill.students.distributed import world
         from distill.students.setfit_recipe import train_setfit
 
@@ -46,9 +65,22 @@ def train_student(rows: list[dict[str, Any]], labels: Sequence[str], fields: Seq
         return train_setfit(rows, labels, fields, resolve_student(cfg.model), cfg, seed, task, log), []
     from distill.students.finetune import finetune, soft_cross_entropy
 
-    student = start or new_student(resolve_student(cfg.model), labels, fields, seed, cfg.pooling, max_length=cfg.max_length, task=task)
-    history = finetune(student, rows, cfg, seed, loss_fn or soft_cross_entropy, selector, select_rows, log, epochs, lr,
-                       probe=start is None)  # a continued student keeps its head
+    student = start or new_student(
+        resolve_student(cfg.model), labels, fields, seed, cfg.pooling, max_length=cfg.max_length, task=task
+    )
+    history = finetune(
+        student,
+        rows,
+        cfg,
+        seed,
+        loss_fn or soft_cross_entropy,
+        selector,
+        select_rows,
+        log,
+        epochs,
+        lr,
+        probe=start is None,
+    )  # a continued student keeps its head
     return student, history
 
 
@@ -60,8 +92,15 @@ def fresh_student(spec, cfg, seed: int):
         return new_generator(resolve_lm(cfg.lm_model), spec, seed, cfg.lm_max_length)
     from distill.students.model import new_student, resolve_student
 
-    return new_student(resolve_student(cfg.model), spec.label_names, spec.field_names, seed, cfg.pooling,
-                       max_length=cfg.max_length, task=spec.name)
+    return new_student(
+        resolve_student(cfg.model),
+        spec.label_names,
+        spec.field_names,
+        seed,
+        cfg.pooling,
+        max_length=cfg.max_length,
+        task=spec.name,
+    )
 
 
 def student_config(train, spec):

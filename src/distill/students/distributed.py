@@ -7,6 +7,7 @@ single process would run. Only rank 0 writes the model and the metrics. With one
 `accelerate launch --num_processes 1`) nothing here does anything. The launcher's --cpu and --mixed_precision
 choices are honoured (`ACCELERATE_USE_CPU`, `ACCELERATE_MIXED_PRECISION`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -66,8 +67,9 @@ def data_parallel(module: torch.nn.Module, device: str) -> Iterator[torch.nn.Mod
     if started:
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", rank=rank, world_size=size)
     # the encoder's pooler is never used (mean pooling): its parameters get no gradient
-    ddp = torch.nn.parallel.DistributedDataParallel(module, device_ids=[local] if device.startswith("cuda") else None,
-                                                    find_unused_parameters=True)
+    ddp = torch.nn.parallel.DistributedDataParallel(
+        module, device_ids=[local] if device.startswith("cuda") else None, find_unused_parameters=True
+    )
     try:
         yield ddp
     finally:

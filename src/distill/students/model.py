@@ -9,6 +9,7 @@ model (body + head), so both recipes (`train.recipe`) produce the same kind of f
     head.safetensors                                  weight [K, H], bias [K]
     distill.json                                      task, fields, labels, pooling, normalize, max_length
 """
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,9 @@ def resolve_student(name: str, field: str = "train.model") -> Path:
         return embedded.path(name, EMBEDDED_STUDENTS[name], field)
     path = Path(name)
     if not (path / "config.json").is_file():
-        raise DistillError(f"{field}: '{name}' is neither an embedded student ({', '.join(EMBEDDED_STUDENTS)}) nor a model folder")
+        raise DistillError(
+            f"{field}: '{name}' is neither an embedded student ({', '.join(EMBEDDED_STUDENTS)}) nor a model folder"
+        )
     return path
 
 
@@ -53,8 +56,17 @@ def read_meta(path: str | Path) -> dict[str, Any]:
 class Student(nn.Module):
     """encoder -> (masked mean | CLS) pooling -> optional L2 normalisation -> linear head."""
 
-    def __init__(self, encoder, tokenizer, labels: Sequence[str], fields: Sequence[str], pooling: str = "mean",
-                 normalize: bool = False, max_length: int = 128, task: str = ""):
+    def __init__(
+        self,
+        encoder,
+        tokenizer,
+        labels: Sequence[str],
+        fields: Sequence[str],
+        pooling: str = "mean",
+        normalize: bool = False,
+        max_length: int = 128,
+        task: str = "",
+    ):
         super().__init__()
         self.encoder, self.tokenizer = encoder, tokenizer
         self.labels, self.fields, self.task = list(labels), list(fields), task
@@ -81,7 +93,10 @@ class Student(nn.Module):
         return self.head(self.embed(batch))
 
     def param_groups(self, lr: float, head_lr_scale: float) -> list[dict]:
-        return [{"params": self.encoder.parameters(), "lr": lr}, {"params": self.head.parameters(), "lr": lr * head_lr_scale}]
+        return [
+            {"params": self.encoder.parameters(), "lr": lr},
+            {"params": self.head.parameters(), "lr": lr * head_lr_scale},
+        ]
 
     # -- inference -----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -127,9 +142,26 @@ class Student(nn.Module):
         path = Path(path)
         self.encoder.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
-        save_file({"weight": self.head.weight.detach().cpu().contiguous(), "bias": self.head.bias.detach().cpu().contiguous()}, path / HEAD)
-        (path / META).write_text(json.dumps({"task": self.task, "fields": self.fields, "labels": self.labels, "pooling": self.pooling,
-                                             "normalize": self.normalize, "max_length": self.max_length}, indent=1))
+        save_file(
+            {
+                "weight": self.head.weight.detach().cpu().contiguous(),
+                "bias": self.head.bias.detach().cpu().contiguous(),
+            },
+            path / HEAD,
+        )
+        (path / META).write_text(
+            json.dumps(
+                {
+                    "task": self.task,
+                    "fields": self.fields,
+                    "labels": self.labels,
+                    "pooling": self.pooling,
+                    "normalize": self.normalize,
+                    "max_length": self.max_length,
+                },
+                indent=1,
+            )
+        )
 
 
 def _load_encoder(path: Path):
@@ -141,8 +173,16 @@ def _load_encoder(path: Path):
     return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
 
 
-def new_student(path: str | Path, labels: Sequence[str], fields: Sequence[str], seed: int, pooling: str = "mean",
-                normalize: bool = False, max_length: int = 128, task: str = "") -> Student:
+def new_student(
+    path: str | Path,
+    labels: Sequence[str],
+    fields: Sequence[str],
+    seed: int,
+    pooling: str = "mean",
+    normalize: bool = False,
+    max_length: int = 128,
+    task: str = "",
+) -> Student:
     """A fresh head on a pretrained encoder; the head's initialisation is seeded (same params, same student)."""
     encoder, tok = _load_encoder(Path(path))
     torch.manual_seed(seed)
@@ -162,7 +202,16 @@ def load_student(path: str | Path, device: str = "cpu") -> Student:
     if not meta or not (path / HEAD).is_file():
         raise DistillError(f"{path}: not a distill student folder (no {META} / {HEAD})")
     encoder, tok = _load_encoder(path)
-    student = Student(encoder, tok, meta["labels"], meta["fields"], meta["pooling"], meta["normalize"], meta["max_length"], meta["task"])
+    student = Student(
+        encoder,
+        tok,
+        meta["labels"],
+        meta["fields"],
+        meta["pooling"],
+        meta["normalize"],
+        meta["max_length"],
+        meta["task"],
+    )
     student.head.load_state_dict(load_file(path / HEAD))
     student.eval()
     return student.to(device)

@@ -1,6 +1,7 @@
 """LLKD's few-shot prior (`llkd.fewshot_prior: probe`): a linear probe fitted on frozen embeddings of the task's
 labelled fewshot.jsonl rows. The llkd_label stage multiplies the teacher's label distribution by it on the pool; the
 evaluate stage does the same on test and validation rows, to score the labeller the student was trained to imitate."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -20,15 +21,29 @@ def fewshot_probe(params: Params, spec, fewshot: list[dict], rows: list[dict]) -
         return None
     missing = set(spec.label_names) - {r["label"] for r in fewshot}
     if missing:
-        print(f"llkd_label: no few-shot prior (fewshot.jsonl has no row labelled {sorted(missing)[0]!r}); the teacher's labels alone")
+        print(
+            f"llkd_label: no few-shot prior (fewshot.jsonl has no row labelled {sorted(missing)[0]!r}); the teacher's labels alone"
+        )
         return None
     from distill.devices import autocast, resolve_device, resolve_dtype
     from distill.students.finetune import fit_linear
     from distill.students.model import new_student, resolve_student
 
-    encoder = resolve_student(tc.model) if lp.prior_model == "student" else resolve_student(lp.prior_model, "llkd.prior_model")
-    probe = new_student(encoder, spec.label_names, spec.field_names, params.seed, tc.pooling, normalize=True,
-                        max_length=tc.max_length, task=spec.name)
+    encoder = (
+        resolve_student(tc.model)
+        if lp.prior_model == "student"
+        else resolve_student(lp.prior_model, "llkd.prior_model")
+    )
+    probe = new_student(
+        encoder,
+        spec.label_names,
+        spec.field_names,
+        params.seed,
+        tc.pooling,
+        normalize=True,
+        max_length=tc.max_length,
+        task=spec.name,
+    )
     # Frozen embeddings only: bfloat16 where the device computes it natively (2x faster for mpnet on an AVX512-BF16
     # CPU, cosine 0.99997 to float32's on AG News), the fit itself in float32.
     device = resolve_device(tc.device, "train.device")

@@ -7,6 +7,7 @@ label, flat scalar columns that `mlflow models serve` returns as plain JSON reco
 schema before `predict`, so the loaded pyfunc takes a DataFrame (or records) with the field columns; a bare list
 of texts still works on the unwrapped model (`.unwrap_python_model().predict(None, texts)`).
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -24,8 +25,10 @@ def signature(fields: Sequence[str], labels: Sequence[str]):
     from mlflow.types import ColSpec, Schema
 
     outputs = [ColSpec("string", "label"), ColSpec("double", "score")]
-    return ModelSignature(inputs=Schema([ColSpec("string", f) for f in fields]),
-                          outputs=Schema(outputs + [ColSpec("double", prob_column(l)) for l in labels]))
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", f) for f in fields]),
+        outputs=Schema(outputs + [ColSpec("double", prob_column(l)) for l in labels]),
+    )
 
 
 def input_example(fields: Sequence[str], rows: Sequence[dict[str, Any]] = ()):
@@ -67,8 +70,9 @@ def input_rows(model_input, fields: Sequence[str]) -> list[dict[str, str]]:
         if all(isinstance(c, str) for c in model_input.columns):
             missing = [f for f in fields if f not in model_input.columns]
             if missing:
-                raise bad_input(f"input is missing field(s) {missing}: expected columns {fields}, "
-                                f"got {list(model_input.columns)}")
+                raise bad_input(
+                    f"input is missing field(s) {missing}: expected columns {fields}, got {list(model_input.columns)}"
+                )
             cols = fields
         else:
             if model_input.shape[1] < len(fields):
@@ -105,10 +109,19 @@ class StudentModel(mlflow.pyfunc.PythonModel):
         rows = input_rows(model_input, self.student.fields)
         labels = self.student.labels
         if not rows:
-            return pd.DataFrame({"label": pd.Series(dtype=str), "score": pd.Series(dtype=float),
-                                 **{prob_column(l): pd.Series(dtype=float) for l in labels}})
+            return pd.DataFrame(
+                {
+                    "label": pd.Series(dtype=str),
+                    "score": pd.Series(dtype=float),
+                    **{prob_column(l): pd.Series(dtype=float) for l in labels},
+                }
+            )
         probs = self.student.proba(rows)
         best = probs.argmax(-1)
-        return pd.DataFrame({"label": [labels[i] for i in best.tolist()],
-                             "score": probs.gather(1, best[:, None]).squeeze(1).tolist(),
-                             **{prob_column(l): probs[:, i].tolist() for i, l in enumerate(labels)}})
+        return pd.DataFrame(
+            {
+                "label": [labels[i] for i in best.tolist()],
+                "score": probs.gather(1, best[:, None]).squeeze(1).tolist(),
+                **{prob_column(l): probs[:, i].tolist() for i, l in enumerate(labels)},
+            }
+        )

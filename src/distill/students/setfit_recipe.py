@@ -5,6 +5,7 @@ The result is converted into the project's own student folder (encoder + mean po
 head), so evaluate, register and MLflow treat it like any other student; the conversion is exact (a test
 compares probabilities with SetFit's own `predict_proba`). Single-text tasks only: SetFit embeds one text.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,11 +17,21 @@ import torch
 from distill.io import DistillError
 
 
-def train_setfit(rows: Sequence[dict[str, Any]], labels: Sequence[str], fields: Sequence[str], model_path, cfg, seed: int,
-                 task: str = "", log=print):
+def train_setfit(
+    rows: Sequence[dict[str, Any]],
+    labels: Sequence[str],
+    fields: Sequence[str],
+    model_path,
+    cfg,
+    seed: int,
+    task: str = "",
+    log=print,
+):
     """Train SetFit on labelled rows (hard labels; teacher probabilities are not used) -> a Student."""
     if len(fields) != 1:
-        raise DistillError("train.recipe: setfit embeds single texts; this task has text pairs (use train.recipe: finetune)")
+        raise DistillError(
+            "train.recipe: setfit embeds single texts; this task has text pairs (use train.recipe: finetune)"
+        )
     if len({r["label"] for r in rows}) < 2:
         raise DistillError("train.recipe: setfit needs examples of at least two labels")
     os.environ.setdefault("WANDB_DISABLED", "true")
@@ -35,10 +46,20 @@ def train_setfit(rows: Sequence[dict[str, Any]], labels: Sequence[str], fields: 
     model = SetFitModel.from_pretrained(str(model_path), device=train_device(cfg.device))
     data = Dataset.from_list([{"text": r[fields[0]], "label": labels.index(r["label"])} for r in rows])
     with tempfile.TemporaryDirectory() as scratch:  # SetFit's Trainer wants an output folder; nothing is kept
-        args = TrainingArguments(output_dir=scratch, batch_size=cfg.setfit_batch_size, num_epochs=1,
-                                 num_iterations=cfg.setfit_iterations, max_steps=cfg.setfit_max_steps or -1,
-                                 body_learning_rate=cfg.setfit_lr, max_length=cfg.max_length, seed=seed,
-                                 report_to="none", show_progress_bar=False, save_strategy="no", logging_strategy="no")
+        args = TrainingArguments(
+            output_dir=scratch,
+            batch_size=cfg.setfit_batch_size,
+            num_epochs=1,
+            num_iterations=cfg.setfit_iterations,
+            max_steps=cfg.setfit_max_steps or -1,
+            body_learning_rate=cfg.setfit_lr,
+            max_length=cfg.max_length,
+            seed=seed,
+            report_to="none",
+            show_progress_bar=False,
+            save_strategy="no",
+            logging_strategy="no",
+        )
         Trainer(model=model, args=args, train_dataset=data).train()
     log(f"setfit: {len(rows)} rows, {cfg.setfit_iterations} pair iterations, body lr {cfg.setfit_lr}")
     return to_student(model, labels, fields, cfg.max_length, task)
@@ -57,11 +78,15 @@ def to_student(model, labels: Sequence[str], fields: Sequence[str], max_length: 
     if pooling.pooling_mode not in ("mean", "cls"):
         raise DistillError(f"setfit: a body with {pooling.pooling_mode} pooling cannot be converted (mean or cls only)")
     normalize = any(isinstance(m, Normalize) for m in modules) or bool(getattr(model, "normalize_embeddings", False))
-    student = Student(transformer.auto_model, transformer.tokenizer, labels, fields, pooling.pooling_mode, normalize,
-                      max_length, task)
+    student = Student(
+        transformer.auto_model, transformer.tokenizer, labels, fields, pooling.pooling_mode, normalize, max_length, task
+    )
     head = model.model_head
-    coef, bias, classes = (torch.tensor(head.coef_, dtype=torch.float32), torch.tensor(head.intercept_, dtype=torch.float32),
-                           [int(c) for c in head.classes_])
+    coef, bias, classes = (
+        torch.tensor(head.coef_, dtype=torch.float32),
+        torch.tensor(head.intercept_, dtype=torch.float32),
+        [int(c) for c in head.classes_],
+    )
     k = len(labels)
     weight, b = torch.zeros(k, coef.shape[1]), torch.full((k,), -1e4)  # a label never seen in training: never predicted
     if len(classes) == 2 and coef.shape[0] == 1:  # binary LR: sigmoid(w.x + c) == softmax([0, w.x + c])[1]

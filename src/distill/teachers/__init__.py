@@ -1,4 +1,5 @@
 """Teachers: one interface (generate, score), its backends, and the LLM cache."""
+
 from __future__ import annotations
 
 import os
@@ -31,4 +32,14 @@ def make_teacher(params, cache: str | Path | None = None, progress: bool = True)
     return Teacher(build_backend(params), LLMCache(cache or cache_path()), progress=progress, budget=budget)
 
 
-__all__ = ["Budget", "Decoding", "GenRequest", "GenResult", "ScoreRequest", "Teacher", "LLMCache", "make_teacher", "build_backend"]
+__all__ = [
+    "Budget",
+    "Decoding",
+    "GenRequest",
+    "GenResult",
+    "ScoreRequest",
+    "Teacher",
+    "LLMCache",
+    "make_teacher",
+    "build_backend",
+]

@@ -8,6 +8,7 @@ Conventions shared with the local backend, so both backends fill the cache with 
 Off-format replies raise `OffFormat(reason)` (retried, then rejected and counted per reason); replies that
 show the server lacks a feature raise `Unsupported` (the scorer falls back to the next method).
 """
+
 from __future__ import annotations
 
 import email.utils
@@ -38,6 +39,7 @@ class Unsupported(Exception):
 
 # -- requests ------------------------------------------------------------------------------------------------
 
+
 def api_host(base_url: str) -> str:
     """host[:port]/path of an API root: never a user name, password or query string, which can hold credentials."""
     u = urlsplit(base_url)
@@ -65,7 +67,10 @@ def chat_messages(req: GenRequest, prefix_as: str) -> tuple[list[dict[str, str]]
     if not req.prefix:
         return msgs, {}
     if prefix_as == "assistant":
-        return msgs + [{"role": "assistant", "content": req.prefix}], {"continue_final_message": True, "add_generation_prompt": False}
+        return msgs + [{"role": "assistant", "content": req.prefix}], {
+            "continue_final_message": True,
+            "add_generation_prompt": False,
+        }
     last = max(i for i, m in enumerate(msgs) if m["role"] == "user")
     msgs[last] = {**msgs[last], "content": f"{msgs[last]['content']}\n\nStart your reply with: {req.prefix}"}
     return msgs, {}
@@ -75,7 +80,7 @@ def strip_prefix(text: str, prefix: str) -> str:
     """A chat model told to start with the prefix usually repeats it; the cached text never includes it."""
     head = text.lstrip()
     if prefix.strip() and head.startswith(prefix.strip()):
-        return head[len(prefix.strip()):]
+        return head[len(prefix.strip()) :]
     return text
 
 
@@ -86,6 +91,7 @@ def scoring_chat(prefix: str, text: str, options: Iterable[str]) -> list[dict[st
 
 
 # -- replies -------------------------------------------------------------------------------------------------
+
 
 def _first_choice(resp: Any) -> Any:
     choices = getattr(resp, "choices", None)
@@ -173,7 +179,9 @@ def first_token_scores(resp: Any, options: tuple[str, ...]) -> list[float]:
         raise Unsupported("no token log-probs")
     words = [o.strip().lower() for o in options]
     for pos in content:
-        top = [(getattr(t, "token", None), getattr(t, "logprob", None)) for t in (getattr(pos, "top_logprobs", None) or [])]
+        top = [
+            (getattr(t, "token", None), getattr(t, "logprob", None)) for t in (getattr(pos, "top_logprobs", None) or [])
+        ]
         top = [(t, float(v)) for t, v in top if isinstance(t, str) and isinstance(v, (int, float))]
         if not top:
             raise Unsupported("no top log-probs")
@@ -208,6 +216,7 @@ def parse_safely(parse: Callable[[Any], T], resp: Any) -> T:
 
 
 # -- retries and errors --------------------------------------------------------------------------------------
+
 
 def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
     """Seconds the server asks us to wait: `retry-after-ms`, `retry-after` in seconds, or an HTTP date."""

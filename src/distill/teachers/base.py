@@ -5,6 +5,7 @@ budget. Backends only implement uncached batch calls; they load their model lazi
 never loads it. A backend may answer that it could not answer (a GenResult with finish "error", a score row
 None): the Teacher returns a neutral answer for it and does not cache it, so the next run asks again.
 """
+
 from __future__ import annotations
 
 import time
@@ -84,6 +85,7 @@ class Stats:
 @dataclass(frozen=True)
 class Budget:
     """Spending limits of one Teacher (one stage run). Cached answers are free; None = no limit / no price."""
+
     max_calls: int | None = None
     max_cost: float | None = None
     price_per_1k_prompt: float | None = None
@@ -92,7 +94,10 @@ class Budget:
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         if self.price_per_1k_prompt is None and self.price_per_1k_completion is None:
             return None
-        return (prompt_tokens * (self.price_per_1k_prompt or 0.0) + completion_tokens * (self.price_per_1k_completion or 0.0)) / 1000
+        return (
+            prompt_tokens * (self.price_per_1k_prompt or 0.0)
+            + completion_tokens * (self.price_per_1k_completion or 0.0)
+        ) / 1000
 
 
 def _cacheable(answer: Any) -> bool:
@@ -104,9 +109,18 @@ class Teacher:
         self.backend, self.cache, self.progress, self.budget = backend, cache, progress, budget
         self.stats = Stats()
 
-    def generate(self, requests: Sequence[GenRequest], decoding: Decoding, batch_size: int, desc: str = "generate") -> list[GenResult]:
+    def generate(
+        self, requests: Sequence[GenRequest], decoding: Decoding, batch_size: int, desc: str = "generate"
+    ) -> list[GenResult]:
         keys = [
-            cache_key(kind="gen", model=self.backend.model_id, messages=r.messages, prefix=r.prefix, seed=r.seed, decoding=asdict(decoding))
+            cache_key(
+                kind="gen",
+                model=self.backend.model_id,
+                messages=r.messages,
+                prefix=r.prefix,
+                seed=r.seed,
+                decoding=asdict(decoding),
+            )
             for r in requests
         ]
 
@@ -124,12 +138,23 @@ class Teacher:
         model = getattr(self.backend, "score_id", self.backend.model_id)  # API backends: + the scoring route
         keys = [cache_key(kind="score", model=model, prefix=r.prefix, text=r.text, options=r.options) for r in requests]
         # Sorting by length keeps padding (wasted compute) low; the cache key does not depend on order.
-        done = self._answer("score", requests, keys, self.backend.score, batch_size, desc, "example", order=lambda r: len(r.text))
+        done = self._answer(
+            "score", requests, keys, self.backend.score, batch_size, desc, "example", order=lambda r: len(r.text)
+        )
         # An unanswered row gets equal log-probs: no preference, and not cached.
         return [done[k] if done[k] is not None else [0.0] * len(r.options) for k, r in zip(keys, requests)]
 
-    def _answer(self, kind: str, requests: Sequence, keys: list[str], call: Callable[[list], list], batch_size: int,
-                desc: str, unit: str, order: Callable | None) -> dict[str, Any]:
+    def _answer(
+        self,
+        kind: str,
+        requests: Sequence,
+        keys: list[str],
+        call: Callable[[list], list],
+        batch_size: int,
+        desc: str,
+        unit: str,
+        order: Callable | None,
+    ) -> dict[str, Any]:
         """Cached answers, then the missing ones from the backend, batch by batch; each batch is cached as soon as
         it is answered, so a killed run (or a spent budget) loses at most the batch in flight."""
         cached = self.cache.get_with_seconds(keys)
@@ -165,7 +190,9 @@ class Teacher:
                 bar.update(len(idx))
                 if kind == "gen":
                     bar.set_postfix(tok_s=f"{self.stats.completion_tokens / max(self.stats.seconds, 1e-9):.0f}")
-        if (data_cost := self.budget.cost(self.stats.data_prompt_tokens, self.stats.data_completion_tokens)) is not None:
+        if (
+            data_cost := self.budget.cost(self.stats.data_prompt_tokens, self.stats.data_completion_tokens)
+        ) is not None:
             self.stats.extra["data_cost"] = round(data_cost, 6)
         return done
 
@@ -181,18 +208,24 @@ class Teacher:
         b = self.budget
         cost = self.cost()
         if b.max_cost is not None and cost is not None and cost >= b.max_cost:
-            raise DistillError(f"teacher.max_cost: budget {b.max_cost} spent ({cost:.4f}); {left} requests not asked. "
-                               "Answers so far are cached: raise the budget and re-run to continue")
+            raise DistillError(
+                f"teacher.max_cost: budget {b.max_cost} spent ({cost:.4f}); {left} requests not asked. "
+                "Answers so far are cached: raise the budget and re-run to continue"
+            )
         if b.max_calls is None:
             return batch_size
         room = b.max_calls - self.stats.calls
         if room <= 0:
-            raise DistillError(f"teacher.max_calls: budget of {b.max_calls} calls spent; {left} requests not asked. "
-                               "Answers so far are cached: raise the budget and re-run to continue")
+            raise DistillError(
+                f"teacher.max_calls: budget of {b.max_calls} calls spent; {left} requests not asked. "
+                "Answers so far are cached: raise the budget and re-run to continue"
+            )
         return min(batch_size, room)
 
     def cost(self) -> float | None:
         """Spent so far (prices per 1k tokens); scoring tokens count too where the backend reports them."""
         x = self.stats.extra
-        return self.budget.cost(self.stats.prompt_tokens + x.get("score_prompt_tokens", 0),
-                                self.stats.completion_tokens + x.get("score_completion_tokens", 0))
+        return self.budget.cost(
+            self.stats.prompt_tokens + x.get("score_prompt_tokens", 0),
+            self.stats.completion_tokens + x.get("score_completion_tokens", 0),
+        )

@@ -1,5 +1,6 @@
 """`distill serve`'s batching: concurrent requests collected for a few milliseconds and run as forward passes of
 bounded size, one at a time, on one daemon thread (one model, one set of CPU cores)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -51,8 +52,14 @@ class Batcher:
     `max_group_tokens`, so one maximum-context request does not make 31 short ones wait for a pass 32 times
     its own size. A lone request larger than that still runs, alone."""
 
-    def __init__(self, run: Callable[[Hashable, list], list], window_s: float = 0.005, max_batch: int = 32,
-                 cost: Callable[[Hashable, Any], int] = lambda kind, item: 1, max_group_tokens: int = 32768):
+    def __init__(
+        self,
+        run: Callable[[Hashable, list], list],
+        window_s: float = 0.005,
+        max_batch: int = 32,
+        cost: Callable[[Hashable, Any], int] = lambda kind, item: 1,
+        max_group_tokens: int = 32768,
+    ):
         self.run, self.window_s, self.max_batch = run, window_s, max_batch
         self.cost, self.max_group_tokens = cost, max_group_tokens
         self.queue: asyncio.Queue | None = None

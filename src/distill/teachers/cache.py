@@ -4,6 +4,7 @@ The key is a hash of everything that determines an answer: model identity (name 
 the full prompt, decoding parameters and the per-call seed. A stage re-run with an unchanged config
 therefore makes zero LLM calls, and a killed run resumes from the last stored batch.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,9 @@ class LLMCache:
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, kind TEXT, model TEXT, value TEXT, created REAL, seconds REAL)"
         )
-        if "seconds" not in {row[1] for row in self.db.execute("PRAGMA table_info(answers)")}:  # caches written before it
+        if "seconds" not in {
+            row[1] for row in self.db.execute("PRAGMA table_info(answers)")
+        }:  # caches written before it
             self.db.execute("ALTER TABLE answers ADD COLUMN seconds REAL")
         self.db.commit()
 

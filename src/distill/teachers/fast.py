@@ -4,6 +4,7 @@ The cache layers work with any transformers causal LM whose attention reads and 
 Mistral, SmolLM...). They attend over everything: a model with sliding-window layers shorter than its prompts
 (some Gemma layers) would see further back than it was trained to.
 """
+
 from __future__ import annotations
 
 import os
@@ -69,7 +70,12 @@ class GrowingLayer(DynamicLayer):
         super().__init__()
         self.capacity, self.n, self._k, self._v = capacity, 0, None, None
         if prefix is not None and prefix.get_seq_length():
-            self.keys, self.values, self.n, self.is_initialized = prefix.keys, prefix.values, prefix.get_seq_length(), True
+            self.keys, self.values, self.n, self.is_initialized = (
+                prefix.keys,
+                prefix.values,
+                prefix.get_seq_length(),
+                True,
+            )
             self.dtype, self.device = prefix.keys.dtype, prefix.keys.device
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
@@ -103,5 +109,7 @@ class SharedPrefixLayer(DynamicLayer):
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         b = key_states.shape[0]
-        return (torch.cat([self.keys.expand(b, -1, -1, -1), key_states], dim=-2),
-                torch.cat([self.values.expand(b, -1, -1, -1), value_states], dim=-2))
+        return (
+            torch.cat([self.keys.expand(b, -1, -1, -1), key_states], dim=-2),
+            torch.cat([self.values.expand(b, -1, -1, -1), value_states], dim=-2),
+        )

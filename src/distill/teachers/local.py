@@ -10,6 +10,7 @@ What makes it usable on 2 cores (measured in docs/teacher_speed.md):
 Every row samples with its own torch.Generator, one uniform draw per token, so a sample depends on its own
 seed, not on which other requests share its batch.
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,11 +32,13 @@ def _quiet(fn):
     """transformers 5.x renames the forward's `past_key_values` to `cache` (the old name works until 5.40): the
     rename is the library's business, not news for someone distilling a model. Scoped to each call, so it holds
     whatever filters the caller set."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="`past_key_values` is deprecated", category=FutureWarning)
             return fn(*args, **kwargs)
+
     return wrapper
 
 
@@ -69,14 +72,24 @@ def max_token_chars(tok) -> int | None:
 
 
 class LocalBackend:
-    def __init__(self, model: str, reuse_prefix: bool = True, device: str = "auto", dtype: str = "auto",
-                 device_field: str = "teacher.device"):
+    def __init__(
+        self,
+        model: str,
+        reuse_prefix: bool = True,
+        device: str = "auto",
+        dtype: str = "auto",
+        device_field: str = "teacher.device",
+    ):
         self.path = resolve_model(model)
-        self.device = resolve_device(device, device_field)  # device_field: what an error names (`distill serve`: --device)
+        self.device = resolve_device(
+            device, device_field
+        )  # device_field: what an error names (`distill serve`: --device)
         self.dtype = resolve_dtype(dtype, self.device, training=False)
         # the precision is part of the cache key: bfloat16 answers never stand in for float32 ones (the device is not:
         # the same weights at the same precision give the same answers up to kernel rounding)
-        self.model_id = model_identity(self.path) + ("" if self.dtype == torch.float32 else f"+{str(self.dtype).removeprefix('torch.')}")
+        self.model_id = model_identity(self.path) + (
+            "" if self.dtype == torch.float32 else f"+{str(self.dtype).removeprefix('torch.')}"
+        )
         self.reuse_prefix = reuse_prefix  # False: every generation prompt runs in full (the reference path in tests)
         self._model = self._tok = None
         self._prefix_cache: dict[tuple[int, ...], object] = {}
@@ -147,8 +160,14 @@ class LocalBackend:
                 rows, done, nxt, mask, positions = rows[keep], done[keep], nxt[keep], mask[keep], positions[keep]
             mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype)], dim=1)
             positions = positions + 1
-            logits = self._forward(input_ids=nxt[:, None], attention_mask=mask, position_ids=positions, past_key_values=cache,
-                                   use_cache=True, logits_to_keep=1).logits[:, -1]
+            logits = self._forward(
+                input_ids=nxt[:, None],
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            ).logits[:, -1]
         return [[t for t in row if t >= 0] for row in toks.tolist()]
 
     def _prefill(self, prompts: list[list[int]], max_new_tokens: int):
@@ -175,8 +194,14 @@ class LocalBackend:
         positions = (n_prefix + rest_mask.cumsum(-1) - 1).clamp(min=0)
         mask = torch.cat([torch.ones(len(rests), n_prefix, dtype=rest_mask.dtype), rest_mask], dim=1)
         cache = Cache(layers=[GrowingLayer(n_prefix + width + max_new_tokens, layer) for layer in layers])
-        logits = self._forward(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                               use_cache=True, logits_to_keep=1).logits[:, -1]
+        logits = self._forward(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1]
         if len(rests) < len(prompts):
             sel = torch.tensor(inverse)
             cache.batch_select_indices(sel)
@@ -189,12 +214,16 @@ class LocalBackend:
         for p, o in zip(prompts, outs):
             stopped = bool(o) and o[-1] in stops
             toks = o[:-1] if stopped else o
-            results.append(GenResult(tok.decode(toks, skip_special_tokens=True), len(p), len(o), "stop" if stopped else "length"))
+            results.append(
+                GenResult(tok.decode(toks, skip_special_tokens=True), len(p), len(o), "stop" if stopped else "length")
+            )
         return results
 
     @torch.inference_mode()
     @_quiet
-    def token_logprobs(self, seqs: list[list[int]], top_k: int = 1) -> list[list[tuple[float | None, list[tuple[int, float]]]]]:
+    def token_logprobs(
+        self, seqs: list[list[int]], top_k: int = 1
+    ) -> list[list[tuple[float | None, list[tuple[int, float]]]]]:
         """Per sequence, one entry per position j = 0..len: (log P(token j | tokens before it), the top_k
         (token, logprob) of that distribution). Entry 0 is (None, []); the last entry (None, top_k) is the
         distribution of the token after the sequence. Serves `echo` + `logprobs` over HTTP.
@@ -213,12 +242,19 @@ class LocalBackend:
             real = torch.tensor([[1] * len(s) + [0] * (L - len(s)) for s in chunk], dtype=torch.bool)
             own = torch.ones(L, L, dtype=torch.bool).tril()[None] & real[:, None, :]
             mask = torch.cat([torch.ones(len(chunk), L, p, dtype=torch.bool), own], dim=-1)[:, None]
-            logits = self._forward(input_ids=ids, attention_mask=mask, position_ids=(p + torch.arange(L)).expand(len(chunk), L),
-                                   past_key_values=Cache(layers=[SharedPrefixLayer(layer) for layer in state.layers]), use_cache=True).logits
+            logits = self._forward(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=(p + torch.arange(L)).expand(len(chunk), L),
+                past_key_values=Cache(layers=[SharedPrefixLayer(layer) for layer in state.layers]),
+                use_cache=True,
+            ).logits
             for r, tail in enumerate(chunk):
                 logp = torch.log_softmax(logits[r, : len(tail)].float(), dim=-1)
                 alts = self._top(logp, top_k)
-                out.append(head + [(float(last[tail[0]]), last_alts)] + self._entries(logp, tail, alts) + [(None, alts[-1])])
+                out.append(
+                    head + [(float(last[tail[0]]), last_alts)] + self._entries(logp, tail, alts) + [(None, alts[-1])]
+                )
         return out
 
     def _chunks(self, seqs: list[list[int]]) -> list[list[list[int]]]:
@@ -304,7 +340,9 @@ class LocalBackend:
                 for n, m in enumerate(multi):
                     rows.append(text + (opts[m][:-1] if m is not None else []))
                     here = [k for k, o in enumerate(opts) if k == m or (n == 0 and len(o) == 1)]
-                    targets += [(len(rows) - 1, len(text) - 1 + j, t, i, k) for k in here for j, t in enumerate(opts[k])]
+                    targets += [
+                        (len(rows) - 1, len(text) - 1 + j, t, i, k) for k in here for j, t in enumerate(opts[k])
+                    ]
             for (*_, i, k), logprob in zip(targets, self._score_rows(prefix_ids, rows, targets)):
                 out[i][k] += logprob
         return out
@@ -337,7 +375,9 @@ class LocalBackend:
                 out[n] = logprob
         return out
 
-    def _score_packed(self, prefix_ids: tuple[int, ...], rows: list[list[int]], packs: list[list[int]], targets: list[tuple]) -> list[float]:
+    def _score_packed(
+        self, prefix_ids: tuple[int, ...], rows: list[list[int]], packs: list[list[int]], targets: list[tuple]
+    ) -> list[float]:
         n_prefix, width = len(prefix_ids), max(sum(len(rows[r]) for r in pack) for pack in packs)
         ids = torch.zeros(len(packs), width, dtype=torch.long)
         owner = torch.full((len(packs), width), -1)  # the row each token belongs to (-1: padding)
@@ -361,7 +401,9 @@ class LocalBackend:
         kwargs = dict(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=torch.tensor(keep))
         if n_prefix:
             prefix = self._prefix_state(prefix_ids)
-            kwargs.update(past_key_values=Cache(layers=[SharedPrefixLayer(layer) for layer in prefix.layers]), use_cache=True)
+            kwargs.update(
+                past_key_values=Cache(layers=[SharedPrefixLayer(layer) for layer in prefix.layers]), use_cache=True
+            )
         else:
             kwargs.update(use_cache=False)
         logits = self._forward(**kwargs).logits

@@ -8,6 +8,7 @@ unknown model, bad request) into one-line DistillErrors at once. The key is read
 variable named by `teacher.api_key_env` and lives only inside the client: it is never part of the model id
 (the cache key), a message or a counter.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -44,14 +45,16 @@ def read_key(env_name: str | None) -> str:
         return "none"  # local servers need no key; the client insists on a string
     key = os.environ.get(env_name, "")
     if not key.strip():  # the name is shown only when it cannot be a pasted key
-        from distill.config import looks_like_key
+        from distill.secrets import looks_like_key
 
         named = "" if looks_like_key(env_name) else f" {env_name}"
         raise DistillError(f"teacher.api_key_env: environment variable{named} is not set")
     key = key.strip()
     if not key.isascii() or any(c.isspace() for c in key):  # httpx would fail deep inside with the key in its state
-        raise DistillError(f"teacher.api_key_env: the value of {env_name} is not a valid API key "
-                           "(a non-ASCII or whitespace character; a pasted quote?)")
+        raise DistillError(
+            f"teacher.api_key_env: the value of {env_name} is not a valid API key "
+            "(a non-ASCII or whitespace character; a pasted quote?)"
+        )
     return key
 
 
@@ -89,7 +92,9 @@ class OpenAIBackend:
     def _gather(self, coros: list[Awaitable[T]]) -> list[T]:
         async def run() -> list[T]:
             if self._client is None:  # created on the loop it will run on (its connection pool belongs to it)
-                self._client = openai.AsyncOpenAI(base_url=self.p.base_url, api_key=self._key, max_retries=0, timeout=self.p.timeout_s)
+                self._client = openai.AsyncOpenAI(
+                    base_url=self.p.base_url, api_key=self._key, max_retries=0, timeout=self.p.timeout_s
+                )
                 self._slots = asyncio.Semaphore(self.p.concurrency)
             tasks = [asyncio.ensure_future(c) for c in coros]
             try:
@@ -102,8 +107,13 @@ class OpenAIBackend:
 
     # -- generation -------------------------------------------------------------------------------------------
     async def _generate_one(self, r: GenRequest, decoding: Decoding) -> GenResult:
-        kw: dict[str, Any] = dict(model=self.p.model, seed=r.seed, temperature=decoding.temperature, top_p=decoding.top_p,
-                                  max_tokens=decoding.max_new_tokens)
+        kw: dict[str, Any] = dict(
+            model=self.p.model,
+            seed=r.seed,
+            temperature=decoding.temperature,
+            top_p=decoding.top_p,
+            max_tokens=decoding.max_new_tokens,
+        )
         if decoding.top_k > 0:  # not an OpenAI parameter; vLLM, llama.cpp and distill serve read it
             kw["extra_body"] = {"top_k": decoding.top_k}
         if self.p.api == "completions":
@@ -130,8 +140,10 @@ class OpenAIBackend:
                 if isinstance(e, Refused) and (e.status not in NO_FEATURE_STATUS or last_resort):
                     raise
                 if last_resort:
-                    raise DistillError(f"teacher.score_via: {method} scoring does not work with {self.host} "
-                                       f"({fmt.one_line(e, self._secret)}); try score_via: auto") from None
+                    raise DistillError(
+                        f"teacher.score_via: {method} scoring does not work with {self.host} "
+                        f"({fmt.one_line(e, self._secret)}); try score_via: auto"
+                    ) from None
                 if self._method == SCORE_METHODS.index(method):
                     self._method += 1
                     self.counters[f"fallback.{method}"] += 1
@@ -144,7 +156,8 @@ class OpenAIBackend:
         head = r.prefix + r.text
         prompts = [head + o for o in r.options]
         call = lambda: self._client.completions.create(  # noqa: E731
-            model=self.p.model, prompt=prompts, echo=True, logprobs=1, max_tokens=1, temperature=0.0)
+            model=self.p.model, prompt=prompts, echo=True, logprobs=1, max_tokens=1, temperature=0.0
+        )
         # max_tokens=1, not 0: vLLM refuses 0; the one generated token lies past the prompt and is ignored.
 
         def parse(resp: Any) -> list[float]:
@@ -157,13 +170,24 @@ class OpenAIBackend:
 
     async def _score_top_logprobs(self, r: ScoreRequest) -> list[float] | None:
         call = lambda: self._client.chat.completions.create(  # noqa: E731
-            model=self.p.model, messages=fmt.scoring_chat(r.prefix, r.text, r.options),
-            logprobs=True, top_logprobs=20, max_tokens=3, temperature=0.0, seed=0)
+            model=self.p.model,
+            messages=fmt.scoring_chat(r.prefix, r.text, r.options),
+            logprobs=True,
+            top_logprobs=20,
+            max_tokens=3,
+            temperature=0.0,
+            seed=0,
+        )
         return await self._call(call, lambda resp: fmt.first_token_scores(resp, r.options), score=True)
 
     async def _score_answer(self, r: ScoreRequest) -> list[float] | None:
         call = lambda: self._client.chat.completions.create(  # noqa: E731
-            model=self.p.model, messages=fmt.scoring_chat(r.prefix, r.text, r.options), max_tokens=8, temperature=0.0, seed=0)
+            model=self.p.model,
+            messages=fmt.scoring_chat(r.prefix, r.text, r.options),
+            max_tokens=8,
+            temperature=0.0,
+            seed=0,
+        )
 
         def parse(resp: Any) -> list[float]:
             scores = fmt.answer_scores(fmt.chat_text(resp), r.options)
@@ -175,7 +199,9 @@ class OpenAIBackend:
         return await self._call(call, parse, score=True)
 
     # -- one request, with retries ---------------------------------------------------------------------------
-    async def _call(self, call: Callable[[], Awaitable[Any]], parse: Callable[[Any], T], score: bool = False) -> T | None:
+    async def _call(
+        self, call: Callable[[], Awaitable[Any]], parse: Callable[[Any], T], score: bool = False
+    ) -> T | None:
         """call() then parse(); retried on rate limits, 5xx, timeouts, dropped connections and off-format
         replies. A request whose replies stay off-format returns None (the Teacher does not cache it); one
         whose server stays unreachable stops the stage with a DistillError."""
@@ -212,18 +238,25 @@ class OpenAIBackend:
                 self.counters[f"retries.{last}"] += 1
                 await asyncio.sleep(fmt.backoff_s(attempt, self.p.retry_backoff_s, wait, self._rng))
         if last in ("timeout", "connection") or last.isdigit():
-            raise DistillError(f"teacher at {self.host}: no answer after {self.p.max_retries + 1} tries "
-                               f"(last: {last}); is the server up? (teacher.base_url, teacher.max_retries)")
+            raise DistillError(
+                f"teacher at {self.host}: no answer after {self.p.max_retries + 1} tries "
+                f"(last: {last}); is the server up? (teacher.base_url, teacher.max_retries)"
+            )
         if last == "malformed_json":  # not one odd completion: the server itself does not speak the API there
-            raise DistillError(f"teacher at {self.host}: {self.p.max_retries + 1} replies were not OpenAI API JSON; "
-                               "is teacher.base_url the API root (it usually ends in /v1)?")
+            raise DistillError(
+                f"teacher at {self.host}: {self.p.max_retries + 1} replies were not OpenAI API JSON; "
+                "is teacher.base_url the API root (it usually ends in /v1)?"
+            )
         return None
 
     def _refused(self, e: openai.APIStatusError) -> Refused:
         code = e.status_code
         if code in (401, 403):  # the server's text may quote the key: say nothing of it
-            self._halt = Refused(f"teacher at {self.host}: HTTP {code}, the API key was refused "
-                                 f"(teacher.api_key_env: {self.p.api_key_env or 'not set'})", code)
+            self._halt = Refused(
+                f"teacher at {self.host}: HTTP {code}, the API key was refused "
+                f"(teacher.api_key_env: {self.p.api_key_env or 'not set'})",
+                code,
+            )
             return self._halt
         said = fmt.one_line(fmt.server_message(e.body) or e.message, self._secret)
         if code == 404 and "model" in said.lower():

@@ -10,6 +10,7 @@ Not supported: n > 1, stop strings, streaming (refused with 400 or ignored, as d
 No request takes the server down: bodies are checked against the OpenAI schema, prompts against the context
 before any forward pass, requests have a time bound, and the model's daemon thread does not delay SIGTERM.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -98,6 +99,7 @@ class ApiError(Exception):
 def bad_body(errors: list[dict]) -> tuple[str, str | None]:
     """A validation error as (message, field): `top_p: Input should be greater than 0 (got -0.5)`. Of a union's
     errors (one per type tried), the deepest says most: `prompt.1`, not `prompt.str`, for ["ok", 7]."""
+
     def path(err: dict) -> list[str]:  # field names and list indices, not union tags (str, list[str], none)
         loc = err.get("loc", ())[1:]  # after "body"
         return [str(p) for p in loc if isinstance(p, int) or (p.isidentifier() and p not in ("str", "int", "none"))]
@@ -111,8 +113,15 @@ def bad_body(errors: list[dict]) -> tuple[str, str | None]:
     return f"{field}: {message}" + (f" (got {got!r})" if short else ""), field
 
 
-def create_app(backend: LocalBackend, name: str, window_s: float = 0.005, max_batch: int = 32,
-               max_tokens_cap: int = 4096, request_timeout: float = 300.0, max_group_tokens: int = 32768):
+def create_app(
+    backend: LocalBackend,
+    name: str,
+    window_s: float = 0.005,
+    max_batch: int = 32,
+    max_tokens_cap: int = 4096,
+    request_timeout: float = 300.0,
+    max_group_tokens: int = 32768,
+):
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
@@ -164,28 +173,37 @@ def create_app(backend: LocalBackend, name: str, window_s: float = 0.005, max_ba
 
     def bounded(handler):
         """The request's time bound: its queued work is dropped when it runs out (Batcher.groups)."""
+
         @functools.wraps(handler)
         async def wrapper(body):
             try:
                 return await asyncio.wait_for(handler(body), request_timeout)
             except asyncio.TimeoutError:  # TimeoutError from 3.11 on; distinct on 3.10
-                raise ApiError(504, f"no answer within {request_timeout:g} s (distill serve --request-timeout)",
-                               "timeout") from None
+                raise ApiError(
+                    504, f"no answer within {request_timeout:g} s (distill serve --request-timeout)", "timeout"
+                ) from None
+
         return wrapper
 
     def check(body: Body) -> int:
         """The request's seed; refuses what this server cannot do."""
         if body.model != name:
-            raise ApiError(404, f"The model '{body.model}' does not exist (this server has '{name}')",
-                           "model_not_found", "model")
+            raise ApiError(
+                404, f"The model '{body.model}' does not exist (this server has '{name}')", "model_not_found", "model"
+            )
         if body.n != 1 or body.stream:
-            raise ApiError(400, "only n=1 without streaming is supported", "unsupported",
-                           "stream" if body.stream else "n")
+            raise ApiError(
+                400, "only n=1 without streaming is supported", "unsupported", "stream" if body.stream else "n"
+            )
         return body.seed if body.seed is not None else random.getrandbits(32)
 
     def too_long(tokens: int, at_least: bool = False) -> ApiError:
-        return ApiError(400, f"prompt is {'at least ' * at_least}{tokens} tokens; this model's context is {context} "
-                             "tokens", "context_length_exceeded", "prompt")
+        return ApiError(
+            400,
+            f"prompt is {'at least ' * at_least}{tokens} tokens; this model's context is {context} tokens",
+            "context_length_exceeded",
+            "prompt",
+        )
 
     def check_chars(text: str) -> None:
         if per_token and len(text) > context * per_token:  # provably too long (max_token_chars): don't tokenize it
@@ -202,9 +220,13 @@ def create_app(backend: LocalBackend, name: str, window_s: float = 0.005, max_ba
         if not asked:  # the default shrinks to what fits
             return min(max_tokens, limit)
         if max_tokens > limit:
-            raise ApiError(400, f"{field}: {max_tokens} is more than this server allows for this prompt ({limit}: "
-                                f"--max-tokens {max_tokens_cap}, context {context} tokens, prompt {len(ids)})",
-                           "max_tokens_too_large", field)
+            raise ApiError(
+                400,
+                f"{field}: {max_tokens} is more than this server allows for this prompt ({limit}: "
+                f"--max-tokens {max_tokens_cap}, context {context} tokens, prompt {len(ids)})",
+                "max_tokens_too_large",
+                field,
+            )
         return max_tokens
 
     async def sample(ids: list[int], seed: int, body: Body, max_tokens: int) -> tuple[list[int], str, int]:
@@ -212,8 +234,9 @@ def create_app(backend: LocalBackend, name: str, window_s: float = 0.005, max_ba
         as the in-process backend counts them). max_tokens has been through room()."""
         if max_tokens <= 0:
             return [], "length", 0
-        decoding = Decoding(max_new_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
-                            top_k=max(0, body.top_k))
+        decoding = Decoding(
+            max_new_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p, top_k=max(0, body.top_k)
+        )
         out = await batcher.submit(("gen", decoding), (ids, seed))
         return (out[:-1], "stop", len(out)) if out and out[-1] in stops else (out, "length", len(out))
 
@@ -226,8 +249,9 @@ def create_app(backend: LocalBackend, name: str, window_s: float = 0.005, max_ba
     async def encode_prompt(prompt: str, body: CompletionBody) -> tuple[list[int], list, int]:
         """Token ids, their character spans, and max_tokens checked against the context."""
         check_chars(prompt)
-        enc = await tokenizer[0].call(functools.partial(tok, add_special_tokens=False, return_offsets_mapping=True),
-                                      prompt)
+        enc = await tokenizer[0].call(
+            functools.partial(tok, add_special_tokens=False, return_offsets_mapping=True), prompt
+        )
         ids = enc["input_ids"]
         return ids, enc["offset_mapping"], room(ids, body.max_tokens, "max_tokens" in body.model_fields_set)
 
@@ -245,8 +269,12 @@ def create_app(backend: LocalBackend, name: str, window_s: float = 0.005, max_ba
             new, finish, n = await sample(ids, seed, body, max_tokens)
             entries = await batcher.submit(("logprobs", k), ids + new) if k is not None else None
         completion = tok.decode(new, skip_special_tokens=True)
-        choice = {"index": index, "text": (prompt if body.echo else "") + completion, "finish_reason": finish,
-                  "logprobs": None}
+        choice = {
+            "index": index,
+            "text": (prompt if body.echo else "") + completion,
+            "finish_reason": finish,
+            "logprobs": None,
+        }
         if entries is not None:
             pieces = [(prompt[s:e], s) for s, e in spans] if body.echo else []
             at = len(prompt) if body.echo else 0
@@ -254,9 +282,12 @@ def create_app(backend: LocalBackend, name: str, window_s: float = 0.005, max_ba
                 pieces.append((tok.decode([t]), at))
                 at += len(pieces[-1][0])
             rows = entries[: len(ids) + len(new)] if body.echo else entries[len(ids) : len(ids) + len(new)]
-            choice["logprobs"] = {"tokens": [p for p, _ in pieces], "text_offset": [o for _, o in pieces],
-                                  "token_logprobs": [lp for lp, _ in rows],
-                                  "top_logprobs": [alternatives(top) if lp is not None else None for lp, top in rows]}
+            choice["logprobs"] = {
+                "tokens": [p for p, _ in pieces],
+                "text_offset": [o for _, o in pieces],
+                "token_logprobs": [lp for lp, _ in rows],
+                "top_logprobs": [alternatives(top) if lp is not None else None for lp, top in rows],
+            }
         return choice, len(ids), n
 
     def chat_ids(msgs: list[tuple[str, str]], prefix: str, seed: int) -> list[int]:
@@ -265,8 +296,9 @@ def create_app(backend: LocalBackend, name: str, window_s: float = 0.005, max_ba
         try:
             text = backend.render(GenRequest(messages=tuple(msgs), prefix=prefix, seed=seed))
         except TemplateError as e:  # e.g. a template that wants user and assistant turns to alternate
-            raise ApiError(400, f"messages: the model's chat template refuses them ({e})", "invalid_request",
-                           "messages") from None
+            raise ApiError(
+                400, f"messages: the model's chat template refuses them ({e})", "invalid_request", "messages"
+            ) from None
         check_chars(text)
         return backend.encode(text)
 
@@ -281,9 +313,14 @@ def create_app(backend: LocalBackend, name: str, window_s: float = 0.005, max_ba
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         encoded = await asyncio.gather(*[encode_prompt(p, body) for p in prompts])  # every prompt fits, or no work
         done = await asyncio.gather(*[complete_one(i, *pe, body, seed) for i, pe in enumerate(zip(prompts, encoded))])
-        return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-                "model": name, "choices": [c for c, _, _ in done],
-                "usage": usage(sum(p for _, p, _ in done), sum(n for _, _, n in done))}
+        return {
+            "id": f"cmpl-{uuid.uuid4().hex}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": name,
+            "choices": [c for c, _, _ in done],
+            "usage": usage(sum(p for _, p, _ in done), sum(n for _, _, n in done)),
+        }
 
     @app.post("/v1/chat/completions")
     @bounded
@@ -299,21 +336,45 @@ def create_app(backend: LocalBackend, name: str, window_s: float = 0.005, max_ba
         logprobs = None
         if body.logprobs:
             entries = await batcher.submit(("logprobs", max(1, body.top_logprobs or 0)), ids + new)
-            logprobs = {"content": [
-                {"token": tok.decode([t]), "logprob": lp, "bytes": list(tok.decode([t]).encode()),
-                 "top_logprobs": [{"token": s, "logprob": v, "bytes": list(s.encode())}
-                                  for s, v in alternatives(top).items()]}
-                for t, (lp, top) in zip(new, entries[len(ids) : len(ids) + len(new)])]}
+            logprobs = {
+                "content": [
+                    {
+                        "token": tok.decode([t]),
+                        "logprob": lp,
+                        "bytes": list(tok.decode([t]).encode()),
+                        "top_logprobs": [
+                            {"token": s, "logprob": v, "bytes": list(s.encode())} for s, v in alternatives(top).items()
+                        ],
+                    }
+                    for t, (lp, top) in zip(new, entries[len(ids) : len(ids) + len(new)])
+                ]
+            }
         message = {"role": "assistant", "content": tok.decode(new, skip_special_tokens=True)}
         choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": logprobs}
-        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-                "model": name, "choices": [choice], "usage": usage(len(ids), n)}
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": name,
+            "choices": [choice],
+            "usage": usage(len(ids), n),
+        }
 
     return app
 
 
-def serve(model: str, name: str | None, host: str, port: int, window_ms: float, max_batch: int,
-          max_tokens: int = 4096, device: str = "auto", dtype: str = "auto", request_timeout: float = 300.0) -> None:
+def serve(
+    model: str,
+    name: str | None,
+    host: str,
+    port: int,
+    window_ms: float,
+    max_batch: int,
+    max_tokens: int = 4096,
+    device: str = "auto",
+    dtype: str = "auto",
+    request_timeout: float = 300.0,
+) -> None:
     import uvicorn
 
     backend = LocalBackend(model, device=device, dtype=dtype, device_field="distill serve --device")

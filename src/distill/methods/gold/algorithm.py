@@ -6,6 +6,7 @@
   upper-middle band [ood_lo, ood_hi) (the single most-OOD samples are skipped: most likely noise).
 - sce_loss: symmetric cross-entropy (Wang et al. 2019), GOLD's noise-robust loss for the final student.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,8 +52,14 @@ def select_feedback(energies: list[float], mode: str, n: int, lo: float, hi: flo
     return picked
 
 
-def sce_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
-             alpha: float = 1.0, beta: float = 1.0, clamp: float = 1e-4) -> torch.Tensor:
+def sce_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    clamp: float = 1e-4,
+) -> torch.Tensor:
     """alpha * CE + beta * RCE, weighted mean over rows. `targets`: label ids [N] or distributions [N, K].
 
     RCE = -sum_k p_k log(clamp(q_k, clamp, 1)); for a one-hot q this is -log(clamp) * (1 - p_y): bounded, so a
@@ -71,13 +78,28 @@ def energy_stats(energies: list[float]) -> dict[str, float]:
         return {}
     t = torch.tensor(energies, dtype=torch.float64)
     q = torch.quantile(t, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)).tolist()
-    return {"energy_mean": float(t.mean()), "energy_std": float(t.std()) if len(energies) > 1 else 0.0,
-            "energy_q10": q[0], "energy_q50": q[1], "energy_q90": q[2]}
+    return {
+        "energy_mean": float(t.mean()),
+        "energy_std": float(t.std()) if len(energies) > 1 else 0.0,
+        "energy_q10": q[0],
+        "energy_q50": q[1],
+        "energy_q90": q[2],
+    }
 
 
 def iteration_requests(
-    spec: TaskSpec, k: int, n_train: int, n_val: int, real: dict[str, list[str]], contexts: list[str],
-    feedback: dict[str, list[str]], real_demos: int, feedback_ratio: float, prefix: str, seed: int, thash: str,
+    spec: TaskSpec,
+    k: int,
+    n_train: int,
+    n_val: int,
+    real: dict[str, list[str]],
+    contexts: list[str],
+    feedback: dict[str, list[str]],
+    real_demos: int,
+    feedback_ratio: float,
+    prefix: str,
+    seed: int,
+    thash: str,
 ) -> list[dict]:
     """Requests of iteration k: a training block and a 'significantly different' validation block.
 

@@ -16,7 +16,9 @@ def gold_start(params_path, out):
     stage.run(out)
 
 
-@click.command("gold-iter", help="One GOLD iteration: generate with feedback, refresh the student, energy-score, pick feedback.")
+@click.command(
+    "gold-iter", help="One GOLD iteration: generate with feedback, refresh the student, energy-score, pick feedback."
+)
 @PARAMS
 @TASK
 @click.option("--iteration", type=int, required=True, help="iteration number k (1, 2, ...)")

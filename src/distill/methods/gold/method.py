@@ -38,5 +38,6 @@ def train_config(params):
     return params.train.model_copy(update={k: v for k, v in (("epochs", g.final_epochs), ("lr", g.final_lr)) if v})
 
 
-
-METHOD = Method("gold", training_set, GoldParams, loss=loss, train_config=train_config, commands="distill.methods.gold.cli")
+METHOD = Method(
+    "gold", training_set, GoldParams, loss=loss, train_config=train_config, commands="distill.methods.gold.cli"
+)

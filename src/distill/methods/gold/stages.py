@@ -6,6 +6,7 @@ validation block by energy; keep the [ood_lo, ood_hi) band as the feedback of it
 Everything iteration k produces lives in its own output folder, `<gold dir>/iter_k/`:
 data.jsonl (all data so far), feedback.json, metrics.json and (cumulative refresh) student/.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,22 +52,58 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
     if spec.seq2seq:  # worked examples; the feedback examples join the real ones as further demos
         from distill.prompting import seq2seq
 
-        blocks = {b: seq2seq.build_requests(spec, n, fewshot, gp.real_demos, params.seed, f"gold{k}", feedback, gp.feedback_ratio,
-                                            extra, b)
-                  for b, n, extra in (("train", gp.train_per_iter, ""), ("val", gp.val_per_iter, seq2seq.VAL_INSTRUCTION))}
-        new_train, c_train = synthesize_examples(teacher, spec, params, blocks["train"], "llm_gen", k, seen, f"gold {k}: train block")
-        new_val, c_val = synthesize_examples(teacher, spec, params, blocks["val"], "llm_val", k, seen, f"gold {k}: val block")
+        blocks = {
+            b: seq2seq.build_requests(
+                spec, n, fewshot, gp.real_demos, params.seed, f"gold{k}", feedback, gp.feedback_ratio, extra, b
+            )
+            for b, n, extra in (("train", gp.train_per_iter, ""), ("val", gp.val_per_iter, seq2seq.VAL_INSTRUCTION))
+        }
+        new_train, c_train = synthesize_examples(
+            teacher, spec, params, blocks["train"], "llm_gen", k, seen, f"gold {k}: train block"
+        )
+        new_val, c_val = synthesize_examples(
+            teacher, spec, params, blocks["val"], "llm_val", k, seen, f"gold {k}: val block"
+        )
         requests = blocks["train"] + blocks["val"]
     else:
         real = {l: [r[target] for r in fewshot if r["label"] == l] for l in spec.label_names}
         fb = {l: [f[target] for f in feedback if f["label"] == l] for l in spec.label_names}
-        requests = iteration_requests(spec, k, gp.train_per_iter, gp.val_per_iter, real, contexts, fb, gp.real_demos,
-                                      gp.feedback_ratio, params.prompts.assistant_prefix, params.seed,
-                                      template_hash(spec, params.prompts.assistant_prefix) + "g")
-        new_train, c_train = synthesize(teacher, spec, params, [r for r in requests if r["block"] == "train"], fewshot,
-                                        "llm_gen", k, seen, desc=f"gold {k}: train block")
-        new_val, c_val = synthesize(teacher, spec, params, [r for r in requests if r["block"] == "val"], fewshot,
-                                    "llm_val", k, seen, desc=f"gold {k}: val block")
+        requests = iteration_requests(
+            spec,
+            k,
+            gp.train_per_iter,
+            gp.val_per_iter,
+            real,
+            contexts,
+            fb,
+            gp.real_demos,
+            gp.feedback_ratio,
+            params.prompts.assistant_prefix,
+            params.seed,
+            template_hash(spec, params.prompts.assistant_prefix) + "g",
+        )
+        new_train, c_train = synthesize(
+            teacher,
+            spec,
+            params,
+            [r for r in requests if r["block"] == "train"],
+            fewshot,
+            "llm_gen",
+            k,
+            seen,
+            desc=f"gold {k}: train block",
+        )
+        new_val, c_val = synthesize(
+            teacher,
+            spec,
+            params,
+            [r for r in requests if r["block"] == "val"],
+            fewshot,
+            "llm_val",
+            k,
+            seen,
+            desc=f"gold {k}: val block",
+        )
     data = so_far + new_train + new_val  # val blocks become training data too, as in the released code
 
     # 2. refresh the student on everything so far (cumulative: continue from the previous student)
@@ -75,8 +112,17 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
     if gp.refresh == "cumulative" and (prev / "student" / "distill.json").is_file():
         start = load_student(prev / "student")
     if data:
-        model, _ = train_student(data, spec.label_names, fields, tp, params.seed + k, task=spec.name, start=start,
-                                 epochs=gp.refresh_epochs, spec=spec)
+        model, _ = train_student(
+            data,
+            spec.label_names,
+            fields,
+            tp,
+            params.seed + k,
+            task=spec.name,
+            start=start,
+            epochs=gp.refresh_epochs,
+            spec=spec,
+        )
     else:  # nothing to train on yet: the energies come from the untrained student
         model = start or fresh_student(spec, tp, params.seed + k)
 
@@ -87,19 +133,34 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
     next_feedback, keep, carried = [], fields + spec.answer_keys, 0
     for label in spec.label_names or [None]:  # per label; seq2seq: one group
         idx = [i for i, r in enumerate(new_val) if r.get("label") == label]
-        if not idx:  # the block kept nothing here (a weak teacher's yield): this group's last feedback stays, so the loop
+        if (
+            not idx
+        ):  # the block kept nothing here (a weak teacher's yield): this group's last feedback stays, so the loop
             old = [f for f in feedback if f.get("label") == label]  # goes on instead of starting again from none
             next_feedback, carried = next_feedback + old, carried + len(old)
             continue
-        picked = select_feedback([energies[i] for i in idx], gp.feedback, gp.n_feedback, gp.ood_lo, gp.ood_hi, params.seed + k)
-        next_feedback += [{**{f: new_val[idx[j]][f] for f in keep}, "energy": energies[idx[j]], "id": new_val[idx[j]]["id"]}
-                          for j in picked]
+        picked = select_feedback(
+            [energies[i] for i in idx], gp.feedback, gp.n_feedback, gp.ood_lo, gp.ood_hi, params.seed + k
+        )
+        next_feedback += [
+            {**{f: new_val[idx[j]][f] for f in keep}, "energy": energies[idx[j]], "id": new_val[idx[j]]["id"]}
+            for j in picked
+        ]
 
-    metrics = {"iteration": k, "generated": len(new_train) + len(new_val), "total": len(data),
-               "requested": len(requests), "val_accuracy": model.accuracy(validation),
-               "feedback": len(next_feedback), "feedback_carried": carried, **energy_stats(energies),
-               **{f"train_block.{n}": v for n, v in c_train.items()}, **{f"val_block.{n}": v for n, v in c_val.items()},
-               **label_counts(spec, data), **llm_metrics(teacher)}
+    metrics = {
+        "iteration": k,
+        "generated": len(new_train) + len(new_val),
+        "total": len(data),
+        "requested": len(requests),
+        "val_accuracy": model.accuracy(validation),
+        "feedback": len(next_feedback),
+        "feedback_carried": carried,
+        **energy_stats(energies),
+        **{f"train_block.{n}": v for n, v in c_train.items()},
+        **{f"val_block.{n}": v for n, v in c_val.items()},
+        **label_counts(spec, data),
+        **llm_metrics(teacher),
+    }
     with atomic_dir(out_dir) as tmp:
         write_jsonl(tmp / "data.jsonl", data)
         write_json(tmp / "feedback.json", next_feedback)
@@ -108,13 +169,20 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
             model.save_pretrained(tmp / "student")
     write_json(metrics_out, metrics)
     _track(params, k, metrics, next_feedback)
-    print(f"gold iteration {k}: +{metrics['generated']} samples (total {len(data)}), validation accuracy "
-          f"{metrics['val_accuracy']:.4f}, energy mean {metrics.get('energy_mean', float('nan')):.3f}, feedback {len(next_feedback)}")
+    print(
+        f"gold iteration {k}: +{metrics['generated']} samples (total {len(data)}), validation accuracy "
+        f"{metrics['val_accuracy']:.4f}, energy mean {metrics.get('energy_mean', float('nan')):.3f}, feedback {len(next_feedback)}"
+    )
 
 
 def _track(params: Params, k: int, metrics: dict, feedback: list[dict]) -> None:
     from distill.tracking import log_iteration_run
 
-    log_iteration_run(params.register.experiment, f"gold-{params.task}-iter{k}", params.model_dump(), metrics,
-                      {"pipeline": "distill", "method": "gold", "task": params.task, "iteration": str(k)},
-                      {"feedback.json": json.dumps(feedback, indent=1, ensure_ascii=False)})
+    log_iteration_run(
+        params.register.experiment,
+        f"gold-{params.task}-iter{k}",
+        params.model_dump(),
+        metrics,
+        {"pipeline": "distill", "method": "gold", "task": params.task, "iteration": str(k)},
+        {"feedback.json": json.dumps(feedback, indent=1, ensure_ascii=False)},
+    )

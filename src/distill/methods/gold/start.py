@@ -1,4 +1,5 @@
 """Stage `gold_start`: GOLD's iteration 0, an empty data set and no feedback (iteration 1 builds on it by path)."""
+
 from __future__ import annotations
 
 from distill.io import atomic_dir, write_json, write_jsonl

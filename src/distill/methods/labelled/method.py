@@ -21,5 +21,6 @@ def labeller(params, spec, fewshot, rows, teacher_probs):
     return None  # real labels
 
 
-METHOD = Method("labelled", training_set, LabelledParams, judged_validation=judged_validation, labeller=labeller,
-                reads_output=False)
+METHOD = Method(
+    "labelled", training_set, LabelledParams, judged_validation=judged_validation, labeller=labeller, reads_output=False
+)

@@ -1,4 +1,5 @@
 """The `labelled` reference's params.yaml section `labelled:`."""
+
 from __future__ import annotations
 
 from typing import Literal

@@ -12,6 +12,7 @@ teacher's solution tokens (its forward pass returns that mean token NLL). Both l
 at the least possible vote share and at half the largest uncertainty, as the classifier's start at chance confidence
 and half the largest entropy.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,10 @@ class Thresholds:
         A class whose teacher confidence runs low gets a proportionally lower teacher threshold, so it is
         not starved of samples (the class-wise adjustment)."""
         top_t, top_s = max(self.m_t), max(self.m_s)
-        return ([self.tau_t * m / top_t if top_t > 0 else self.tau_t for m in self.m_t],
-                [self.tau_s * m / top_s if top_s > 0 else self.tau_s for m in self.m_s])
+        return (
+            [self.tau_t * m / top_t if top_t > 0 else self.tau_t for m in self.m_t],
+            [self.tau_s * m / top_s if top_s > 0 else self.tau_s for m in self.m_s],
+        )
 
 
 def pool_cut(lengths: list[int], max_rows: int | None, max_chars: int) -> int:
@@ -78,12 +81,23 @@ def update(th: Thresholds, conf: torch.Tensor, ent: torch.Tensor, yhat: torch.Te
         sel = yhat == y
         m_t[y] = lam * m_t[y] + (1 - lam) * float(conf[sel].mean())
         m_s[y] = lam * m_s[y] + (1 - lam) * float(ent[sel].mean())
-    return replace(th, tau_t=lam * th.tau_t + (1 - lam) * float(conf.mean()),
-                   tau_s=lam * th.tau_s + (1 - lam) * float(ent.mean()), m_t=tuple(m_t), m_s=tuple(m_s))
+    return replace(
+        th,
+        tau_t=lam * th.tau_t + (1 - lam) * float(conf.mean()),
+        tau_s=lam * th.tau_s + (1 - lam) * float(ent.mean()),
+        m_t=tuple(m_t),
+        m_s=tuple(m_s),
+    )
 
 
-def select(th: Thresholds, conf: torch.Tensor, ent: torch.Tensor, yhat: torch.Tensor,
-           use_teacher: bool = True, use_student: bool = True) -> torch.Tensor:
+def select(
+    th: Thresholds,
+    conf: torch.Tensor,
+    ent: torch.Tensor,
+    yhat: torch.Tensor,
+    use_teacher: bool = True,
+    use_student: bool = True,
+) -> torch.Tensor:
     """Boolean mask: teacher confidence >= its class threshold and student entropy >= its class threshold.
     The thresholds are float32 means: a row equal to its batch's mean must pass, so ">=" allows the mean's rounding."""
     t_cls, s_cls = (torch.tensor(x) - 1e-6 for x in th.per_class())
@@ -110,8 +124,17 @@ class Selector:
     per problem (the least vote share 1/votes is where the confidence threshold starts).
     """
 
-    def __init__(self, rows: list[dict], k: int, mode: str, momentum: float, weighting: bool, fraction: float, seed: int,
-                 votes: int | None = None):
+    def __init__(
+        self,
+        rows: list[dict],
+        k: int,
+        mode: str,
+        momentum: float,
+        weighting: bool,
+        fraction: float,
+        seed: int,
+        votes: int | None = None,
+    ):
         self.mode, self.momentum, self.weighting = mode, momentum, weighting
         self.sequence = votes is not None
         self.th = init_thresholds(1, 1.0 / votes, 0.5) if self.sequence else init_thresholds(k)
@@ -151,8 +174,12 @@ class Selector:
 
     def epoch_stats(self) -> dict[str, float]:
         t_cls, s_cls = self.th.per_class()
-        stats = {"selected_fraction": self.kept / max(self.seen, 1), "distinct_selected_fraction": len(self.ever) / max(self.n_rows, 1),
-                 **{f"tau_teacher.{i}": t for i, t in enumerate(t_cls)}, **{f"tau_student.{i}": s for i, s in enumerate(s_cls)}}
+        stats = {
+            "selected_fraction": self.kept / max(self.seen, 1),
+            "distinct_selected_fraction": len(self.ever) / max(self.n_rows, 1),
+            **{f"tau_teacher.{i}": t for i, t in enumerate(t_cls)},
+            **{f"tau_student.{i}": s for i, s in enumerate(s_cls)},
+        }
         self.seen = self.kept = 0
         return stats
 

@@ -7,8 +7,11 @@ import click
 from distill.cli_common import METRICS, PARAMS, TASK, stage_params
 
 
-@click.command("llkd-label", help="LLKD: the teacher pseudo-labels the unlabelled pool (label probabilities and "
-               "confidence; seq2seq: sampled solutions, the majority's vote share).")
+@click.command(
+    "llkd-label",
+    help="LLKD: the teacher pseudo-labels the unlabelled pool (label probabilities and "
+    "confidence; seq2seq: sampled solutions, the majority's vote share).",
+)
 @PARAMS
 @TASK
 @click.option("--out", required=True, help="pseudo-labelled JSONL to write")

@@ -21,8 +21,16 @@ def selector(params, rows, spec):
     for r in rows:  # a seq2seq task is one class: its rows have no label
         r["yhat"], r["confidence"] = 0 if spec.seq2seq else spec.label_id(r["label"]), r["meta"]["confidence"]
     lp = params.llkd
-    return Selector(rows, 1 if spec.seq2seq else len(spec.labels), lp.selection, lp.momentum, lp.weighting, lp.fraction,
-                    params.seed, votes=lp.votes if spec.seq2seq else None)
+    return Selector(
+        rows,
+        1 if spec.seq2seq else len(spec.labels),
+        lp.selection,
+        lp.momentum,
+        lp.weighting,
+        lp.fraction,
+        params.seed,
+        votes=lp.votes if spec.seq2seq else None,
+    )
 
 
 def train_config(params):
@@ -47,6 +55,12 @@ def labeller(params, spec, fewshot, rows, teacher_probs):
     return with_prior(torch.tensor(teacher_probs), prior, params.llkd.prior_weight).tolist()
 
 
-
-METHOD = Method("llkd", training_set, LLKDParams, selector=selector, train_config=train_config, labeller=labeller,
-                commands="distill.methods.llkd.cli")
+METHOD = Method(
+    "llkd",
+    training_set,
+    LLKDParams,
+    selector=selector,
+    train_config=train_config,
+    labeller=labeller,
+    commands="distill.methods.llkd.cli",
+)

@@ -14,6 +14,7 @@ validation.jsonl (3 seeds) the product with mpnet's probe labels 0.855 of SST-2 
 distribution stays in `meta.llm_probs`.
 Cached and batched; selection happens later, online, inside training.
 """
+
 from __future__ import annotations
 
 import random
@@ -50,10 +51,17 @@ def run(params: Params, task_dir: str, out: str, metrics_out: str) -> None:
     rows, extra = (_solved if spec.seq2seq else _labelled)(params, spec, teacher, pool, fewshot)
     write_jsonl(out, rows)
     conf = [r["meta"]["confidence"] for r in rows]
-    metrics = {"pool": len(pool), "pseudo_labelled": len(rows), "mean_confidence": sum(conf) / max(len(conf), 1),
-               **extra, **llm_metrics(teacher)}
+    metrics = {
+        "pool": len(pool),
+        "pseudo_labelled": len(rows),
+        "mean_confidence": sum(conf) / max(len(conf), 1),
+        **extra,
+        **llm_metrics(teacher),
+    }
     write_json(metrics_out, metrics)
-    print(f"llkd_label: pseudo-labelled {len(rows)} of {len(pool)} rows, mean confidence {metrics['mean_confidence']:.3f}")
+    print(
+        f"llkd_label: pseudo-labelled {len(rows)} of {len(pool)} rows, mean confidence {metrics['mean_confidence']:.3f}"
+    )
 
 
 def _labelled(params: Params, spec, teacher, pool: list[dict], fewshot: list[dict]) -> tuple[list[dict], dict]:
@@ -64,14 +72,27 @@ def _labelled(params: Params, spec, teacher, pool: list[dict], fewshot: list[dic
         from distill.methods.llkd.algorithm import with_prior
 
         probs = with_prior(torch.tensor(llm), prior, params.llkd.prior_weight).tolist()
-        extra = {"prior_changed_labels": sum(top_label(p) != top_label(q) for p, q in zip(probs, llm)) / max(len(llm), 1)}
+        extra = {
+            "prior_changed_labels": sum(top_label(p) != top_label(q) for p, q in zip(probs, llm)) / max(len(llm), 1)
+        }
     rows = []
     for r, p, q in zip(pool, probs, llm):
         y = top_label(p)
-        meta = {"teacher_probs": named_probs(spec, p), "confidence": round(p[y], 5),
-                **({"llm_probs": named_probs(spec, q)} if prior is not None else {})}
-        rows.append({"id": f"pool-{r['_line']}", **{f: r[f] for f in spec.field_names}, "label": spec.label_names[y],
-                     "source": "pseudo", "round": 0, "meta": meta})
+        meta = {
+            "teacher_probs": named_probs(spec, p),
+            "confidence": round(p[y], 5),
+            **({"llm_probs": named_probs(spec, q)} if prior is not None else {}),
+        }
+        rows.append(
+            {
+                "id": f"pool-{r['_line']}",
+                **{f: r[f] for f in spec.field_names},
+                "label": spec.label_names[y],
+                "source": "pseudo",
+                "round": 0,
+                "meta": meta,
+            }
+        )
     return rows, {**label_counts(spec, rows), **extra}
 
 
@@ -80,11 +101,21 @@ def _solved(params: Params, spec, teacher, pool: list[dict], fewshot: list[dict]
 
     lp, field = params.llkd, spec.fields[0].name
     temperature = lp.temperature if lp.votes > 1 else 0.0  # one vote: the greedy solution
-    written = solutions(teacher, spec, pool, fewshot, params.teacher, params.seed, lp.votes, temperature, desc="pseudo-solve")
+    written = solutions(
+        teacher, spec, pool, fewshot, params.teacher, params.seed, lp.votes, temperature, desc="pseudo-solve"
+    )
     rows = []
     for r, texts in zip(pool, written):
         solution, confidence = vote(spec, texts)
         if solution is not None:
-            rows.append({"id": f"pool-{r['_line']}", field: r[field], **solution, "source": "pseudo", "round": 0,
-                         "meta": {"confidence": round(confidence, 5), "votes": len(texts)}})
+            rows.append(
+                {
+                    "id": f"pool-{r['_line']}",
+                    field: r[field],
+                    **solution,
+                    "source": "pseudo",
+                    "round": 0,
+                    "meta": {"confidence": round(confidence, 5), "votes": len(texts)},
+                }
+            )
     return rows, {"unanswered": len(pool) - len(rows)}

@@ -13,5 +13,6 @@ def training_set(params, task, labelled: Path) -> TrainingSet:
     return TrainingSet(read_jsonl(labelled), labelled, [])
 
 
-METHOD = Method("pool_random", training_set, PoolRandomParams, commands="distill.methods.pool_random.cli",
-                kinds=("classification",))
+METHOD = Method(
+    "pool_random", training_set, PoolRandomParams, commands="distill.methods.pool_random.cli", kinds=("classification",)
+)

@@ -8,4 +8,6 @@ from distill.sections import Section
 
 
 class PoolRandomParams(Section):
-    size: int = Field(500, gt=0, description="rows of unlabeled.jsonl drawn at random (seeded) for the teacher to label")
+    size: int = Field(
+        500, gt=0, description="rows of unlabeled.jsonl drawn at random (seeded) for the teacher to label"
+    )

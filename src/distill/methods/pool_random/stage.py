@@ -20,14 +20,24 @@ def run(params, task_dir: str, out: str, metrics_out: str) -> None:
         return write_json(metrics_out, {"skipped": 1})
     spec = task.spec
     if spec.seq2seq:
-        raise DistillError(f"method pool_random: task {spec.name} is seq2seq; this baseline labels classification tasks")
+        raise DistillError(
+            f"method pool_random: task {spec.name} is seq2seq; this baseline labels classification tasks"
+        )
     pool, fewshot = task.load("unlabeled"), task.load("fewshot")
     pool = random.Random(params.seed).sample(pool, min(params.pool_random.size, len(pool)))
     teacher = make_teacher(params.teacher)
     probs, _ = classify(teacher, spec, pool, fewshot, params.teacher, params.seed, desc="pool_random: label")
-    rows = [{"id": f"pool-{r['_line']}", **{f: r[f] for f in spec.field_names}, "label": spec.label_names[top_label(p)],
-             "source": "pseudo", "round": 0, "meta": {"teacher_probs": named_probs(spec, p), "confidence": max(p)}}
-            for r, p in zip(pool, probs)]
+    rows = [
+        {
+            "id": f"pool-{r['_line']}",
+            **{f: r[f] for f in spec.field_names},
+            "label": spec.label_names[top_label(p)],
+            "source": "pseudo",
+            "round": 0,
+            "meta": {"teacher_probs": named_probs(spec, p), "confidence": max(p)},
+        }
+        for r, p in zip(pool, probs)
+    ]
     write_jsonl(out, rows)
     write_json(metrics_out, {"labelled": len(rows), **label_counts(spec, rows), **llm_metrics(teacher)})
     print(f"pool_random: the teacher labelled {len(rows)} random pool rows")

@@ -7,6 +7,7 @@ extrapolation (methods.md §3). Pure prompt builders and parsers only.
 - error_split: the part of validation.jsonl the rounds mine for errors; the rest stays unseen, so a run's `val_*`
   metrics (what experiments and @champion are chosen on) are not inflated by the rows its data was built from.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,8 +35,13 @@ def error_split(rows: list[dict], fields: list[str], fraction: float) -> tuple[l
 def rationale_messages(spec: TaskSpec, label: str, n: int) -> list[tuple[str, str]]:
     target = spec.fields[-1]
     desc = next(l.description for l in spec.labels if l.name == label)
-    return [("user", f"Imagine {target.description} whose label is '{label}'. {desc} "
-                     f"List {n} different short reasons, aspects or topics that could lead to this label. One per line.")]
+    return [
+        (
+            "user",
+            f"Imagine {target.description} whose label is '{label}'. {desc} "
+            f"List {n} different short reasons, aspects or topics that could lead to this label. One per line.",
+        )
+    ]
 
 
 def parse_rationales(raw: str, limit: int) -> list[str]:
@@ -48,8 +54,16 @@ def parse_rationales(raw: str, limit: int) -> list[str]:
     return out[:limit]
 
 
-def seed_requests(spec: TaskSpec, n_per_label: int, rationales: dict[str, list[str]], k: int, contexts: list[str],
-                  prefix: str, seed: int, thash: str) -> list[dict]:
+def seed_requests(
+    spec: TaskSpec,
+    n_per_label: int,
+    rationales: dict[str, list[str]],
+    k: int,
+    contexts: list[str],
+    prefix: str,
+    seed: int,
+    thash: str,
+) -> list[dict]:
     """Seed synthesis: single texts condition on k sampled rationales; pairs on a real first text."""
     rng = random.Random(f"{seed}-s3-seed")
     rows = []
@@ -64,7 +78,9 @@ def seed_requests(spec: TaskSpec, n_per_label: int, rationales: dict[str, list[s
     return rows
 
 
-def extrapolation_requests(spec: TaskSpec, errors: list[dict], round_: int, prefix: str, seed: int, thash: str) -> list[dict]:
+def extrapolation_requests(
+    spec: TaskSpec, errors: list[dict], round_: int, prefix: str, seed: int, thash: str
+) -> list[dict]:
     """T_mis: one request per misclassified gold example, asking for a similar example with its gold label."""
     target = spec.fields[-1]
     rows = []
@@ -73,6 +89,12 @@ def extrapolation_requests(spec: TaskSpec, errors: list[dict], round_: int, pref
         desc = next(l.description for l in spec.labels if l.name == e["label"])
         parts = [f'{spec.fields[0].display}: "{context}"'] if context is not None else []
         parts.append(f"Here is {target.description} with the label '{e['label']}': \"{e[target.name]}\"")
-        parts.append(f"Write another {target.description}, similar to it. {desc} Reply with the text only, in double quotes.")
-        rows.append(make_request(thash, f"{thash}-s3r{round_}-{j}", e["label"], context, [("user", "\n\n".join(parts))], prefix, seed))
+        parts.append(
+            f"Write another {target.description}, similar to it. {desc} Reply with the text only, in double quotes."
+        )
+        rows.append(
+            make_request(
+                thash, f"{thash}-s3r{round_}-{j}", e["label"], context, [("user", "\n\n".join(parts))], prefix, seed
+            )
+        )
     return rows

@@ -20,5 +20,4 @@ def judged_validation(params, fields, validation):
     return error_split(validation, fields, params.s3.error_fraction)[1]
 
 
-
 METHOD = Method("s3", training_set, S3Params, judged_validation=judged_validation, commands="distill.methods.s3.cli")

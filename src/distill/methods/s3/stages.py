@@ -6,13 +6,20 @@ for the evaluate stage), ask the teacher for one new example per error with the 
 The gold examples themselves never enter the training data, and no S3 stage reads test.jsonl.
 Each step writes its own folder `<s3 dir>/round_k/`: data.jsonl (all data so far) and metrics.json.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 from distill.config import Params
 from distill.io import atomic_dir, read_jsonl, write_json, write_jsonl
-from distill.methods.s3.algorithm import error_split, extrapolation_requests, parse_rationales, rationale_messages, seed_requests
+from distill.methods.s3.algorithm import (
+    error_split,
+    extrapolation_requests,
+    parse_rationales,
+    rationale_messages,
+    seed_requests,
+)
 from distill.prompting.generation import make_request, template_hash
 from distill.students import student_config
 from distill.stages import checked_task, demos_per_prompt, inactive
@@ -43,31 +50,71 @@ def seed(params: Params, task_dir: str, out_dir: str, metrics_out: str) -> None:
     thash = template_hash(spec, params.prompts.assistant_prefix) + "s"
     rationales: dict[str, list[str]] = {}
     if spec.kind == "single" and sp.n_rationales:  # explain-then-generate (single texts only, as in the paper)
-        reqs = [make_request(thash, f"{thash}-ration-{l}-{j}", l, None, rationale_messages(spec, l, sp.n_rationales), "1.", params.seed)
-                for l in spec.label_names for j in range(2)]
-        answers = teacher.generate([GenRequest(tuple(map(tuple, r["messages"])), r["prefix"], r["seed"]) for r in reqs],
-                                   Decoding(max_new_tokens=160, temperature=0.9, top_p=0.9),  # the paper: temperature 0.9
-                                   params.teacher.batch_size, desc="rationales")
+        reqs = [
+            make_request(
+                thash,
+                f"{thash}-ration-{l}-{j}",
+                l,
+                None,
+                rationale_messages(spec, l, sp.n_rationales),
+                "1.",
+                params.seed,
+            )
+            for l in spec.label_names
+            for j in range(2)
+        ]
+        answers = teacher.generate(
+            [GenRequest(tuple(map(tuple, r["messages"])), r["prefix"], r["seed"]) for r in reqs],
+            Decoding(max_new_tokens=160, temperature=0.9, top_p=0.9),  # the paper: temperature 0.9
+            params.teacher.batch_size,
+            desc="rationales",
+        )
         raw: dict[str, list[str]] = {}
         for r, a in zip(reqs, answers):  # each answer continues the "1." its prompt was pre-filled with
             raw.setdefault(r["label"], []).append("1." + a.text)
         rationales = {label: parse_rationales("\n".join(texts), sp.n_rationales) for label, texts in raw.items()}
-    requests = seed_requests(spec, sp.seed_per_label, rationales, sp.rationales_per_prompt, contexts,
-                             params.prompts.assistant_prefix, params.seed, thash)
+    requests = seed_requests(
+        spec,
+        sp.seed_per_label,
+        rationales,
+        sp.rationales_per_prompt,
+        contexts,
+        params.prompts.assistant_prefix,
+        params.seed,
+        thash,
+    )
     rows, counts = synthesize(teacher, spec, params, requests, fewshot, "llm_gen", 0, desc="s3 seed")
-    metrics = {"round": 0, "requested": len(requests), "added": len(rows), "total": len(rows), **counts,
-               **label_counts(spec, rows), **llm_metrics(teacher)}
+    metrics = {
+        "round": 0,
+        "requested": len(requests),
+        "added": len(rows),
+        "total": len(rows),
+        **counts,
+        **label_counts(spec, rows),
+        **llm_metrics(teacher),
+    }
     _write(out_dir, metrics_out, rows, metrics, {"rationales.json": rationales})
-    print(f"s3 seed: {len(rows)}/{len(requests)} samples kept; rationales per label: {[len(v) for v in rationales.values()]}")
+    print(
+        f"s3 seed: {len(rows)}/{len(requests)} samples kept; rationales per label: {[len(v) for v in rationales.values()]}"
+    )
 
 
 def _seed_seq2seq(params: Params, spec, fewshot: list[dict], out_dir: str, metrics_out: str) -> None:
     from distill.prompting import seq2seq
 
-    requests = seq2seq.build_requests(spec, params.s3.seed_per_label, fewshot, demos_per_prompt(params, spec), params.seed, "s3seed")
+    requests = seq2seq.build_requests(
+        spec, params.s3.seed_per_label, fewshot, demos_per_prompt(params, spec), params.seed, "s3seed"
+    )
     teacher = make_teacher(params.teacher)
     rows, counts = synthesize_examples(teacher, spec, params, requests, "llm_gen", 0, desc="s3 seed")
-    metrics = {"round": 0, "requested": len(requests), "added": len(rows), "total": len(rows), **counts, **llm_metrics(teacher)}
+    metrics = {
+        "round": 0,
+        "requested": len(requests),
+        "added": len(rows),
+        "total": len(rows),
+        **counts,
+        **llm_metrics(teacher),
+    }
     _write(out_dir, metrics_out, rows, metrics)
     print(f"s3 seed: {len(rows)}/{len(requests)} worked examples kept")
 
@@ -86,7 +133,9 @@ def round_(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, m
     data = read_jsonl(Path(prev_dir) / "data.jsonl")
 
     # 1. a fresh student on everything so far; 2. its errors on the small gold set
-    model, _ = train_student(data, spec.label_names, fields, student_config(params.train, spec), params.seed + k, spec=spec)
+    model, _ = train_student(
+        data, spec.label_names, fields, student_config(params.train, spec), params.seed + k, spec=spec
+    )
     correct = model.correct(gold)  # the gold label, or (seq2seq) the task's answer check
     errors = [g for g, c in zip(gold, correct) if not c]
     val_acc = accuracy_of(correct)
@@ -99,16 +148,36 @@ def round_(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, m
     if spec.seq2seq:
         from distill.prompting import seq2seq
 
-        requests = seq2seq.extrapolation_requests(spec, errors, fewshot, max(demos_per_prompt(params, spec) - 1, 0), k, params.seed)
-        added, counts = synthesize_examples(teacher, spec, params, requests, "llm_extrapolated", k, seen, desc=f"s3 round {k}")
+        requests = seq2seq.extrapolation_requests(
+            spec, errors, fewshot, max(demos_per_prompt(params, spec) - 1, 0), k, params.seed
+        )
+        added, counts = synthesize_examples(
+            teacher, spec, params, requests, "llm_extrapolated", k, seen, desc=f"s3 round {k}"
+        )
     else:
         thash = template_hash(spec, params.prompts.assistant_prefix) + "s"
         requests = extrapolation_requests(spec, errors, k, params.prompts.assistant_prefix, params.seed, thash)
-        checked = params if sp.check_extrapolations else params.model_copy(
-            update={"generate": params.generate.model_copy(update={"label_filter": "none"})})
-        added, counts = synthesize(teacher, spec, checked, requests, fewshot, "llm_extrapolated", k, seen, desc=f"s3 round {k}")
-    metrics = {"round": k, "val_accuracy": val_acc, "val_rows": len(gold), "errors": len(errors), "requested": len(requests), "added": len(added),
-               "total": len(data) + len(added), **counts, **llm_metrics(teacher)}
+        checked = (
+            params
+            if sp.check_extrapolations
+            else params.model_copy(update={"generate": params.generate.model_copy(update={"label_filter": "none"})})
+        )
+        added, counts = synthesize(
+            teacher, spec, checked, requests, fewshot, "llm_extrapolated", k, seen, desc=f"s3 round {k}"
+        )
+    metrics = {
+        "round": k,
+        "val_accuracy": val_acc,
+        "val_rows": len(gold),
+        "errors": len(errors),
+        "requested": len(requests),
+        "added": len(added),
+        "total": len(data) + len(added),
+        **counts,
+        **llm_metrics(teacher),
+    }
     _write(out_dir, metrics_out, data + added, metrics)
-    print(f"s3 round {k}: accuracy {val_acc:.4f} on the {len(gold)} mined validation rows, {len(errors)} errors -> "
-          f"{len(added)} new examples")
+    print(
+        f"s3 round {k}: accuracy {val_acc:.4f} on the {len(gold)} mined validation rows, {len(errors)} errors -> "
+        f"{len(added)} new examples"
+    )

@@ -3,6 +3,7 @@
 Every LLM call goes through the cache, so a re-run with the same config makes no call and a killed run
 resumes from its last finished batch.
 """
+
 from __future__ import annotations
 
 from distill.config import Params
@@ -25,11 +26,18 @@ def run(params: Params, task_dir: str, prompts_path: str, out: str, metrics_out:
         write_jsonl(out, rows)
         write_json(metrics_out, {"requested": len(requests), "kept": len(rows), **counts, **llm_metrics(teacher)})
         return print(f"generate: kept {len(rows)}/{len(requests)} examples; {counts}; llm {teacher.stats.as_dict()}")
-    fewshot = task.load("fewshot") if params.generate.label_filter != "none" else []  # validate inputs before any LLM call
+    fewshot = (
+        task.load("fewshot") if params.generate.label_filter != "none" else []
+    )  # validate inputs before any LLM call
     teacher = make_teacher(params.teacher)
     rows, counts = synthesize(teacher, task.spec, params, requests, fewshot)
     write_jsonl(out, rows)
-    metrics = {"requested": len(requests), "kept": len(rows), **counts, **label_counts(task.spec, rows),
-               **llm_metrics(teacher)}
+    metrics = {
+        "requested": len(requests),
+        "kept": len(rows),
+        **counts,
+        **label_counts(task.spec, rows),
+        **llm_metrics(teacher),
+    }
     write_json(metrics_out, metrics)
     print(f"generate: kept {len(rows)}/{len(requests)} samples; {counts}; llm {teacher.stats.as_dict()}")

@@ -18,5 +18,4 @@ def labeller(params, spec, fewshot, rows, teacher_probs):
     return None if params.generate.label_filter == "none" else teacher_probs
 
 
-
 METHOD = Method("zerogen", training_set, labeller=labeller, commands="distill.methods.zerogen.cli")
