@@ -1,4 +1,4 @@
-"""Shared fixtures: a fake LLM keyed by prompt, tiny random models, a scratch task folder.
+"""Shared fixtures: a fake LLM keyed by prompt, tiny random models, a scratch task folder, `distill serve` on one.
 
 The fake teacher makes stage tests deterministic and offline; the tiny models make them fast. The real
 embedded teacher and MiniLM are exercised by test_local_fast.py and the e2e tests.
@@ -13,6 +13,8 @@ import random
 import shutil
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -31,7 +33,7 @@ if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
 REPO = Path(__file__).resolve().parents[1]
 
 from distill import devices  # noqa: E402
-from distill.teachers.base import Decoding, GenResult  # noqa: E402
+from distill.teachers.base import Decoding, GenRequest, GenResult  # noqa: E402
 
 # In-process tests compare the teacher's fast paths with reference ones to float32 rounding: `dtype: auto` stays
 # float32 in this process whatever the CPU (test_devices tests the choice and the probe). Pipelines the e2e tests
@@ -259,6 +261,53 @@ def serve_in_thread(app):
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+# `distill serve` (test_serve.py, test_serve_errors.py): the embedded backend served on a tiny model, and requests to it
+REQS = [
+    GenRequest(messages=(("user", f"Write a {lab} review."),), prefix='"', seed=i)
+    for i in range(4)
+    for lab in ("positive", "negative")
+]
+DEC = Decoding(max_new_tokens=8, temperature=1.0, top_p=0.9)
+ECHO = dict(echo=True, logprobs=1, max_tokens=1, temperature=0)  # what label scoring sends
+
+
+@contextlib.contextmanager
+def serving(llm):
+    """`distill serve`'s app on `llm` in a thread: (its /v1 URL, the app, a local backend on the same model)."""
+    from distill.teachers.local import LocalBackend
+    from distill.teachers.serve import create_app
+
+    app = create_app(LocalBackend(str(llm)), "tiny", window_s=0.02)
+    with serve_in_thread(app) as url:
+        yield url, app, LocalBackend(str(llm))
+
+
+@pytest.fixture(scope="module")
+def served(tiny_llm):
+    with serving(tiny_llm) as s:
+        yield s
+
+
+def post(url: str, route: str, payload, timeout: float = 30) -> tuple[int, dict]:
+    """(HTTP status, JSON body) of one request, errors included."""
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(url + route, data, {"Content-Type": "application/json"}), timeout=timeout
+        ) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+
+def completion(**kw) -> dict:
+    return {"model": "tiny", "prompt": "hello", "max_tokens": 2, **kw}
+
+
+def chat(**kw) -> dict:
+    return {"model": "tiny", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 2, **kw}
 
 
 def write_params(path: Path, **sections) -> Path:

@@ -1,6 +1,7 @@
 """`distill compare` on a real DVC queue, with a one-stage stand-in pipeline (seconds, no model): queueing, watching,
 the report, a resumed comparison, and a queue worker that dies mid-run. The real pipeline under `distill compare`
 runs in test_e2e.py."""
+
 import json
 import os
 import shutil
@@ -45,7 +46,8 @@ def stand_in_project(tmp_path):
     (repo / "data" / "tasks").mkdir(parents=True)
     shutil.copy(REPO / "params.yaml", repo / "params.yaml")
     (repo / "stage.py").write_text(STAND_IN)
-    (repo / "dvc.yaml").write_text(textwrap.dedent("""\
+    (repo / "dvc.yaml").write_text(
+        textwrap.dedent("""\
         stages:
           all:
             cmd: python stage.py
@@ -54,31 +56,62 @@ def stand_in_project(tmp_path):
               - data/tasks/${task}
             params: [task, method, seed, comparison, train.epochs]
             metrics: [metrics/metrics.json, metrics/data.json, metrics/generate.json]
-        """))
+        """)
+    )
     for task, first in (("good", '{"text": "fine", "label": "a"}'), ("broken", "oops")):
         (repo / "data" / "tasks" / task).mkdir()
         (repo / "data" / "tasks" / task / "test.jsonl").write_text(first + "\n")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@localhost"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@localhost",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@localhost",
+    }
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
         subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
     return repo, env
 
 
 def distill(repo: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).parent / "distill"), *args], cwd=repo, env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "distill"), *args], cwd=repo, env=env, capture_output=True, text=True
+    )
 
 
 def test_compare_on_a_real_dvc_queue(stand_in_project):
     repo, env = stand_in_project
     (repo / "data" / "tasks" / "good" / "extra.jsonl").write_text("{}\n")  # untracked: queued copies would miss it
     r = distill(repo, env, "compare", "--tasks", "good,broken", "--methods", "llkd", "--seeds", "2", "--name", "t1")
-    assert r.returncode != 0 and "data/tasks/good: 1 file(s) git does not track (data/tasks/good/extra.jsonl" in r.stderr
+    assert (
+        r.returncode != 0 and "data/tasks/good: 1 file(s) git does not track (data/tasks/good/extra.jsonl" in r.stderr
+    )
     assert not (repo / "reports").exists()  # nothing queued, nothing written
     (repo / "data" / "tasks" / "good" / "extra.jsonl").unlink()
 
-    args = ["compare", "--tasks", "good,broken", "--methods", "llkd", "--seeds", "2", "--jobs", "2", "--name", "t1",
-            "--poll", "1", "-S", "train.epochs=2", "-S", "teacher.api_key_env=", "-S", "llkd.selection=all"]
+    args = [
+        "compare",
+        "--tasks",
+        "good,broken",
+        "--methods",
+        "llkd",
+        "--seeds",
+        "2",
+        "--jobs",
+        "2",
+        "--name",
+        "t1",
+        "--poll",
+        "1",
+        "-S",
+        "train.epochs=2",
+        "-S",
+        "teacher.api_key_env=",
+        "-S",
+        "llkd.selection=all",
+    ]
     r = distill(repo, env, *args)
     assert r.returncode == 1 and "2 of 4 runs failed" in r.stderr, r.stdout + r.stderr
     assert "4 runs (4 newly queued)" in r.stdout and "4/4 done (2 failed)" in r.stdout
@@ -87,17 +120,28 @@ def test_compare_on_a_real_dvc_queue(stand_in_project):
     ok = {(x["task"], x["method"], x["seed"]): x for x in out["runs"] if x["state"] == "success"}
     assert set(ok) == {("good", "llkd", s) for s in (0, 1)}
     assert ok[("good", "llkd", 1)]["student_accuracy"] == pytest.approx(0.67)  # seed, method and -S all reached the run
-    shown = cmp.experiments(json.loads(subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, env=env, capture_output=True,
-                                                      text=True, check=True).stdout))
+    shown = cmp.experiments(
+        json.loads(
+            subprocess.run(
+                ["dvc", "exp", "show", "--json"], cwd=repo, env=env, capture_output=True, text=True, check=True
+            ).stdout
+        )
+    )
     params = shown["t1-good-llkd-s1"]["params"]
-    assert params["teacher"]["api_key_env"] is None and params["llkd"]["selection"] == "all" and params["comparison"] == "t1"
+    assert (
+        params["teacher"]["api_key_env"] is None
+        and params["llkd"]["selection"] == "all"
+        and params["comparison"] == "t1"
+    )
     assert ok[("good", "llkd", 0)]["llm_tokens"] == 107 and ok[("good", "llkd", 1)]["n_samples"] == 20
     failed = [x for x in out["runs"] if x["state"] == "failed"]
     assert len(failed) == 2 and all(x["error"] == "all: data/tasks/broken/test.jsonl:1: not valid JSON" for x in failed)
     md = (repo / "reports" / "compare.md").read_text()
     assert "| good | llkd | 2/2 | 0.620 ± 0.071 |" in md and "| broken | llkd | 0/2 | – |" in md
     assert (repo / "reports" / "compare.png").read_bytes()[:4] == b"\x89PNG"
-    shown = subprocess.run(cmd := ["bash", "-c", cmp.SHOW_CMD], cwd=repo, env=env, capture_output=True, text=True, check=True).stdout
+    shown = subprocess.run(
+        cmd := ["bash", "-c", cmp.SHOW_CMD], cwd=repo, env=env, capture_output=True, text=True, check=True
+    ).stdout
     assert "t1-good-llkd-s1" in shown and "student_accuracy" in shown, cmd
 
     # Same name again: finished runs are kept, only the failed ones are queued again (and fail again).
@@ -120,7 +164,11 @@ def processes_under(folder: Path) -> list[int]:
 def hanging_stage(repo: Path, fast: Path) -> None:
     """The stand-in stage sleeps 10 min until `fast` exists (outside the repository: the queued copy sees it, and it
     can appear between runs), then 2 s."""
-    stage = (repo / "stage.py").read_text().replace("time.sleep(2)", f"time.sleep(2 if os.path.exists({str(fast)!r}) else 600)")
+    stage = (
+        (repo / "stage.py")
+        .read_text()
+        .replace("time.sleep(2)", f"time.sleep(2 if os.path.exists({str(fast)!r}) else 600)")
+    )
     (repo / "stage.py").write_text(stage)
     git(repo, "commit", "-qam", "a stage that hangs until told otherwise")
 
@@ -129,7 +177,10 @@ def crash_mid_run(repo: Path, env: dict, spare: int | None = None) -> None:
     """Once DVC lists the run as running and its stage has started, SIGKILL every process working in the repository
     (the queue worker and the run), as a crash would; `spare` lives."""
     for _ in range(120):
-        if "Running" in subprocess.run(["dvc", "queue", "status"], cwd=repo, env=env, capture_output=True, text=True).stdout:
+        if (
+            "Running"
+            in subprocess.run(["dvc", "queue", "status"], cwd=repo, env=env, capture_output=True, text=True).stdout
+        ):
             break
         time.sleep(1)
     time.sleep(2)  # the run's stage has started
@@ -157,7 +208,9 @@ def test_a_run_whose_worker_died_is_queued_again_on_resume(stand_in_project, tmp
     assert r.returncode == 0 and "1 runs (1 newly queued)" in r.stdout, r.stdout + r.stderr
     out = json.loads((repo / "reports" / "compare.json").read_text())
     epochs = yaml.safe_load((repo / "params.yaml").read_text())["train"]["epochs"]
-    assert [x["state"] for x in out["runs"]] == ["success"] and out["runs"][0]["student_accuracy"] == pytest.approx(0.55 + 0.01 * epochs)
+    assert [x["state"] for x in out["runs"]] == ["success"] and out["runs"][0]["student_accuracy"] == pytest.approx(
+        0.55 + 0.01 * epochs
+    )
 
 
 @pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="finds the queue's processes through /proc")
@@ -173,14 +226,21 @@ def test_a_run_the_queue_loses_while_watched_is_queued_again(stand_in_project, t
     hanging_stage(repo, fast)
     args = ["compare", "--tasks", "good", "--methods", "llkd", "--seeds", "1", "--name", "t3", "--poll", "1"]
     with open(tmp_path / "compare.log", "w") as log:
-        watcher = subprocess.Popen([str(Path(sys.executable).parent / "distill"), *args], cwd=repo, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+        watcher = subprocess.Popen(
+            [str(Path(sys.executable).parent / "distill"), *args],
+            cwd=repo,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         crash_mid_run(repo, env, spare=watcher.pid)
         for run in (repo / ".dvc" / "tmp" / "exps" / "run").iterdir():
             shutil.rmtree(run)
         shown = subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, env=env, capture_output=True, text=True)
-        assert shown.returncode != 0 and "No such file or directory" in shown.stderr, shown.stderr  # the state CI hung on
+        assert shown.returncode != 0 and "No such file or directory" in shown.stderr, (
+            shown.stderr
+        )  # the state CI hung on
         fast.touch()
         code = watcher.wait(timeout=300)
     finally:

@@ -56,20 +56,25 @@ TRAINED_AND_LOGGED: dict[tuple, tuple[dict, dict]] = {}
 
 
 def spying_on_training(call, trained: list):
-    """Run `call` with the student's training entry point recording the config it is given."""
-    import distill.students as students
+    """Run `call` with every task kind's training recording the config it is given."""
+    from distill.kinds import Classification, Seq2Seq
 
-    real = students.train_student
+    reals = {cls: cls.train for cls in (Classification, Seq2Seq)}
 
-    def spy(rows, labels, fields, cfg, *args, **kwargs):
-        trained.append(cfg)
-        return real(rows, labels, fields, cfg, *args, **kwargs)
+    def spy_on(real):
+        def spy(self, spec, rows, cfg, *args, **kwargs):
+            trained.append(cfg)
+            return real(self, spec, rows, cfg, *args, **kwargs)
 
-    students.train_student = spy
+        return spy
+
+    for cls, real in reals.items():
+        cls.train = spy_on(real)
     try:
         call()
     finally:
-        students.train_student = real
+        for cls, real in reals.items():
+            cls.train = real
 
 
 def logged_params(run_id: str) -> dict:
@@ -273,8 +278,9 @@ def imports_of(path: Path) -> set[Path]:
 
 # Plumbing every stage uses; what it could change is already a dependency (params.yaml, data/work/task.yaml): the
 # params models (config.py, sections.py, each method's params.py) only validate what dvc.yaml declares, and
-# secrets.py only runs on a params error (it takes a pasted key out again): none changes an output. Their own
-# imports are not followed.
+# secrets.py only runs on a params error (it takes a pasted key out again): none changes an output. A package's
+# __init__.py is glue: not a dependency itself, but what it imports is followed. config.py's imports are not (it
+# builds the params model from every method's params.py through the registry: validation, not a stage's work).
 PLUMBING = {
     "io.py",
     "config.py",
@@ -302,12 +308,16 @@ def stage_closure(stage: dict) -> set[str]:
         cli.index(f'"{command}"') if f'"{command}"' in cli else cli.index(f"def {command.replace('-', '_')}(") :
     ]
     package, module = re.search(r"from distill\.(stages|methods\.\w+) import (\w+)", block).groups()
-    todo, closure = [src.joinpath(*package.split("."), f"{module}.py")], set()
+    todo, closure, seen = [src.joinpath(*package.split("."), f"{module}.py")], set(), set()
     while todo:
         f = todo.pop()
         rel = f.relative_to(src).as_posix()
-        if rel not in closure and not plumbing(rel):
+        if rel in closure or rel in seen:
+            continue
+        seen.add(rel)
+        if not plumbing(rel):
             closure.add(rel)
+        if rel != "config.py":
             todo += imports_of(f)
     return closure
 

@@ -129,19 +129,21 @@ def test_token_energy_includes_or_masks_padding(tiny_generator):
 
 def test_generator_trains_saves_and_loads(tiny_llm, tmp_path):
     from distill.config import TrainParams
-    from distill.students import student_config, train_student
+    from distill.kinds import SEQ2SEQ, kind_of
     from distill.students.model import load_student
+
+    assert kind_of(SVAMP) is SEQ2SEQ
 
     rows = [
         {**ROW, "input": f"Ann has {a} pens and buys {b} more ?", "target": str(a + b), "equation": f"( {a} + {b} )"}
         for a, b in [(3, 4), (10, 2), (5, 5), (7, 1)]
     ]
     # the causal LM's settings (train.lm_*), as every stage resolves them for a seq2seq task
-    cfg = student_config(
-        TrainParams(lm_model=str(tiny_llm), epochs=3, lm_batch_size=2, lm_lr=1e-3, lm_max_length=64), SVAMP
+    cfg = SEQ2SEQ.student_config(
+        TrainParams(lm_model=str(tiny_llm), epochs=3, lm_batch_size=2, lm_lr=1e-3, lm_max_length=64)
     )
     assert (cfg.batch_size, cfg.lr) == (2, 1e-3)
-    student, history = train_student(rows, [], ["input"], cfg, 0, spec=SVAMP, select_rows=rows[:2])
+    student, history = SEQ2SEQ.train(SVAMP, rows, cfg, 0, select_rows=rows[:2])
     assert (
         len(history) == 3 and history[-1]["train_loss"] < history[0]["train_loss"] and "select_accuracy" in history[0]
     )
@@ -149,7 +151,7 @@ def test_generator_trains_saves_and_loads(tiny_llm, tmp_path):
     again = load_student(tmp_path / "s")
     assert again.generative and again.write(rows[:2]) == student.write(rows[:2])
     with pytest.raises(DistillError, match="seq2seq"):
-        train_student(rows, [], ["input"], cfg.model_copy(update={"recipe": "setfit"}), 0, spec=SVAMP)
+        SEQ2SEQ.train(SVAMP, rows, cfg.model_copy(update={"recipe": "setfit"}), 0)
 
 
 def test_seq2seq_stages_with_the_fake_llm(tmp_path, tiny_llm, fake_backend, monkeypatch):

@@ -19,7 +19,7 @@ LAYERS: list[list[str]] = [
     ["core"],  # io, params base, tasks, secrets, and the small pure helpers every layer uses
     ["prompting", "teachers"],  # prompts; the LLM backends
     ["students", "synthesis"],  # the student models and training; sampling and scoring with a teacher
-    ["methods"],  # each method's algorithm, params model and hooks (method.py), the registry
+    ["methods", "kinds"],  # each method's algorithm, params model and hooks (method.py), the registry; task kinds
     ["config", "resolved", "tracking"],  # params.yaml's model (built from the registry); the resolved config; MLflow
     ["stages", "method stages", "deploy"],  # the DVC stages (shared and each method's); predict, export, model card
     ["cli", "compare"],  # the command line; `distill compare`
@@ -37,7 +37,7 @@ def part_of(rel: str) -> str:
         return "core"
     if top in ("cli", "cli_common", "__main__") or re.fullmatch(r"methods/\w+/cli\.py", rel):  # commands
         return "cli"
-    if top in ("compare", "compare_plan", "report"):
+    if top in ("compare", "compare_plan", "compare_queue", "report"):
         return "compare"
     if top == "architecture":
         return "cli"  # a tool over the code, like the command line

@@ -9,42 +9,32 @@ io.project_root), so nothing is asked of the teacher twice and every run lands i
 Run it again with the same --name to resume: finished experiments are kept, failed ones are queued again,
 queued and running ones are watched; a run DVC lists as running with no queue worker alive is queued again.
 Ctrl-C stops watching, not the queue.
+
+Calling `dvc` and reading `dvc queue status` (and DISTILL_ORPHAN_S, how long a queue with no worker is waited on) are
+compare_queue.py's; which runs, and their names and params, compare_plan.py's; the table and the plot, report.py's.
 """
+
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from distill import report
-from distill.compare_plan import (Combo, check_params, parse_list, parse_overrides, parse_seeds, plan,  # noqa: F401
-                                  setfit_unfit)
+from distill import compare_queue, report
+from distill.compare_plan import Combo, check_params, setfit_unfit
+from distill.compare_plan import parse_list, parse_overrides, parse_seeds, plan  # noqa: F401 - re-exported
 from distill.io import DistillError, atomic_path
 from distill.report import experiments, failure_reason, run_row  # noqa: F401
 
-
-def orphan_seconds(raw: str) -> float:
-    """DISTILL_ORPHAN_S: seconds with no queue worker alive before runs DVC still lists are taken as lost (tests set
-    it shorter). A bad value is one line from `distill compare`, not a traceback."""
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = float("nan")
-    if not seconds > 0:
-        raise DistillError(f"DISTILL_ORPHAN_S: '{raw}' is not a positive number of seconds")
-    return seconds
-
-
-ORPHAN_S = orphan_seconds(os.environ.get("DISTILL_ORPHAN_S", "120"))
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")
-SHOW_CMD = ("dvc exp show --md --drop '.*' --keep "
-            "'Experiment|^task$|^method$|^seed$|student_accuracy|student_macro_f1|teacher_accuracy|n_samples'")
+SHOW_CMD = (
+    "dvc exp show --md --drop '.*' --keep "
+    "'Experiment|^task$|^method$|^seed$|student_accuracy|student_macro_f1|teacher_accuracy|n_samples'"
+)
 
 
 def check_tasks(root: Path, tasks: Sequence[str]) -> None:
@@ -54,62 +44,18 @@ def check_tasks(root: Path, tasks: Sequence[str]) -> None:
         folder = root / "data" / "tasks" / task
         if not folder.is_dir() and not folder.with_suffix(".dvc").is_file():
             raise DistillError(f"--tasks: data/tasks/{task} not found (add one with `distill add-task`)")
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", str(folder)], cwd=root,
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all", "--", str(folder)],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout
         untracked = [line[3:] for line in out.splitlines() if line.startswith("??")]
         if untracked:
-            raise DistillError(f"data/tasks/{task}: {len(untracked)} file(s) git does not track ({untracked[0]}, ...); queued "
-                               f"experiments would not see them: git add data/tasks/{task} && git commit")
-
-
-def dvc(root: Path, *args: str, timeout: float | None = None) -> str:
-    # Output goes to temporary files, not pipes: `dvc queue start` leaves workers running that inherit its output
-    # handles, and reading a pipe would wait for them to finish.
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        try:
-            code = subprocess.run(["dvc", *args], cwd=root, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                  timeout=timeout).returncode
-        except subprocess.TimeoutExpired:  # the child is killed; the caller may ask again
-            raise DistillError(f"dvc {' '.join(args[:2])} gave no answer in {timeout:.0f} s") from None
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if code != 0:
-        lines = [line.strip() for line in (stderr + stdout).splitlines() if line.strip()]
-        why = next((line for line in lines if line.startswith("ERROR:")), lines[0] if lines else f"exit {code}")
-        raise DistillError(f"dvc {' '.join(args[:3])} ...: {why}")
-    return stdout
-
-
-def queue_status(root: Path, timeout: float | None = None) -> tuple[int, dict[str, str]]:
-    """`dvc queue status` -> (queue workers alive now, active + idle; {experiment name: its status, lower case})."""
-    text = dvc(root, "queue", "status", timeout=timeout)
-    m = re.search(r"Worker status: (\d+) active, (\d+) idle", text)
-    listed = {}
-    for line in text.splitlines():  # "d8b7ba1  c-sst2-llkd-s0  08:35 AM  Running"
-        parts = line.split()
-        if len(parts) >= 4 and parts[-1] in ("Queued", "Running", "Success", "Failed"):
-            listed[parts[1]] = parts[-1].lower()
-    return (int(m.group(1)) + int(m.group(2)) if m else 0), listed
-
-
-def workers(root: Path, timeout: float | None = None) -> int:
-    """Queue workers alive now (active + idle)."""
-    return queue_status(root, timeout)[0]
-
-
-def queue_seen(root: Path) -> tuple[int, dict[str, str]]:
-    """queue_status for the recovery rules: an unanswered or unreadable `dvc queue status` counts as a worker alive
-    and lists nothing, so nothing is reset on a guess."""
-    try:
-        return queue_status(root, timeout=60)
-    except DistillError:
-        return 1, {}
-
-
-def workers_alive(root: Path) -> bool:
-    """Whether the queue still has a worker; an unanswered or unreadable `dvc queue status` counts as yes."""
-    return queue_seen(root)[0] > 0
+            raise DistillError(
+                f"data/tasks/{task}: {len(untracked)} file(s) git does not track ({untracked[0]}, ...); queued "
+                f"experiments would not see them: git add data/tasks/{task} && git commit"
+            )
 
 
 def champions(root: Path, params: dict[str, Any], combos: Sequence[Combo]) -> dict[str, str]:
@@ -140,8 +86,10 @@ def champions(root: Path, params: dict[str, Any], combos: Sequence[Combo]) -> di
             continue
         metric = reg.get("metric", "val_student_accuracy")
         source = "this comparison" if tags.get("dvc_exp") in names else "an earlier run"
-        out[task] = (f"models:/{model}@champion = version {v.version} from `{tags.get('dvc_exp')}` ({source}; "
-                     f"{metric} {float(v.tags.get(metric, 'nan')):.4f})")
+        out[task] = (
+            f"models:/{model}@champion = version {v.version} from `{tags.get('dvc_exp')}` ({source}; "
+            f"{metric} {float(v.tags.get(metric, 'nan')):.4f})"
+        )
     return out
 
 
@@ -180,7 +128,9 @@ class Comparison:
             old = json.loads(self.manifest_path.read_text())
             if old.get("name") == self.name:
                 return old
-        base = subprocess.run(["git", "rev-parse", "HEAD"], cwd=self.root, capture_output=True, text=True).stdout.strip()
+        base = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=self.root, capture_output=True, text=True
+        ).stdout.strip()
         if not base:
             raise DistillError("compare: this folder has no git commit yet (run `make setup`, then commit)")
         return {"name": self.name, "base": base, "timing": {}}
@@ -195,7 +145,9 @@ class Comparison:
         worker finished): each call is bounded and retried."""
         for attempt in range(tries):
             try:
-                out = dvc(self.root, "exp", "show", "--json", "--rev", manifest["base"], "-n", "1", timeout=180)
+                out = compare_queue.dvc(
+                    self.root, "exp", "show", "--json", "--rev", manifest["base"], "-n", "1", timeout=180
+                )
                 return experiments(json.loads(out or "[]"))
             except DistillError as e:
                 if attempt == tries - 1:
@@ -211,14 +163,14 @@ class Comparison:
         DVC's queue): nothing will ever finish them, and `dvc exp show` fails outright on one whose worker died
         before writing its info file. `dvc queue kill` marks such a task failed (it has no process to stop), so it
         can be queued again like any failed run. One it cannot mark is left to `watch` (and said)."""
-        alive, listed = queue_seen(self.root)
+        alive, listed = compare_queue.queue_seen(self.root)
         running = [c.name for c in self.combos if listed.get(c.name) == "running"]
         if alive or not running:
             return set()
         marked = set()
         for name in running:
             try:
-                dvc(self.root, "queue", "kill", name, timeout=60)
+                compare_queue.dvc(self.root, "queue", "kill", name, timeout=60)
                 marked.add(name)
             except DistillError as e:
                 self.log(f"compare: {name} is listed as running with no queue worker alive and was not reset ({e})")
@@ -230,7 +182,7 @@ class Comparison:
         if again:
             for what in ("queue", "exp"):  # it is in one of the two lists, or both; the other one says no
                 try:
-                    dvc(self.root, what, "remove", c.name, timeout=120)
+                    compare_queue.dvc(self.root, what, "remove", c.name, timeout=120)
                 except DistillError:
                     pass
             manifest["timing"].pop(c.name, None)
@@ -240,7 +192,9 @@ class Comparison:
         kvs = [f"{k}={json.dumps(v)}" for k, v in self.overrides.items() if k not in own]
         kvs += [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in own.items()]
         # bounded like every dvc call here (seconds normally; a lock held forever would otherwise hang compare)
-        dvc(self.root, "exp", "run", "--queue", "-n", c.name, *[a for kv in kvs for a in ("-S", kv)], timeout=600)
+        compare_queue.dvc(
+            self.root, "exp", "run", "--queue", "-n", c.name, *[a for kv in kvs for a in ("-S", kv)], timeout=600
+        )
 
     def queue(self, manifest: dict[str, Any]) -> int:
         """Queue every combination not already finished, queued or running; failed ones, and running ones no
@@ -256,9 +210,10 @@ class Comparison:
         return queued
 
     def recover(self, manifest: dict[str, Any]) -> bool:
-        """While watching, once no queue worker has been alive for ORPHAN_S: runs DVC's queue lost (`orphans`) are
-        queued again, once each, and runs still queued get workers again (DVC's workers sometimes exit with tasks
-        left in the queue: treeverse/dvc#10562), at most as many times as there are runs. Whether anything was done."""
+        """While watching, once no queue worker has been alive for compare_queue.ORPHAN_S: runs DVC's queue lost
+        (`orphans`) are queued again, once each, and runs still queued get workers again (DVC's workers sometimes exit
+        with tasks left in the queue: treeverse/dvc#10562), at most as many times as there are runs. Whether anything
+        was done."""
         lost = self.orphans()
         again = [c for c in self.combos if c.name in lost and c.name not in self.requeued]
         for c in again:
@@ -269,14 +224,16 @@ class Comparison:
                 self.log(f"compare: {c.name} was lost by DVC's queue and could not be queued again ({e})")
         if again:
             self.log(f"compare: {len(again)} run(s) DVC's queue lost (listed as running, no worker alive) queued again")
-        alive, listed = queue_seen(self.root)  # again: the runs just queued are listed now
+        alive, listed = compare_queue.queue_seen(self.root)  # again: the runs just queued are listed now
         waiting = [c.name for c in self.combos if listed.get(c.name) == "queued"]
         restart = bool(waiting) and not alive and self.restarts < len(self.combos)
         if restart:
             self.restarts += 1
             if not again:
-                self.log(f"compare: {len(waiting)} run(s) still queued with no queue worker alive; workers started again")
-            dvc(self.root, "queue", "start", "-j", str(self.jobs), timeout=120)
+                self.log(
+                    f"compare: {len(waiting)} run(s) still queued with no queue worker alive; workers started again"
+                )
+            compare_queue.dvc(self.root, "queue", "start", "-j", str(self.jobs), timeout=120)
         return bool(lost) or restart
 
     def clock(self, known: dict[str, dict[str, Any]], manifest: dict[str, Any], now: float) -> dict[str, str]:
@@ -296,6 +253,7 @@ class Comparison:
     def watch(self, manifest: dict[str, Any], poll_s: float) -> dict[str, dict[str, Any]]:
         """Poll `dvc exp show` until no experiment of this comparison is queued or running; log progress."""
         last, idle_since, checked, error = None, None, 0.0, None
+        orphan_s = compare_queue.ORPHAN_S  # read at each call: tests set it shorter
         while True:
             try:
                 known, error = self.show(manifest), None
@@ -317,22 +275,27 @@ class Comparison:
                             known[n]["orphaned"] = True
                     return known
             # `dvc queue status` costs a second or two: not at every poll, but at least 3 looks per ORPHAN_S window
-            if now - checked >= min(15.0, ORPHAN_S / 3):
-                checked, idle_since = now, None if workers_alive(self.root) else (idle_since or now)
-            if idle_since and now - idle_since >= ORPHAN_S:
+            if now - checked >= min(15.0, orphan_s / 3):
+                checked, idle_since = now, None if compare_queue.workers_alive(self.root) else (idle_since or now)
+            if idle_since and now - idle_since >= orphan_s:
                 # DVC's queue has left a run "running" (a race, seen in tests) or "queued" with every worker gone:
                 # nothing will ever change its state unless compare steps in
                 if self.recover(manifest):
                     idle_since = None
                     continue
-                if workers_alive(self.root):  # one came (back) since the last look (a slow start): nothing is lost
+                # one came (back) since the last look (a slow start): nothing is lost
+                if compare_queue.workers_alive(self.root):
                     checked, idle_since = time.time(), None
                     continue
                 if known is None:
-                    raise DistillError(f"compare: no queue worker alive for {ORPHAN_S:.0f} s and `dvc exp show` "
-                                       f"still fails ({error}); see `dvc queue status`")
-                self.log(f"compare: no queue worker alive for {ORPHAN_S:.0f} s; {len(pending)} run(s) DVC still lists "
-                         "as queued or running are reported as failed (`dvc queue status`)")
+                    raise DistillError(
+                        f"compare: no queue worker alive for {orphan_s:.0f} s and `dvc exp show` "
+                        f"still fails ({error}); see `dvc queue status`"
+                    )
+                self.log(
+                    f"compare: no queue worker alive for {orphan_s:.0f} s; {len(pending)} run(s) DVC still lists "
+                    "as queued or running are reported as failed (`dvc queue status`)"
+                )
                 for n in pending:
                     known[n] = {"metrics": {}, "log": None, **known.get(n, {}), "state": "failed", "orphaned": True}
                 return known
@@ -349,8 +312,17 @@ class Comparison:
             champs = champions(self.root, ok[0]["params"], self.combos) if ok else {}
         except Exception as e:  # noqa: BLE001 - the table is still worth writing
             champs = {"(all)": f"registry not read: {str(e).splitlines()[0][:160]}"}
-        manifest.update({"command": self.command, "tasks": self.tasks, "methods": self.methods, "seeds": self.seeds,
-                         "overrides": self.overrides, "runs": runs, "champions": champs})
+        manifest.update(
+            {
+                "command": self.command,
+                "tasks": self.tasks,
+                "methods": self.methods,
+                "seeds": self.seeds,
+                "overrides": self.overrides,
+                "runs": runs,
+                "champions": champs,
+            }
+        )
         self.save(manifest)
         with atomic_path(self.out / "compare.md") as tmp:
             tmp.write_text(report.markdown(self.name, self.command, runs, self.tasks, self.methods, champs, SHOW_CMD))
@@ -370,19 +342,24 @@ def run(comparison: Comparison, params_path: Path, poll_s: float, wait: bool) ->
 
     unknown = [m for m in c.methods if m not in METHODS and m != "setfit"]
     if unknown:
-        raise DistillError(f"--methods: unknown method '{unknown[0]}' (known: {', '.join(METHODS)}, and the setfit reference)")
+        raise DistillError(
+            f"--methods: unknown method '{unknown[0]}' (known: {', '.join(METHODS)}, and the setfit reference)"
+        )
     check_tasks(c.root, c.tasks)
     if "setfit" in c.methods and (unfit := setfit_unfit(c.root, c.tasks)):
         c.no_setfit = unfit
-        c.log(f"compare: no setfit reference for {', '.join(unfit)} (SetFit embeds one text; `labelled` is the "
-              "real-label reference there)")
+        c.log(
+            f"compare: no setfit reference for {', '.join(unfit)} (SetFit embeds one text; `labelled` is the "
+            "real-label reference there)"
+        )
     check_params(params_path, c.overrides, c.combos)
     manifest = c.load_manifest()
     queued = c.queue(manifest)
     c.save(manifest)
     c.log(f"compare {c.name}: {len(c.combos)} runs ({queued} newly queued); follow with `dvc queue status`")
-    if queued or not workers(c.root, timeout=60):  # a resumed comparison whose workers are gone (a reboot): start again
-        dvc(c.root, "queue", "start", "-j", str(c.jobs), timeout=120)
+    # started again for a resumed comparison whose workers are gone (a reboot)
+    if queued or not compare_queue.workers(c.root, timeout=60):
+        compare_queue.dvc(c.root, "queue", "start", "-j", str(c.jobs), timeout=120)
     if not wait:
         c.log(f"not waiting: `distill compare --name {c.name} ...` again (same options) watches and writes the report")
         return None

@@ -1,5 +1,6 @@
 """What `distill compare` runs: the (task, method, seed) combinations, their experiment names and params, and the
 command-line values parsed and checked before anything is queued (compare.py queues, watches and reports)."""
+
 from __future__ import annotations
 
 import json
@@ -39,10 +40,17 @@ REFERENCE = {"method": "labelled", "labelled.splits": ["fewshot"], "train.recipe
 SET_BY_COMPARE = ("task", "method", "seed", "comparison")
 
 
-def plan(comparison: str, tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int],
-         no_setfit: Sequence[str] = ()) -> list[Combo]:
+def plan(
+    comparison: str, tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int], no_setfit: Sequence[str] = ()
+) -> list[Combo]:
     """Every (task, method, seed); the SetFit reference only on the tasks it can train (not those in no_setfit)."""
-    return [Combo(comparison, t, m, s) for t in tasks for m in methods for s in seeds if not (m == "setfit" and t in no_setfit)]
+    return [
+        Combo(comparison, t, m, s)
+        for t in tasks
+        for m in methods
+        for s in seeds
+        if not (m == "setfit" and t in no_setfit)
+    ]
 
 
 def setfit_unfit(root: Path, tasks: Sequence[str]) -> list[str]:
@@ -77,7 +85,9 @@ def parse_seeds(text: str) -> list[int]:
             return list(range(n))
         return [int(s) for s in parse_list(text, "--seeds")]
     except ValueError:
-        raise DistillError(f"--seeds: '{text}' is neither a count (3 = seeds 0,1,2; 1 = seed 0) nor a list of seeds (0,7,42; a single seed: 7,)") from None
+        raise DistillError(
+            f"--seeds: '{text}' is neither a count (3 = seeds 0,1,2; 1 = seed 0) nor a list of seeds (0,7,42; a single seed: 7,)"
+        ) from None
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -88,7 +98,9 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise DistillError(f"-S {item}: expected key=value, e.g. -S train.epochs=2")
         if key in SET_BY_COMPARE:
-            raise DistillError(f"-S {item}: {key} is set by compare itself (use --tasks / --methods / --seeds / --name)")
+            raise DistillError(
+                f"-S {item}: {key} is set by compare itself (use --tasks / --methods / --seeds / --name)"
+            )
         out[key.strip()] = yaml.safe_load(value) if value.strip() else None
     return out
 

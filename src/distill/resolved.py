@@ -15,14 +15,16 @@ from __future__ import annotations
 from typing import Any
 
 from distill.config import Params, TrainParams
-from distill.students import student_config
+from distill.kinds import TaskKind, kind_of
 
 
 def train_config(params: Params, spec) -> TrainParams:
-    """What the final student trains with: the method's overrides, then the task kind's."""
+    """What the final student trains with: the method's overrides, then the task kind's (`spec`: the task spec, or
+    its kind itself)."""
     from distill.methods.registry import method_of
 
-    return student_config(method_of(params).train_config(params), spec)
+    kind = spec if isinstance(spec, TaskKind) else kind_of(spec)
+    return kind.student_config(method_of(params).train_config(params))
 
 
 def resolved_params(params: Params, spec) -> Params:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from distill.config import Params
 from distill.io import DistillError, atomic_path, write_json, write_jsonl
+from distill.kinds import kind_of
 from distill.leakage import drop_test_rows
 from distill.methods.registry import method_of
 from distill.tasks import check_labels, label_counts, load_task
@@ -64,34 +65,8 @@ def with_fewshot(task, rows: list[dict], weight: float) -> list[dict]:
     teacher_probs and full confidence, so soft-target training and LLKD's selector treat them as certain labels."""
     if weight <= 0:
         return []
-    fields = task.spec.field_names
+    fields, kind = task.spec.field_names, kind_of(task.spec)
     seen = {tuple(r[f] for f in fields) for r in rows}
-    extra = []
-    for r in task.load("fewshot"):
-        if tuple(r[f] for f in fields) in seen:
-            continue
-        if task.spec.seq2seq:  # the worked example as it is (input, target and equation, if any)
-            extra.append(
-                {
-                    "id": f"fewshot-{r['_line']}",
-                    **{k: v for k, v in r.items() if not k.startswith("_")},
-                    "source": "fewshot",
-                    "round": 0,
-                    "weight": weight,
-                    "meta": {"confidence": 1.0},
-                }
-            )
-            continue
-        probs = {name: float(name == r["label"]) for name in task.spec.label_names}
-        extra.append(
-            {
-                "id": f"fewshot-{r['_line']}",
-                **{f: r[f] for f in fields},
-                "label": r["label"],
-                "source": "fewshot",
-                "round": 0,
-                "weight": weight,
-                "meta": {"teacher_probs": probs, "confidence": 1.0},
-            }
-        )
-    return extra
+    return [
+        kind.fewshot_row(task.spec, r, weight) for r in task.load("fewshot") if tuple(r[f] for f in fields) not in seen
+    ]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 
 import yaml
 
@@ -29,6 +28,7 @@ def run(
     """written: params.yaml as the user wrote it (`method: auto` included); the run logs the resolved config
     (resolved.py) as its params, with written's values beside it under `yaml.` where they differ."""
     from distill.deploy.card import model_card
+    from distill.kinds import kind_of_student
     from distill.resolved import mlflow_params, resolved_params
     from distill.students.model import read_meta
     from distill.tracking import dvc_tags, log_student_run
@@ -40,8 +40,8 @@ def run(
         metrics.update({f"{prefix}{k}": v for k, v in read_json(path).items() if isinstance(v, (int, float))})
     name = params.register.model_name.format(task=params.task)
     meta = read_meta(model_dir)
-    # what the student trained with: the method's settings and its kind's (a causal-LM student: a seq2seq task)
-    resolved = resolved_params(params, SimpleNamespace(seq2seq=meta.get("kind") == "generator"))
+    # what the student trained with: the method's settings and its task kind's (the kind the student was made for)
+    resolved = resolved_params(params, kind_of_student(meta))
     dump = resolved.model_dump()
     # check_task's resolved spec (a dependency in dvc.yaml) gives the card the fields' descriptions; without it
     # (a stage called on its own) the card still has everything else

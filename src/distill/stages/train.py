@@ -11,6 +11,7 @@ import time
 from distill.config import Params
 from distill.io import atomic_dir, read_jsonl, write_json
 from distill.methods.registry import method_of
+from distill.kinds import kind_of
 from distill.resolved import train_config
 from distill.students import distributed
 from distill.tasks import check_labels, load_task
@@ -19,8 +20,6 @@ from distill.tasks import check_labels, load_task
 def run(
     params: Params, task_dir: str, data_path: str, model_out: str, metrics_out: str, history_out: str | None = None
 ) -> None:
-    from distill.students import train_student
-
     task = load_task(task_dir)
     spec, method = task.spec, method_of(params)
     cfg = train_config(params, spec)  # the method's and the task kind's settings (resolved.py)
@@ -28,17 +27,14 @@ def run(
     check_labels(rows, spec, data_path)
     select = task.load("validation") if cfg.select_on_validation else []
     t0 = time.perf_counter()
-    student, history = train_student(
+    student, history = kind_of(spec).train(
+        spec,
         rows,
-        spec.label_names,
-        spec.field_names,
         cfg,
         params.seed,
-        task=spec.name,
         loss_fn=method.loss(params),
         selector=method.selector(params, rows, spec),
         select_rows=select,
-        spec=spec,
     )
     if not distributed.is_main():  # under `accelerate launch` with N processes: rank 0 writes
         return

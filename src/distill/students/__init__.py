@@ -1,4 +1,5 @@
-"""Students: one model kind (students/model.py) and two training recipes (finetune, setfit), one entry point.
+"""Students: the classifier (students/model.py) and its two training recipes (finetune, setfit), one entry point;
+the seq2seq causal LM (students/generator.py). Which one a task gets is its kind's business (kinds/).
 
 Every method trains its students through `train_student`, so the methods table compares data, not schedules.
 """
@@ -25,31 +26,17 @@ def train_student(
     epochs: int | None = None,
     lr: float | None = None,
     log: Callable[[str], None] = print,
-    spec=None,
 ):
     """Train a student on `rows` with the recipe cfg.recipe -> (Student, per-epoch history).
 
     start: a Student to continue from (GOLD's cumulative refresh) instead of a fresh head on cfg.model.
     loss_fn / selector / epochs / lr: a method's hooks (GOLD's SCE and schedules, LLKD's online selection).
-    cfg: the student's settings as resolved.student_config gives them for the task kind.
-    spec: the task spec; a seq2seq task's student is a causal LM (students/generator.py, cfg.lm_model) trained by the
-    same loop on its token cross-entropy (a classifier's loss such as GOLD's SCE does not apply; LLKD's selector reads
-    each row's mean token NLL).
+    A seq2seq task's student (a causal LM) trains through its kind (kinds/seq2seq.py) on the same loop.
     """
     from distill.students.model import new_student, resolve_student
 
     if not rows:
         raise DistillError("no training data: every sample was filtered out (see the data stages' metrics)")
-    if spec is not None and spec.seq2seq:
-        if cfg.recipe != "finetune":
-            raise DistillError(f"task {spec.name} is seq2seq: its causal-LM student trains with train.recipe: finetune")
-        from distill.students.finetune import finetune, sequence_loss
-
-        # cfg is already the causal LM's (resolved.student_config: train.lm_* in place of the encoder's settings)
-        student = start or fresh_student(spec, cfg, seed)
-        return student, finetune(
-            student, rows, cfg, seed, sequence_loss, selector, select_rows, log, epochs, lr, probe=False
-        )
     if cfg.recipe == "setfit":
         if selector is not None or loss_fn is not None:
             raise DistillError(
@@ -82,31 +69,3 @@ def train_student(
         probe=start is None,
     )  # a continued student keeps its head
     return student, history
-
-
-def fresh_student(spec, cfg, seed: int):
-    """An untrained student for the task (GOLD's iteration 1 scores energies before any data exists)."""
-    if spec.seq2seq:
-        from distill.students.generator import new_generator, resolve_lm
-
-        return new_generator(resolve_lm(cfg.lm_model), spec, seed, cfg.lm_max_length)
-    from distill.students.model import new_student, resolve_student
-
-    return new_student(
-        resolve_student(cfg.model),
-        spec.label_names,
-        spec.field_names,
-        seed,
-        cfg.pooling,
-        max_length=cfg.max_length,
-        task=spec.name,
-    )
-
-
-def student_config(train, spec):
-    """The task kind's student settings: a seq2seq task's student (a causal LM) trains with train.lm_* in place of the
-    encoder's batch size, learning rate and step floor; a classification student with train as it is."""
-    if not spec.seq2seq:
-        return train
-    update = {"batch_size": train.lm_batch_size, "lr": train.lm_lr, "min_steps": train.lm_min_steps}
-    return train.model_copy(update=update)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from distill.config import Params
 from distill.io import atomic_dir, read_json, read_jsonl, write_json, write_jsonl
-from distill.students import student_config
+from distill.kinds import kind_of
 from distill.prompting.generation import template_hash
 from distill.stages import checked_task, inactive
 from distill.synthesis import llm_metrics, seen_keys, synthesize, synthesize_examples
@@ -34,7 +34,6 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
         return _skip(out_dir, metrics_out)
     # torch + transformers load here, not at import: under another method this stage is a ~0.5 s no-op.
     from distill.methods.gold.algorithm import energy_stats, iteration_requests, select_feedback
-    from distill.students import fresh_student, train_student
     from distill.students.model import load_student
 
     gp, task = params.gold, checked_task(task_dir)
@@ -107,24 +106,15 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
     data = so_far + new_train + new_val  # val blocks become training data too, as in the released code
 
     # 2. refresh the student on everything so far (cumulative: continue from the previous student)
-    tp = student_config(params.train, spec)  # the task kind's student settings (resolved.py)
+    kind = kind_of(spec)
+    tp = kind.student_config(params.train)  # the task kind's student settings
     start = None
     if gp.refresh == "cumulative" and (prev / "student" / "distill.json").is_file():
         start = load_student(prev / "student")
     if data:
-        model, _ = train_student(
-            data,
-            spec.label_names,
-            fields,
-            tp,
-            params.seed + k,
-            task=spec.name,
-            start=start,
-            epochs=gp.refresh_epochs,
-            spec=spec,
-        )
+        model, _ = kind.train(spec, data, tp, params.seed + k, start=start, epochs=gp.refresh_epochs)
     else:  # nothing to train on yet: the energies come from the untrained student
-        model = start or fresh_student(spec, tp, params.seed + k)
+        model = start or kind.new_student(spec, tp, params.seed + k)
 
     # 3. energy of the validation block under the refreshed student (token-level for seq2seq) -> next feedback
     energies = model.energies(new_val, gp.energy_T, gp.include_pad) if new_val else []

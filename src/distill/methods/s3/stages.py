@@ -21,7 +21,7 @@ from distill.methods.s3.algorithm import (
     seed_requests,
 )
 from distill.prompting.generation import make_request, template_hash
-from distill.students import student_config
+from distill.kinds import kind_of
 from distill.stages import checked_task, demos_per_prompt, inactive
 from distill.synthesis import llm_metrics, seen_keys, synthesize, synthesize_examples
 from distill.tasks import label_counts
@@ -123,7 +123,6 @@ def round_(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, m
     if inactive(params, "s3"):
         return _write(out_dir, metrics_out, [], {"skipped": 1})
     # torch + transformers load here, not at import: under another method this stage is a ~0.5 s no-op.
-    from distill.students import train_student
     from distill.students.model import accuracy_of
 
     task, sp = checked_task(task_dir), params.s3
@@ -133,9 +132,8 @@ def round_(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, m
     data = read_jsonl(Path(prev_dir) / "data.jsonl")
 
     # 1. a fresh student on everything so far; 2. its errors on the small gold set
-    model, _ = train_student(
-        data, spec.label_names, fields, student_config(params.train, spec), params.seed + k, spec=spec
-    )
+    kind = kind_of(spec)
+    model, _ = kind.train(spec, data, kind.student_config(params.train), params.seed + k)
     correct = model.correct(gold)  # the gold label, or (seq2seq) the task's answer check
     errors = [g for g, c in zip(gold, correct) if not c]
     val_acc = accuracy_of(correct)

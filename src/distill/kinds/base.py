@@ -1,0 +1,73 @@
+"""What a task kind provides to the stages: its student's settings, a new student, training, and a real fewshot row as
+training data (this class); and its evaluation, a function named like the kind in kinds/evaluation.py (a module of its
+own: only the evaluate stage runs the teacher's scoring, so the stages that train do not depend on it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+
+@dataclass
+class Evaluation:
+    """What evaluate hands a kind: the student, the splits, the teacher, and the method's labeller rule."""
+
+    params: Any
+    spec: Any
+    student: Any
+    test: list[dict]  # all test rows: the student is scored on all of them
+    validation: list[dict]  # the validation rows this run is judged on
+    rows: list[dict]  # the teacher's sample of test
+    val_rows: list[dict]  # ... and of validation
+    fewshot: list[dict]
+    teacher: Any
+    labeller: Callable[[list[dict], list], Any]  # (rows, the teacher's distributions) -> what the student learned from
+
+
+class TaskKind:
+    name = ""
+    student_kind = ""  # distill.json's `kind` of its trained student
+
+    def student_config(self, train):
+        """train: params.yaml's TrainParams -> the settings this kind's student trains with."""
+        raise NotImplementedError
+
+    def new_student(self, spec, cfg, seed: int):
+        """An untrained student for the task (GOLD's iteration 1 scores energies before any data exists)."""
+        raise NotImplementedError
+
+    def train(
+        self,
+        spec,
+        rows: list[dict],
+        cfg,
+        seed: int,
+        *,
+        start=None,
+        loss_fn=None,
+        selector=None,
+        select_rows: Sequence[dict] = (),
+        epochs: int | None = None,
+        lr: float | None = None,
+        log: Callable[[str], None] = print,
+    ):
+        """Train a student on `rows` with cfg (as student_config gives it) -> (student, per-epoch history).
+        start: a student to continue from (GOLD's cumulative refresh); loss_fn / selector / epochs / lr: a method's
+        hooks (GOLD's SCE and schedules, LLKD's online selection)."""
+        raise NotImplementedError
+
+    def fewshot_row(self, spec, row: dict, weight: float) -> dict:
+        """A real labelled fewshot row as a training row of weight `weight`, marked certain (confidence 1)."""
+        raise NotImplementedError
+
+
+def val_line(metrics: dict) -> str:
+    """The validation part of evaluate's summary line."""
+    if not metrics["val_n"]:
+        return "no val_* metrics: this run's training data used all of validation.jsonl"
+    capped = f" (a sample of {metrics['val_teacher_n']} rows)" if metrics["val_teacher_n"] < metrics["val_n"] else ""
+    said = f"labeller {metrics['val_labeller_accuracy']:.4f}, " if "val_labeller_accuracy" in metrics else ""
+    return (
+        f"on {metrics['val_n']} validation rows: student {metrics['val_student_accuracy']:.4f}, "
+        f"{said}teacher {metrics['val_teacher_accuracy']:.4f}{capped}"
+    )
