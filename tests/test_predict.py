@@ -75,7 +75,7 @@ def test_folder_jsonl_to_jsonl_with_accuracy(student_dir, student, tmp_path, mon
         assert o["score"] == o["probs"][o["label"]] == max(o["probs"].values())
     correct = sum(w == label_of(r) for w, r in zip(want, rows))
     unknown = "(1 label(s) the student does not know: '1'; it knows: negative, positive)"
-    assert f"accuracy {correct / 10:.3f} on 10 labelled rows {unknown}" in result.stderr
+    assert f"accuracy {correct / 10:.4f} ({correct} of 10 labelled rows) {unknown}" in result.stderr
     assert "predict: 10 rows -> out/pred.jsonl" in result.stderr
     assert leftovers(tmp_path / "out") == []
 
@@ -116,7 +116,7 @@ def test_csv_in_csv_out(student_dir, student, tmp_path, monkeypatch):
     assert [o["label"] for o in out] == want
     assert all(float(o["score"]) == float(o[f"p_{o['label']}"]) for o in out)
     correct = sum(w == r["label"] for i, (w, r) in enumerate(zip(want, rows)) if i != 4)
-    assert f"accuracy {correct / 5:.3f} on 5 labelled rows" in result.stderr
+    assert f"accuracy {correct / 5:.4f} ({correct} of 5 labelled rows)" in result.stderr
     # CSV in, JSONL out (--format), line numbers of the CSV's first physical line per row (row 1 spans two)
     with open(tmp_path / "noid.csv", "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([["text"], *([r["text"]] for r in rows[:3])])

@@ -8,7 +8,7 @@ A seq2seq task's student (a generator: it writes answers, it has no label probab
 The file is read lazily, `--batch-size` rows at a time, and each batch is written before the next is read, so memory
 stays flat whatever the file's size. Each output row: the input's `id` (else its 1-based `line`), the predicted
 `label`, its probability `score` and every label's probability. Rows that carry a `label` (the key every
-classification task's rows use) are scored too: `accuracy 0.823 on 872 labelled rows` on stderr at the end.
+classification task's rows use) are scored too: `accuracy 0.8257 (720 of 872 labelled rows)` on stderr at the end.
 Bad input stops with one `file:line` line (exit 2, via cli.main) and leaves no output file; to stdout, what was
 written before the bad row stays written.
 """
@@ -228,5 +228,7 @@ def command(model, input_path, out, out_fmt, in_fmt, batch_size, device, quiet):
             else ""
         )
         click.echo(
-            f"accuracy {stats['correct'] / stats['labelled']:.3f} on {stats['labelled']} labelled rows{note}", err=True
+            f"accuracy {stats['correct'] / stats['labelled']:.4f} ({stats['correct']} of {stats['labelled']} labelled rows)"
+            f"{note}",
+            err=True,
         )
