@@ -111,7 +111,7 @@ def prepare(key: str, task: str, folders: dict, work: Path, args, base: dict) ->
         dst = work / f"{task}-setfit"
         import torch
         from distill.config import load_params
-        from distill.students import train_student
+        from distill.kinds import kind_of
         from distill.tasks import load_task
 
         torch.set_num_threads(args.threads)
@@ -120,9 +120,7 @@ def prepare(key: str, task: str, folders: dict, work: Path, args, base: dict) ->
             update={"recipe": "setfit", "setfit_iterations": args.setfit_iterations or cfg.setfit_iterations}
         )
         t, t0 = load_task(REPO / "data" / "tasks" / task, quiet=True), time.perf_counter()
-        model, _ = train_student(
-            t.load("fewshot"), t.spec.label_names, t.spec.field_names, cfg, args.seed, task=task, spec=t.spec
-        )
+        model, _ = kind_of(t.spec).train(t.spec, t.load("fewshot"), cfg, args.seed)
         extra = {"train_s": round(time.perf_counter() - t0, 1)}
         model.save_pretrained(dst)
         return dst, with_overrides(base, over), over, None, extra

@@ -43,6 +43,8 @@ CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 # Paths a benchmark writes itself (its rows, the rendered docs): a change there cannot change what it measures, so
 # it does not make the checkout dirty.
 OWN_OUTPUTS = ("benchmarks/results/", "docs/")
+# What `make run` writes into a clone (DVC's outputs and .gitignore entries, the MLflow store): not a source change.
+PIPELINE_OUTPUTS = ("data/work/", "metrics/", "plots/", "models/", "dvc.lock", "mlflow.db", "mlartifacts/", ".cache/")
 # The measured values that identify a row in the file's history. Names (config, variant) are left out: some were
 # renamed after the row was committed (student.jsonl's "default" became "zerogen 128/label (old default)").
 FINGERPRINT = ("task", "seed", "student_accuracy", "teacher_accuracy", "wall_s", "val", "test", "seconds")
@@ -52,7 +54,7 @@ def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
 
 
-def git_state(repo: Path, ignore: tuple[str, ...] = OWN_OUTPUTS) -> dict[str, Any]:
+def git_state(repo: Path, ignore: tuple[str, ...] = OWN_OUTPUTS + PIPELINE_OUTPUTS) -> dict[str, Any]:
     """HEAD's commit, and whether tracked or untracked (not ignored) files differ from it outside `ignore`."""
     status = _git(repo, "status", "--porcelain", "--untracked-files=all").splitlines()
     changed = [line[3:].split(" -> ")[-1].strip('"') for line in status]

@@ -36,7 +36,8 @@ from distill.methods.llkd.algorithm import with_prior
 from distill.methods.registry import method_of
 from distill.methods.llkd import stages as llkd_stage
 from distill.stages.assemble import with_fewshot
-from distill.students import fresh_student, train_student
+from distill.kinds import kind_of
+from distill.students import train_student
 from distill.synthesis import classify
 from distill.tasks import load_task
 from distill.teachers import make_teacher
@@ -129,7 +130,7 @@ def main() -> None:
         selector = method.selector(params, rows, spec)
         if epochs:  # the same fresh student train_student would build, so that the selector can score it per epoch
             cfg = cfg.model_copy(update={"epochs": epochs})
-            start = fresh_student(spec, cfg, args.seed)
+            start = kind_of(spec).new_student(spec, cfg, args.seed)
             selector = EpochValidation(selector, start, val)
         return train_student(
             rows,
@@ -140,7 +141,6 @@ def main() -> None:
             task=spec.name,
             start=start,
             selector=selector,
-            spec=spec,
             log=lambda m: None,
         )
 
