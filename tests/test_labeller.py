@@ -72,3 +72,41 @@ def test_labeller_is_scored_on_the_teachers_rows(tmp_path, toy_task, fake_backen
     assert "labeller_accuracy" not in unchecked and "labeller_accuracy" not in labelled
     # the student on the teacher's rows: its predictions at those rows' positions
     assert m["student_accuracy_teacher_rows"] == zerogen["student_accuracy_teacher_rows"]
+
+
+def test_the_run_says_whether_the_teacher_adds_anything_to_the_fewshot_labels(
+    tmp_path, toy_task, fake_backend, tiny_student, monkeypatch
+):
+    """evaluate scores what the fewshot labels alone give (the probe, whatever llkd.fewshot_prior says) on the
+    validation rows the labeller is scored on; a labeller no better than that is said plainly, in evaluate's line and
+    in `distill summary`."""
+    from click.testing import CliRunner
+
+    from distill.cli import cli
+    from distill.students.model import new_student
+    from distill.students.prior import fewshot_reference
+    from distill.tasks import load_task
+
+    monkeypatch.chdir(tmp_path)
+    task = load_task(toy_task, quiet=True)
+    new_student(tiny_student, task.spec.label_names, ["text"], 0).save_pretrained("models/student")
+    common = dict(train={"model": str(tiny_student)}, evaluate={"teacher_max_examples": 10})
+    prior = {"prior_model": "student", "fewshot_prior": "none"}  # the reference does not need LLKD's prior
+    m = evaluated(tmp_path, toy_task, "llkd", method="llkd", llkd=prior, **common)
+    params = load_params(tmp_path / "llkd.yaml")
+    from distill.stages import evaluate
+
+    val = evaluate.capped(task.load("validation"), 10)
+    ref = fewshot_reference(params, task.spec, task.load("fewshot"), val)
+    expected = accuracy([r["label"] for r in val], [task.spec.label_names[int(p.argmax())] for p in ref])
+    assert m["val_reference_accuracy"] == expected and "val_reference_macro_f1" in m
+    assert m["val_teacher_gain"] == m["val_labeller_accuracy"] - expected
+
+    # a teacher that is always wrong adds nothing: said in the summary
+    wrong = fake_backend.score
+    monkeypatch.setattr(fake_backend, "score", lambda requests: [list(reversed(s)) for s in wrong(requests)])
+    monkeypatch.setenv("DISTILL_LLM_CACHE", str(tmp_path / "other-llm.sqlite"))  # not the right answers cached above
+    bad = evaluated(tmp_path, toy_task, "bad", method="zerogen", llkd=prior, **common)
+    assert bad["val_teacher_accuracy"] == 0 and bad["val_teacher_gain"] < 0
+    out = CliRunner().invoke(cli, ["summary", "--metrics", "m/bad.json", "--registered", "none.json"]).output
+    assert "the teacher adds nothing on this task" in out and "method=labelled" in out

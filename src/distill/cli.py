@@ -143,6 +143,10 @@ def summary(metrics_path, registered):
             f"teacher {m['val_teacher_accuracy']:.4f}  ({m['val_n']} rows; the labeller and teacher on "
             f"{m['val_teacher_n']})"
         )
+    if "val_teacher_gain" in m:  # the labeller against what the fewshot labels alone give, on validation
+        from distill.kinds.base import teacher_check
+
+        click.echo(f"teacher check (validation){teacher_check(m).removeprefix(';')}")
     if r:
         click.echo(f"registered: models:/{r['model_name']}@{r['alias']} (version {r['version']})")
     click.echo("compare experiments:  dvc exp show")

@@ -22,6 +22,7 @@ class Evaluation:
     fewshot: list[dict]
     teacher: Any
     labeller: Callable[[list[dict], list], Any]  # (rows, the teacher's distributions) -> what the student learned from
+    reference: Callable[[list[dict]], Any] = lambda rows: None  # rows -> what the fewshot labels alone give (or None)
 
 
 class TaskKind:
@@ -69,5 +70,18 @@ def val_line(metrics: dict) -> str:
     said = f"labeller {metrics['val_labeller_accuracy']:.4f}, " if "val_labeller_accuracy" in metrics else ""
     return (
         f"on {metrics['val_n']} validation rows: student {metrics['val_student_accuracy']:.4f}, "
-        f"{said}teacher {metrics['val_teacher_accuracy']:.4f}{capped}"
+        f"{said}teacher {metrics['val_teacher_accuracy']:.4f}{capped}{teacher_check(metrics)}"
     )
+
+
+def teacher_check(metrics: dict) -> str:
+    """What the labeller (else the teacher) adds on validation to the fewshot labels alone, in words ('' unmeasured)."""
+    if "val_teacher_gain" not in metrics:
+        return ""
+    gain, ref = metrics["val_teacher_gain"], metrics["val_reference_accuracy"]
+    said = f"; the fewshot labels alone (a linear probe) {ref:.4f}: "
+    if gain <= 0:
+        return said + (
+            "the teacher adds nothing on this task. The few-shot reference: `-S method=labelled -S train.recipe=setfit`"
+        )
+    return said + f"the teacher adds {100 * gain:+.1f} points"

@@ -64,6 +64,15 @@ def classification(ev: Evaluation):
                 val_labeller_accuracy=accuracy(val_gold, val_labeller),
                 val_labeller_macro_f1=macro_f1(val_gold, val_labeller, labels),
             )
+        reference = ev.reference(ev.val_rows)
+        if reference is not None:  # does the teacher add anything to what the fewshot labels alone give?
+            ref = [argmax(q) for q in reference]
+            taught = metrics.get("val_labeller_accuracy", metrics["val_teacher_accuracy"])
+            metrics.update(
+                val_reference_accuracy=accuracy(val_gold, ref),
+                val_reference_macro_f1=macro_f1(val_gold, ref, labels),
+                val_teacher_gain=taught - accuracy(val_gold, ref),
+            )
     metrics.update(llm_metrics(ev.teacher))
     if labeller is not None:
         labeller_pred = [argmax(q) for q in labeller]

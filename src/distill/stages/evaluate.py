@@ -22,6 +22,7 @@ from distill.kinds import evaluation, kind_of
 from distill.kinds.base import Evaluation
 from distill.methods.registry import method_of
 from distill.students.model import load_student
+from distill.students.prior import fewshot_reference
 from distill.stages import checked_task
 from distill.teachers import make_teacher
 
@@ -52,9 +53,9 @@ def run(params: Params, task_dir: str, model_dir: str, metrics_out: str, plot_ou
     cap = params.evaluate.teacher_max_examples  # the teacher's baseline rows, on both splits
     rows, val_rows = capped(test, cap), capped(validation, cap)
     labeller = lambda on, probs: labeller_probs(params, spec, fewshot, on, probs)  # noqa: E731
-    ev = Evaluation(
-        params, spec, model, test, validation, rows, val_rows, fewshot, make_teacher(params.teacher), labeller
-    )
+    reference = lambda on: fewshot_reference(params, spec, fewshot, on)  # noqa: E731
+    teacher = make_teacher(params.teacher)
+    ev = Evaluation(params, spec, model, test, validation, rows, val_rows, fewshot, teacher, labeller, reference)
     metrics, plot, line = evaluation.evaluate(kind_of(spec), ev)
     write_json(metrics_out, metrics)
     write_json(plot_out, plot)

@@ -16,14 +16,23 @@ def fewshot_probe(params: Params, spec, fewshot: list[dict], rows: list[dict]) -
     """The few-shot prior: a linear probe on frozen, L2-normalised embeddings (llkd.prior_model's) of the labelled fewshot
     rows (scikit-learn's LogisticRegression objective with C = llkd.prior_c), its label distribution on `rows`.
     None where it is off, or where some label has no fewshot row (the probe would rule that label out)."""
-    lp, tc = params.llkd, params.train
-    if lp.fewshot_prior == "none" or lp.prior_weight == 0:
+    if params.llkd.fewshot_prior == "none" or params.llkd.prior_weight == 0:
         return None
     missing = set(spec.label_names) - {r["label"] for r in fewshot}
     if missing:
         print(
             f"llkd_label: no few-shot prior (fewshot.jsonl has no row labelled {sorted(missing)[0]!r}); the teacher's labels alone"
         )
+        return None
+    return fewshot_reference(params, spec, fewshot, rows)
+
+
+def fewshot_reference(params: Params, spec, fewshot: list[dict], rows: list[dict]) -> torch.Tensor | None:
+    """What the task's labelled fewshot rows alone give: the same linear probe (llkd.prior_model's embeddings,
+    llkd.prior_c), its label distribution on `rows`, whatever llkd.fewshot_prior says; None where some label has no
+    fewshot row. evaluate compares the labeller with it on validation: does the teacher add anything?"""
+    lp, tc = params.llkd, params.train
+    if set(spec.label_names) - {r["label"] for r in fewshot}:
         return None
     from distill.devices import autocast, resolve_device, resolve_dtype
     from distill.students.finetune import fit_linear
