@@ -118,6 +118,12 @@ def test_model_card_is_written_from_the_runs_numbers():
     for value in ("abc123", "f00d", "brisk-fawn", "9e1f"):
         assert f"`{value}`" in card
     assert "## Intended use and limits" in card and "Evaluated only on the task's test split" in card
+    assert "Teacher check" not in card  # not measured in these metrics: nothing said
+    checked = model_card(META, PARAMS, {**METRICS, "val_reference_accuracy": 0.75, "val_teacher_gain": -0.03}, {}, SPEC)
+    assert (
+        "Teacher check (validation) the fewshot labels alone (a linear probe) 0.7500: the teacher adds nothing"
+        in checked
+    )
 
 
 def test_model_card_without_labeller_validation_or_spec():

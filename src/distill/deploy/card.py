@@ -137,6 +137,10 @@ def model_card(
     out += ["", "## Results", ""] + results_table(metrics) + [""] + _sample_note(metrics)
     if generator:
         out.append("Accuracy is the task's answer check on the student's greedy answers.")
+    if "val_teacher_gain" in metrics:  # evaluate's teacher check: the labeller against the fewshot labels alone
+        from distill.kinds.base import teacher_check
+
+        out.append(f"Teacher check (validation){teacher_check(metrics).removeprefix(';')}.")
 
     out += [
         "",
