@@ -95,44 +95,11 @@ def llm_model(key: str, params, spec, fewshot: list[dict], work: Path) -> tuple:
 
 
 def fitted_prior(params, spec, fewshot: list[dict]):
-    """students/prior.py fewshot_probe's probe (same encoder, pooling, precision and fit), fitted once: rows -> its
-    label distribution. The hook refits it, reloading the encoder, on every call."""
-    import torch
-    from distill.devices import autocast, resolve_device, resolve_dtype
-    from distill.students.finetune import fit_linear
-    from distill.students.model import new_student, resolve_student
+    """students/prior.py's probe fitted once: rows -> its label distribution (the llkd hook refits it, reloading the
+    encoder, on every call)."""
+    from distill.students.prior import fit_reference
 
-    lp, tc = params.llkd, params.train
-    encoder = (
-        resolve_student(tc.model)
-        if lp.prior_model == "student"
-        else resolve_student(lp.prior_model, "llkd.prior_model")
-    )
-    probe = new_student(
-        encoder,
-        spec.label_names,
-        spec.field_names,
-        params.seed,
-        tc.pooling,
-        normalize=True,
-        max_length=tc.max_length,
-        task=spec.name,
-    )
-    device = resolve_device(tc.device, "train.device")
-    dtype = resolve_dtype("auto", device, training=False)
-    with autocast(device, dtype):
-        x_few = probe.to(device).embeddings(fewshot)
-    y = torch.tensor([spec.label_id(r["label"]) for r in fewshot])
-    l2 = (1.0 if len(spec.labels) == 2 else 0.5) / (lp.prior_c * len(fewshot))
-    head = fit_linear(x_few, torch.nn.functional.one_hot(y, len(spec.labels)).float(), torch.ones(len(fewshot)), l2)
-
-    def prior(rows: list[dict]) -> torch.Tensor:
-        with autocast(device, dtype):
-            x = probe.embeddings(rows)
-        with torch.no_grad():
-            return head(x).softmax(-1)
-
-    return prior
+    return fit_reference(params, spec, fewshot)
 
 
 def student_model(key: str, path: Path, threads: int) -> tuple:

@@ -4,7 +4,6 @@ re-run when it changes; a declared runtime knob (a timeout) would re-run it for 
 
 from __future__ import annotations
 
-import ast
 import json
 import contextlib
 import re
@@ -243,36 +242,15 @@ def test_declared_params_are_exactly_what_each_stage_reads(recorded):
 
 
 def imports_of(path: Path) -> set[Path]:
-    """distill source files a module imports (at module level or inside functions; not under `if TYPE_CHECKING:`).
-    Importing methods/registry.py imports every registered method's method.py (by name, with importlib)."""
+    """distill source files a module imports (distill.architecture.imports: at module level or inside functions, not
+    under `if TYPE_CHECKING:`). Importing methods/registry.py imports every registered method's method.py (by name,
+    with importlib)."""
+    from distill import architecture
     from distill.methods.registry import NAMES
 
-    src = REPO / "src"
-    found = set()
-    tree = ast.parse(path.read_text())
-    typing_only = {
-        id(n)
-        for block in ast.walk(tree)
-        if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING"
-        for n in ast.walk(block)
-    }  # `if TYPE_CHECKING:` imports are for annotations: nothing runs them
-    for node in ast.walk(tree):
-        if id(node) in typing_only:
-            continue
-        names = []
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        for name in names:
-            if not name.startswith("distill"):
-                continue
-            if name == "distill.methods.registry":
-                found |= {src / "distill" / "methods" / n / "method.py" for n in NAMES}
-            base = src / Path(*name.split("."))
-            for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-                if candidate.is_file():
-                    found.add(candidate)
+    found = {architecture.SRC / rel for rel in architecture.imports(path)}
+    if architecture.SRC / "methods" / "registry.py" in found:
+        found |= {architecture.SRC / "methods" / n / "method.py" for n in NAMES}
     return found
 
 

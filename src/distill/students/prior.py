@@ -31,6 +31,13 @@ def fewshot_reference(params: Params, spec, fewshot: list[dict], rows: list[dict
     """What the task's labelled fewshot rows alone give: the same linear probe (llkd.prior_model's embeddings,
     llkd.prior_c), its label distribution on `rows`, whatever llkd.fewshot_prior says; None where some label has no
     fewshot row. evaluate compares the labeller with it on validation: does the teacher add anything?"""
+    probe = fit_reference(params, spec, fewshot)
+    return None if probe is None else probe(rows)
+
+
+def fit_reference(params: Params, spec, fewshot: list[dict]):
+    """The probe fitted once on the fewshot rows: rows -> its label distribution (None where some label has no
+    fewshot row). benchmarks/inference_measure.py times it per row without refitting."""
     lp, tc = params.llkd, params.train
     if set(spec.label_names) - {r["label"] for r in fewshot}:
         return None
@@ -56,12 +63,19 @@ def fewshot_reference(params: Params, spec, fewshot: list[dict], rows: list[dict
     # Frozen embeddings only: bfloat16 where the device computes it natively (2x faster for mpnet on an AVX512-BF16
     # CPU, cosine 0.99997 to float32's on AG News), the fit itself in float32.
     device = resolve_device(tc.device, "train.device")
-    with autocast(device, resolve_dtype("auto", device, training=False)):
-        x_few, x_rows = probe.to(device).embeddings(fewshot), probe.embeddings(rows)
+    dtype = resolve_dtype("auto", device, training=False)
+    with autocast(device, dtype):
+        x_few = probe.to(device).embeddings(fewshot)
     y = torch.tensor([spec.label_id(r["label"]) for r in fewshot])
     # scikit-learn's penalty |w|^2 / (2 C n) on its one weight vector per class, or, with two labels, on the one vector
     # w = w_1 - w_0 of its binomial loss: the softmax head's optimum has w_0 = -w_1, hence twice the strength there
     l2 = (1.0 if len(spec.labels) == 2 else 0.5) / (lp.prior_c * len(fewshot))
     head = fit_linear(x_few, torch.nn.functional.one_hot(y, len(spec.labels)).float(), torch.ones(len(fewshot)), l2)
-    with torch.no_grad():
-        return head(x_rows).softmax(-1)
+
+    def distribution(rows: list[dict]) -> torch.Tensor:
+        with autocast(device, dtype):
+            x = probe.embeddings(rows)
+        with torch.no_grad():
+            return head(x).softmax(-1)
+
+    return distribution
