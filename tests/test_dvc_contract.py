@@ -125,12 +125,13 @@ def run_all_stages(
 
 
 def runs() -> list[tuple[str, str, str]]:
-    """(method, recipe, task): every registered method on a classification task; the setfit recipe wherever it
-    applies (not with an online selector: LLKD); every method that handles seq2seq on a word-problem task."""
+    """(method, recipe, task): every registered method on a classification task, and `auto` there (its teacher check
+    does work only then); the setfit recipe wherever it applies (not with an online selector: LLKD); every method that
+    handles seq2seq on a word-problem task."""
     from distill.methods.base import Method
     from distill.methods.registry import METHODS
 
-    out = [(m, "finetune", "toy") for m in METHODS]
+    out = [(m, "finetune", "toy") for m in METHODS] + [("auto", "finetune", "toy")]  # auto: the teacher check runs
     out += [(m, "setfit", "toy") for m, method in METHODS.items() if method.selector is Method.selector]
     return out + [(m, "finetune", "sums") for m, method in METHODS.items() if "seq2seq" in method.kinds]
 
@@ -154,6 +155,8 @@ def recorded(tmp_path_factory, tiny_student, tiny_llm):
             work = tmp / f"{method}-{recipe}-{name}"
             work.mkdir()
             mp.chdir(work)
+            (work / "data" / "tasks").mkdir(parents=True)  # where register resolves `method: auto` (no --task-dir)
+            (work / "data" / "tasks" / name).symlink_to(sums if name == "sums" else task)
             params = Params.model_validate(
                 yaml.safe_load(
                     write_params(

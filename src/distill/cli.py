@@ -45,6 +45,20 @@ def check_task(params_path, task_dir, out, metrics_out):
     stage.run(load_params(params_path), task_dir, out, metrics_out)
 
 
+@cli.command(
+    "teacher-check",
+    help="method: auto only: does the teacher add anything to the fewshot labels, on validation? Write the verdict.",
+)
+@PARAMS
+@TASK
+@click.option("--out", required=True, help="the verdict (JSON) to write; methods/auto.py reads it")
+def teacher_check(params_path, task_dir, out):
+    from distill.config import load_params
+    from distill.stages import teacher_check as stage
+
+    stage.run(load_params(params_path), task_dir, out)  # as written: `method: auto` is what it decides
+
+
 @cli.command(help="Assemble the selected method's final training set and its per-iteration curve.")
 @PARAMS
 @TASK
@@ -120,7 +134,8 @@ def register(params_path, data_path, model_dir, metrics_paths, out, curve, histo
 @cli.command(help="Print the last pipeline's test accuracies and where to look next.")
 @click.option("--metrics", "metrics_path", default="metrics/metrics.json", show_default=True)
 @click.option("--registered", default="data/work/registered.json", show_default=True)
-def summary(metrics_path, registered):
+@click.option("--check", "check_path", default="data/work/teacher_check.json", show_default=True)
+def summary(metrics_path, registered, check_path):
     from distill.io import read_json
 
     m = read_json(metrics_path)
@@ -130,6 +145,15 @@ def summary(metrics_path, registered):
         r = {}
     if r.get("method"):
         click.echo(f"method: {r['method']}")
+    try:  # `method: auto` and the teacher check's verdict (stages/teacher_check.py)
+        check = read_json(check_path)
+    except Exception:
+        check = {}
+    if check.get("checked") and not check["teacher_adds"]:
+        click.echo(
+            f"method: auto chose the few-shot reference (`labelled` on fewshot.jsonl): the teacher adds nothing here, "
+            f"{check['reason']}"
+        )
     f1 = f"macro-F1 {m['student_macro_f1']:.4f}, " if "student_macro_f1" in m else ""  # a seq2seq task has no labels
     click.echo(f"student test accuracy: {m['student_accuracy']:.4f}  ({f1}{m['n_test']} rows)")
     if m["teacher_n_test"] < m["n_test"] and "student_accuracy_teacher_rows" in m:

@@ -1,21 +1,20 @@
-"""Library glue shared by every method: requests -> teacher samples -> cut, filtered, label-checked rows;
-and the teacher as a few-shot classifier. Stages call these; methods/ keeps the pure algorithms."""
+"""Library glue shared by every method: the teacher as a few-shot classifier (classify) and as a solver of problems
+(solutions, solve), one sample per generation request (sample), dedup keys and call accounting. Each task kind's
+synthesis (samples cut, filtered and checked into rows) is kinds/synthesis.py's. Stages call these; methods/ keeps the
+pure algorithms."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from distill.prompting.fewshot import (
     label_probs,
-    named_probs,
     pick_demos,
     score_requests,
     scoring_prefix,
     teacher_probs,
-    top_label,
 )
-from distill.prompting.generation import dedup_key, filter_samples, normalise
+from distill.prompting.generation import dedup_key
 from distill.tasks import TaskSpec
 from distill.teachers import Decoding, GenRequest, Teacher
 
@@ -41,145 +40,6 @@ def sample(teacher: Teacher, requests: list[dict[str, Any]], decoding: Decoding,
 
 def decoding_of(g) -> Decoding:
     return Decoding(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p, top_k=g.top_k)
-
-
-def synthesize(
-    teacher: Teacher,
-    spec: TaskSpec,
-    params,
-    requests: list[dict[str, Any]],
-    fewshot: list[dict],
-    source: str = "llm_gen",
-    round_: int = 0,
-    seen: set[str] | None = None,
-    desc: str = "generate",
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Sample one text per request, cut and filter it, check its label with the teacher (generate.label_filter).
-
-    Returns rows `{id, <fields>, label, source, round, meta}` and counts per rejection reason.
-    `seen` holds normalised texts of earlier rounds, so later rounds don't repeat them.
-    """
-    g = params.generate
-    decoding = decoding_of(g)
-    answers = sample(teacher, requests, decoding, params.teacher.batch_size, desc)
-    context_field = spec.fields[0].name if spec.kind == "pair" else None
-    samples = []
-    for r, a in zip(requests, answers):
-        s = {"id": r["id"], "label": r["label"], "source": source, "round": round_, "demos": r.get("demos", [])}
-        if context_field:
-            s[context_field] = r["context"]
-        s["meta"] = {
-            "raw": a.text,
-            "prompt_id": r["prompt_id"],
-            "template_hash": r["template_hash"],
-            "model": teacher.backend.model_id,
-            "decoding": asdict(decoding),
-            "finish": a.finish,
-        }
-        samples.append(s)
-    kept, counts = filter_samples(
-        samples,
-        spec.fields[-1].name,
-        g.min_words,
-        g.max_words,
-        context_field,
-        seen,
-        question=spec.fields[-1].form == "question",
-    )
-    counts = {f"rejected.{k}": v for k, v in counts.items()}
-    counts["rejected.label_disagree"] = counts["relabelled"] = 0
-
-    # The small teacher follows the requested label only ~70% of the time: check with its own classifier.
-    if g.label_filter != "none" and kept:
-        probs, _ = classify(teacher, spec, kept, fewshot, params.teacher, params.seed, desc="check labels")
-        checked = []
-        for s, p in zip(kept, probs):
-            s["meta"]["teacher_probs"] = named_probs(spec, p)
-            best = spec.label_names[top_label(p)]
-            if best != s["label"]:
-                if g.label_filter == "agree":
-                    counts["rejected.label_disagree"] += 1
-                    continue
-                s["meta"]["requested_label"], s["label"] = s["label"], best
-                counts["relabelled"] += 1
-            checked.append(s)
-        kept = checked
-    rows = [
-        {
-            "id": s["id"],
-            **{f: s[f] for f in spec.field_names},
-            **{k: s[k] for k in ("label", "source", "round", "meta")},
-        }
-        for s in kept
-    ]
-    return rows, counts
-
-
-def synthesize_examples(
-    teacher: Teacher,
-    spec: TaskSpec,
-    params,
-    requests: list[dict[str, Any]],
-    source: str = "llm_gen",
-    round_: int = 0,
-    seen: set[str] | None = None,
-    desc: str = "generate",
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """seq2seq tasks: sample one (input, [equation,] answer) example per request and keep those that parse and check
-    (methods/seq2seq.parse_generated: the equation evaluates safely and the answer is its value), are questions where
-    the task's inputs are, repeat no demo and no earlier example. Returns rows and counts per rejection reason."""
-    from dataclasses import replace
-
-    from distill.prompting.seq2seq import parse_generated
-
-    g = params.generate
-    decoding = decoding_of(g)
-    if spec.max_new_tokens:  # a worked example is longer than a sentence: the task says how long
-        decoding = replace(decoding, max_new_tokens=spec.max_new_tokens)
-    answers = sample(teacher, requests, decoding, params.teacher.batch_size, desc)
-    field = spec.fields[0]
-    seen = set() if seen is None else seen
-    counts: dict[str, int] = {}
-    rows = []
-    for r, a in zip(requests, answers):
-        example, why = parse_generated(spec, a.text)
-        if example is not None:
-            words = len(example[field.name].split())
-            key = dedup_key(example[field.name])  # as seen_keys makes them
-            why = (
-                "too_short"
-                if words < g.min_words
-                else "too_long"
-                if words > g.max_words
-                else "not_question"
-                if field.form == "question" and "?" not in example[field.name]
-                else "copies_demo"
-                if key in {normalise(d) for d in r.get("demos", ())}
-                else "duplicate"
-                if key in seen
-                else "ok"
-            )
-        if why != "ok":
-            counts[f"rejected.{why}"] = counts.get(f"rejected.{why}", 0) + 1
-            continue
-        seen.add(key)
-        rows.append(
-            {
-                "id": r["id"],
-                **example,
-                "source": source,
-                "round": round_,
-                "meta": {
-                    "raw": a.text,
-                    "prompt_id": r["prompt_id"],
-                    "template_hash": r["template_hash"],
-                    "model": teacher.backend.model_id,
-                    "decoding": asdict(decoding),
-                    "finish": a.finish,
-                },
-            }
-        )
-    return rows, counts
 
 
 def solutions(

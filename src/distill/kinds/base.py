@@ -1,6 +1,7 @@
-"""What a task kind provides to the stages: its student's settings, a new student, training, and a real fewshot row as
-training data (this class); and its evaluation, a function named like the kind in kinds/evaluation.py (a module of its
-own: only the evaluate stage runs the teacher's scoring, so the stages that train do not depend on it)."""
+"""What a task kind provides to the stages: its student's settings, a new student, training, a real fewshot row as
+training data, generation requests and what a method's pseudo-labels need (this class); its synthesis and its
+evaluation, functions named like the kind in kinds/synthesis.py and kinds/evaluation.py (modules of their own: only the
+stages that generate data or evaluate call the teacher, so the stages that train do not depend on it)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ class Evaluation:
 class TaskKind:
     name = ""
     student_kind = ""  # distill.json's `kind` of its trained student
+    generative = False  # its student writes the target (a causal LM): its per-row output is a token loss, not logits
+    request_keys: tuple[str, ...] = ()  # what every generation request holds (read_jsonl's `required`)
+    samples = ""  # what its generated rows are called in messages
 
     def student_config(self, train):
         """train: params.yaml's TrainParams -> the settings this kind's student trains with."""
@@ -61,6 +65,24 @@ class TaskKind:
         """A real labelled fewshot row as a training row of weight `weight`, marked certain (confidence 1)."""
         raise NotImplementedError
 
+    def requests(self, params, task, fewshot: list[dict], demos: int) -> tuple[list[dict], str]:
+        """ZeroGen-style generation requests, `demos` real fewshot rows shown in each -> (the requests, how many of
+        what, in words). The teacher's samples are checked by kinds/synthesis.py's function of the same kind."""
+        raise NotImplementedError
+
+    def label_check_fewshot(self, params, task) -> list[dict]:
+        """The fewshot rows synthesis shows the teacher when it checks a sample's label ([]: no label check). Read here,
+        before any LLM call, so a bad file stops the stage first."""
+        raise NotImplementedError
+
+    def classes(self, spec) -> int:
+        """How many classes its pseudo-labels fall into (LLKD's per-class thresholds)."""
+        raise NotImplementedError
+
+    def class_id(self, spec, row: dict) -> int:
+        """A labelled row's class, 0 .. classes - 1."""
+        raise NotImplementedError
+
 
 def val_line(metrics: dict) -> str:
     """The validation part of evaluate's summary line."""
@@ -75,13 +97,21 @@ def val_line(metrics: dict) -> str:
 
 
 def teacher_check(metrics: dict) -> str:
-    """What the labeller (else the teacher) adds on validation to the fewshot labels alone, in words ('' unmeasured)."""
+    """What the labeller (else the teacher) adds on validation to the fewshot labels alone, in words ('' unmeasured):
+    the rule `method: auto` follows (methods/auto.teacher_verdict), with the numbers behind it."""
     if "val_teacher_gain" not in metrics:
         return ""
     gain, ref = metrics["val_teacher_gain"], metrics["val_reference_accuracy"]
     said = f"; the fewshot labels alone (a linear probe) {ref:.4f}: "
-    if gain <= 0:
+    if not metrics.get("val_teacher_adds", gain > 0):
+        from distill.methods.auto import ALPHA
+
+        at_chance = metrics.get("val_teacher_chance_p", 1.0) >= ALPHA
+        why = "its labels are at chance" if at_chance else "the labeller is worse than the fewshot labels alone"
         return said + (
-            "the teacher adds nothing on this task. The few-shot reference: `-S method=labelled -S train.recipe=setfit`"
+            f"the teacher adds nothing on this task ({why}). "
+            "The few-shot reference: `-S method=labelled -S train.recipe=setfit`"
         )
-    return said + f"the teacher adds {100 * gain:+.1f} points"
+    if gain > 0:
+        return said + f"the teacher adds {100 * gain:+.1f} points"
+    return said + f"the labeller is level with them ({100 * gain:+.1f} points, within noise): the teacher is kept"

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+from distill.io import DistillError
 from distill.kinds.base import TaskKind
 
 
 class Classification(TaskKind):
     name = "classification"
     student_kind = "classifier"
+    request_keys = ("id", "label")  # each request asks for a sample of its label
+    samples = "samples"
 
     def student_config(self, train):
         return train
@@ -73,3 +76,33 @@ class Classification(TaskKind):
             "weight": weight,
             "meta": {"teacher_probs": probs, "confidence": 1.0},
         }
+
+    def requests(self, params, task, fewshot: list[dict], demos: int) -> tuple[list[dict], str]:
+        """generate.n_per_label label-conditioned requests per label (pair tasks: each on a real first text)."""
+        from distill.prompting.generation import build_requests
+
+        spec = task.spec
+        contexts = []
+        if spec.kind == "pair":  # condition on real first texts (premises), as ZeroGen does for NLI
+            contexts = [r[spec.fields[0].name] for r in task.load("unlabeled")]
+            if not contexts:
+                raise DistillError(f"{task.path('unlabeled')}: pair tasks need unlabeled rows to condition on")
+        rows = build_requests(
+            spec,
+            params.generate.n_per_label,
+            fewshot,
+            contexts,
+            demos,
+            params.prompts.assistant_prefix,
+            params.seed,
+        )
+        return rows, f"{params.generate.n_per_label} per label x {len(spec.labels)} labels"
+
+    def label_check_fewshot(self, params, task) -> list[dict]:
+        return task.load("fewshot") if params.generate.label_filter != "none" else []
+
+    def classes(self, spec) -> int:
+        return len(spec.labels)
+
+    def class_id(self, spec, row: dict) -> int:
+        return spec.label_id(row["label"])

@@ -66,12 +66,18 @@ def classification(ev: Evaluation):
             )
         reference = ev.reference(ev.val_rows)
         if reference is not None:  # does the teacher add anything to what the fewshot labels alone give?
+            from distill.methods.auto import teacher_verdict
+
             ref = [argmax(q) for q in reference]
-            taught = metrics.get("val_labeller_accuracy", metrics["val_teacher_accuracy"])
+            taught = val_labeller if labeller is not None else val_teacher
+            verdict = teacher_verdict(val_gold, val_teacher, taught, ref)  # the rule `method: auto` follows
             metrics.update(
                 val_reference_accuracy=accuracy(val_gold, ref),
                 val_reference_macro_f1=macro_f1(val_gold, ref, labels),
-                val_teacher_gain=taught - accuracy(val_gold, ref),
+                val_teacher_gain=accuracy(val_gold, taught) - accuracy(val_gold, ref),
+                val_teacher_adds=int(verdict["teacher_adds"]),
+                val_teacher_chance_p=verdict["teacher_chance_p"],
+                val_labeller_worse_p=verdict["labeller_worse_p"],
             )
     metrics.update(llm_metrics(ev.teacher))
     if labeller is not None:

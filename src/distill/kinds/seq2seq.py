@@ -13,6 +13,9 @@ from distill.kinds.base import TaskKind
 class Seq2Seq(TaskKind):
     name = "seq2seq"
     student_kind = "generator"
+    generative = True
+    request_keys = ("id",)  # a request asks for a whole worked example: there is no label
+    samples = "examples"
 
     def student_config(self, train):
         """The causal LM trains with train.lm_* in place of the encoder's batch size, learning rate and step floor."""
@@ -62,3 +65,19 @@ class Seq2Seq(TaskKind):
             "weight": weight,
             "meta": {"confidence": 1.0},
         }
+
+    def requests(self, params, task, fewshot: list[dict], demos: int) -> tuple[list[dict], str]:
+        """Input + worked answer examples: generate.n_per_label requests in all (there are no labels)."""
+        from distill.prompting import seq2seq
+
+        rows = seq2seq.build_requests(task.spec, params.generate.n_per_label, fewshot, demos, params.seed, "zerogen")
+        return rows, f"{demos} real examples in each"
+
+    def label_check_fewshot(self, params, task) -> list[dict]:
+        return []  # an example is checked by its own equation and answer, not by a label classifier
+
+    def classes(self, spec) -> int:
+        return 1  # a seq2seq task is one class: its rows have no label
+
+    def class_id(self, spec, row: dict) -> int:
+        return 0

@@ -17,7 +17,8 @@ from distill.io import atomic_dir, read_json, read_jsonl, write_json, write_json
 from distill.kinds import kind_of
 from distill.prompting.generation import template_hash
 from distill.stages import checked_task, inactive
-from distill.synthesis import llm_metrics, seen_keys, synthesize, synthesize_examples
+from distill.kinds.synthesis import synthesize
+from distill.synthesis import llm_metrics, seen_keys
 from distill.tasks import label_counts
 from distill.teachers import make_teacher
 
@@ -33,12 +34,12 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
     if inactive(params, "gold"):
         return _skip(out_dir, metrics_out)
     # torch + transformers load here, not at import: under another method this stage is a ~0.5 s no-op.
-    from distill.methods.gold.algorithm import energy_stats, iteration_requests, select_feedback
+    from distill.methods.gold.algorithm import energy_stats, select_feedback
     from distill.students.model import load_student
 
     gp, task = params.gold, checked_task(task_dir)
     spec = task.spec
-    fields, target = spec.field_names, spec.fields[-1].name
+    fields = spec.field_names
     fewshot, validation = task.load("fewshot"), task.load("validation")  # validate inputs before any LLM call
     contexts = [r[spec.fields[0].name] for r in task.load("unlabeled")] if spec.kind == "pair" else []
     prev = Path(prev_dir)
@@ -46,67 +47,37 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
     feedback = read_json(prev / "feedback.json")
 
     # 1. generate this iteration's blocks, with last iteration's feedback as extra demonstrations
+    kind = kind_of(spec)
     teacher = make_teacher(params.teacher)
     seen = seen_keys(spec, so_far)
-    if spec.seq2seq:  # worked examples; the feedback examples join the real ones as further demos
-        from distill.prompting import seq2seq
-
-        blocks = {
-            b: seq2seq.build_requests(
-                spec, n, fewshot, gp.real_demos, params.seed, f"gold{k}", feedback, gp.feedback_ratio, extra, b
-            )
-            for b, n, extra in (("train", gp.train_per_iter, ""), ("val", gp.val_per_iter, seq2seq.VAL_INSTRUCTION))
-        }
-        new_train, c_train = synthesize_examples(
-            teacher, spec, params, blocks["train"], "llm_gen", k, seen, f"gold {k}: train block"
-        )
-        new_val, c_val = synthesize_examples(
-            teacher, spec, params, blocks["val"], "llm_val", k, seen, f"gold {k}: val block"
-        )
-        requests = blocks["train"] + blocks["val"]
-    else:
-        real = {l: [r[target] for r in fewshot if r["label"] == l] for l in spec.label_names}
-        fb = {l: [f[target] for f in feedback if f["label"] == l] for l in spec.label_names}
-        requests = iteration_requests(
-            spec,
-            k,
-            gp.train_per_iter,
-            gp.val_per_iter,
-            real,
-            contexts,
-            fb,
-            gp.real_demos,
-            gp.feedback_ratio,
-            params.prompts.assistant_prefix,
-            params.seed,
-            template_hash(spec, params.prompts.assistant_prefix) + "g",
-        )
-        new_train, c_train = synthesize(
-            teacher,
-            spec,
-            params,
-            [r for r in requests if r["block"] == "train"],
-            fewshot,
-            "llm_gen",
-            k,
-            seen,
-            desc=f"gold {k}: train block",
-        )
-        new_val, c_val = synthesize(
-            teacher,
-            spec,
-            params,
-            [r for r in requests if r["block"] == "val"],
-            fewshot,
-            "llm_val",
-            k,
-            seen,
-            desc=f"gold {k}: val block",
-        )
+    requests = REQUESTS[kind.name](params, spec, k, fewshot, contexts, feedback)
+    new_train, c_train = synthesize(
+        kind,
+        teacher,
+        spec,
+        params,
+        [r for r in requests if r["block"] == "train"],
+        fewshot,
+        "llm_gen",
+        k,
+        seen,
+        desc=f"gold {k}: train block",
+    )
+    new_val, c_val = synthesize(
+        kind,
+        teacher,
+        spec,
+        params,
+        [r for r in requests if r["block"] == "val"],
+        fewshot,
+        "llm_val",
+        k,
+        seen,
+        desc=f"gold {k}: val block",
+    )
     data = so_far + new_train + new_val  # val blocks become training data too, as in the released code
 
     # 2. refresh the student on everything so far (cumulative: continue from the previous student)
-    kind = kind_of(spec)
     tp = kind.student_config(params.train)  # the task kind's student settings
     start = None
     if gp.refresh == "cumulative" and (prev / "student" / "distill.json").is_file():
@@ -163,6 +134,48 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
         f"gold iteration {k}: +{metrics['generated']} samples (total {len(data)}), validation accuracy "
         f"{metrics['val_accuracy']:.4f}, energy mean {metrics.get('energy_mean', float('nan')):.3f}, feedback {len(next_feedback)}"
     )
+
+
+def classification_requests(params: Params, spec, k: int, fewshot, contexts, feedback) -> list[dict]:
+    """Label-conditioned requests for both blocks (methods/gold/algorithm.iteration_requests), each label's feedback
+    shown beside its real examples."""
+    from distill.methods.gold.algorithm import iteration_requests
+
+    gp, target = params.gold, spec.fields[-1].name
+    real = {l: [r[target] for r in fewshot if r["label"] == l] for l in spec.label_names}
+    fb = {l: [f[target] for f in feedback if f["label"] == l] for l in spec.label_names}
+    return iteration_requests(
+        spec,
+        k,
+        gp.train_per_iter,
+        gp.val_per_iter,
+        real,
+        contexts,
+        fb,
+        gp.real_demos,
+        gp.feedback_ratio,
+        params.prompts.assistant_prefix,
+        params.seed,
+        template_hash(spec, params.prompts.assistant_prefix) + "g",
+    )
+
+
+def seq2seq_requests(params: Params, spec, k: int, fewshot, contexts, feedback) -> list[dict]:
+    """Worked-example requests for both blocks; the feedback examples join the real ones as further demos."""
+    from distill.prompting import seq2seq
+
+    gp = params.gold
+    blocks = {
+        b: seq2seq.build_requests(
+            spec, n, fewshot, gp.real_demos, params.seed, f"gold{k}", feedback, gp.feedback_ratio, extra, b
+        )
+        for b, n, extra in (("train", gp.train_per_iter, ""), ("val", gp.val_per_iter, seq2seq.VAL_INSTRUCTION))
+    }
+    return blocks["train"] + blocks["val"]
+
+
+# each task kind's (kinds/) requests of an iteration: rows with `block` "train" or "val"
+REQUESTS = {"classification": classification_requests, "seq2seq": seq2seq_requests}
 
 
 def _track(params: Params, k: int, metrics: dict, feedback: list[dict]) -> None:

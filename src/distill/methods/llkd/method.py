@@ -16,20 +16,22 @@ def training_set(params, task, pseudo: Path) -> TrainingSet:
 
 def selector(params, rows, spec):
     """Online selection: teacher confident AND student uncertain (adaptive per-class thresholds; seq2seq: one class)."""
+    from distill.kinds import kind_of
     from distill.methods.llkd.algorithm import Selector
 
-    for r in rows:  # a seq2seq task is one class: its rows have no label
-        r["yhat"], r["confidence"] = 0 if spec.seq2seq else spec.label_id(r["label"]), r["meta"]["confidence"]
+    kind = kind_of(spec)
+    for r in rows:
+        r["yhat"], r["confidence"] = kind.class_id(spec, r), r["meta"]["confidence"]
     lp = params.llkd
     return Selector(
         rows,
-        1 if spec.seq2seq else len(spec.labels),
+        kind.classes(spec),
         lp.selection,
         lp.momentum,
         lp.weighting,
         lp.fraction,
         params.seed,
-        votes=lp.votes if spec.seq2seq else None,
+        votes=lp.votes if kind.generative else None,  # confidence: the teacher's vote share; the student's: token NLL
     )
 
 

@@ -23,6 +23,7 @@ import torch
 
 from distill.config import Params
 from distill.io import write_json, write_jsonl
+from distill.kinds import kind_of
 from distill.prompting.fewshot import named_probs, top_label
 from distill.methods.llkd.algorithm import pool_cut
 from distill.stages import checked_task, inactive
@@ -48,7 +49,7 @@ def run(params: Params, task_dir: str, out: str, metrics_out: str) -> None:
         print(f"llkd_label: {n} pool rows (llkd.pool_chars={lp.pool_chars} characters reached before llkd.pool_size)")
     pool = pool[:n]
     teacher = make_teacher(params.teacher)
-    rows, extra = (_solved if spec.seq2seq else _labelled)(params, spec, teacher, pool, fewshot)
+    rows, extra = PSEUDO_LABELS[kind_of(spec).name](params, spec, teacher, pool, fewshot)
     write_jsonl(out, rows)
     conf = [r["meta"]["confidence"] for r in rows]
     metrics = {
@@ -119,3 +120,7 @@ def _solved(params: Params, spec, teacher, pool: list[dict], fewshot: list[dict]
                 }
             )
     return rows, {"unanswered": len(pool) - len(rows)}
+
+
+# each task kind's (kinds/) pseudo-labels of the pool: label distributions, or voted solutions
+PSEUDO_LABELS = {"classification": _labelled, "seq2seq": _solved}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 
 from distill.io import DistillError, write_json, write_jsonl
+from distill.kinds import kind_of
+from distill.methods.pool_random.method import METHOD
 from distill.prompting.fewshot import named_probs, top_label
 from distill.stages import checked_task, inactive
 from distill.synthesis import classify, llm_metrics
@@ -18,10 +20,11 @@ def run(params, task_dir: str, out: str, metrics_out: str) -> None:
     if inactive(params, "pool_random"):
         write_jsonl(out, [])
         return write_json(metrics_out, {"skipped": 1})
-    spec = task.spec
-    if spec.seq2seq:
+    spec, kind = task.spec, kind_of(task.spec)
+    if kind.name not in METHOD.kinds:
         raise DistillError(
-            f"method pool_random: task {spec.name} is seq2seq; this baseline labels classification tasks"
+            f"method pool_random: task {spec.name} is {kind.name}; "
+            f"this baseline labels {' and '.join(METHOD.kinds)} tasks"
         )
     pool, fewshot = task.load("unlabeled"), task.load("fewshot")
     pool = random.Random(params.seed).sample(pool, min(params.pool_random.size, len(pool)))

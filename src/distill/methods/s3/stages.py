@@ -21,9 +21,10 @@ from distill.methods.s3.algorithm import (
     seed_requests,
 )
 from distill.prompting.generation import make_request, template_hash
-from distill.kinds import kind_of
+from distill.kinds import CLASSIFICATION, SEQ2SEQ, kind_of
+from distill.kinds.synthesis import synthesize
 from distill.stages import checked_task, demos_per_prompt, inactive
-from distill.synthesis import llm_metrics, seen_keys, synthesize, synthesize_examples
+from distill.synthesis import llm_metrics, seen_keys
 from distill.tasks import label_counts
 from distill.teachers import Decoding, GenRequest, make_teacher
 
@@ -40,11 +41,14 @@ def _write(out_dir: str, metrics_out: str, data: list[dict], metrics: dict, extr
 def seed(params: Params, task_dir: str, out_dir: str, metrics_out: str) -> None:
     if inactive(params, "s3"):
         return _write(out_dir, metrics_out, [], {"skipped": 1})
-    task, sp = checked_task(task_dir), params.s3
-    spec = task.spec
+    task = checked_task(task_dir)
     fewshot = task.load("fewshot")  # validate inputs before any LLM call (used by the label check)
-    if spec.seq2seq:  # worked examples from real demos (rationales are a classification device)
-        return _seed_seq2seq(params, spec, fewshot, out_dir, metrics_out)
+    return SEEDS[kind_of(task.spec).name](params, task, fewshot, out_dir, metrics_out)
+
+
+def classification_seed(params: Params, task, fewshot: list[dict], out_dir: str, metrics_out: str) -> None:
+    """Rationales per label (single texts), then label-conditioned seed requests that show them."""
+    sp, spec = params.s3, task.spec
     contexts = [r[spec.fields[0].name] for r in task.load("unlabeled")] if spec.kind == "pair" else []
     teacher = make_teacher(params.teacher)
     thash = template_hash(spec, params.prompts.assistant_prefix) + "s"
@@ -83,7 +87,7 @@ def seed(params: Params, task_dir: str, out_dir: str, metrics_out: str) -> None:
         params.seed,
         thash,
     )
-    rows, counts = synthesize(teacher, spec, params, requests, fewshot, "llm_gen", 0, desc="s3 seed")
+    rows, counts = synthesize(CLASSIFICATION, teacher, spec, params, requests, fewshot, "llm_gen", 0, desc="s3 seed")
     metrics = {
         "round": 0,
         "requested": len(requests),
@@ -99,14 +103,16 @@ def seed(params: Params, task_dir: str, out_dir: str, metrics_out: str) -> None:
     )
 
 
-def _seed_seq2seq(params: Params, spec, fewshot: list[dict], out_dir: str, metrics_out: str) -> None:
+def seq2seq_seed(params: Params, task, fewshot: list[dict], out_dir: str, metrics_out: str) -> None:
+    """Worked examples from real demos (rationales are a classification device)."""
     from distill.prompting import seq2seq
 
+    spec = task.spec
     requests = seq2seq.build_requests(
         spec, params.s3.seed_per_label, fewshot, demos_per_prompt(params, spec), params.seed, "s3seed"
     )
     teacher = make_teacher(params.teacher)
-    rows, counts = synthesize_examples(teacher, spec, params, requests, "llm_gen", 0, desc="s3 seed")
+    rows, counts = synthesize(SEQ2SEQ, teacher, spec, params, requests, fewshot, "llm_gen", 0, desc="s3 seed")
     metrics = {
         "round": 0,
         "requested": len(requests),
@@ -143,26 +149,10 @@ def round_(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, m
     # 3. one extrapolated example per error: the gold label (classification), or a worked problem that checks (seq2seq)
     teacher = make_teacher(params.teacher)
     seen = seen_keys(spec, data + gold)  # gold examples are extrapolated from, never copied into training
-    if spec.seq2seq:
-        from distill.prompting import seq2seq
-
-        requests = seq2seq.extrapolation_requests(
-            spec, errors, fewshot, max(demos_per_prompt(params, spec) - 1, 0), k, params.seed
-        )
-        added, counts = synthesize_examples(
-            teacher, spec, params, requests, "llm_extrapolated", k, seen, desc=f"s3 round {k}"
-        )
-    else:
-        thash = template_hash(spec, params.prompts.assistant_prefix) + "s"
-        requests = extrapolation_requests(spec, errors, k, params.prompts.assistant_prefix, params.seed, thash)
-        checked = (
-            params
-            if sp.check_extrapolations
-            else params.model_copy(update={"generate": params.generate.model_copy(update={"label_filter": "none"})})
-        )
-        added, counts = synthesize(
-            teacher, spec, checked, requests, fewshot, "llm_extrapolated", k, seen, desc=f"s3 round {k}"
-        )
+    requests, checked = EXTRAPOLATIONS[kind.name](params, spec, errors, fewshot, k)
+    added, counts = synthesize(
+        kind, teacher, spec, checked, requests, fewshot, "llm_extrapolated", k, seen, desc=f"s3 round {k}"
+    )
     metrics = {
         "round": k,
         "val_accuracy": val_acc,
@@ -179,3 +169,31 @@ def round_(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, m
         f"s3 round {k}: accuracy {val_acc:.4f} on the {len(gold)} mined validation rows, {len(errors)} errors -> "
         f"{len(added)} new examples"
     )
+
+
+def classification_extrapolations(params: Params, spec, errors: list[dict], fewshot: list[dict], k: int):
+    """T_mis: one request per error, for a new example of its gold label -> (requests, the params they are synthesized
+    under: without the teacher's label check unless s3.check_extrapolations)."""
+    thash = template_hash(spec, params.prompts.assistant_prefix) + "s"
+    requests = extrapolation_requests(spec, errors, k, params.prompts.assistant_prefix, params.seed, thash)
+    checked = (
+        params
+        if params.s3.check_extrapolations
+        else params.model_copy(update={"generate": params.generate.model_copy(update={"label_filter": "none"})})
+    )
+    return requests, checked
+
+
+def seq2seq_extrapolations(params: Params, spec, errors: list[dict], fewshot: list[dict], k: int):
+    """One request per error for a similar worked problem, kept if it checks, like every example -> (requests, params)."""
+    from distill.prompting import seq2seq
+
+    requests = seq2seq.extrapolation_requests(
+        spec, errors, fewshot, max(demos_per_prompt(params, spec) - 1, 0), k, params.seed
+    )
+    return requests, params
+
+
+# each task kind's (kinds/) seed stage and T_mis requests
+SEEDS = {"classification": classification_seed, "seq2seq": seq2seq_seed}
+EXTRAPOLATIONS = {"classification": classification_extrapolations, "seq2seq": seq2seq_extrapolations}

@@ -1,0 +1,96 @@
+"""The teacher check's statistics and rule (metrics.py, methods/auto.teacher_verdict): pure functions."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from distill.methods.auto import teacher_verdict
+from distill.metrics import balanced_accuracy, chance_p_value, worse_p_value
+
+
+def test_balanced_accuracy_gives_a_constant_guess_one_over_k_whatever_the_label_mix():
+    gold = ["a"] * 90 + ["b"] * 10
+    assert balanced_accuracy(gold, ["a"] * 100) == 0.5  # accuracy would say 0.9
+    assert balanced_accuracy(gold, gold) == 1.0
+    assert balanced_accuracy(["a", "b", "c"], ["a", "a", "a"]) == pytest.approx(1 / 3)
+
+
+def test_chance_p_value_is_small_for_informative_labels_and_large_for_noise():
+    rng = random.Random(0)
+    gold = [rng.choice("abcd") for _ in range(200)]
+    noisy = [g if rng.random() < 0.5 else rng.choice("abcd") for g in gold]  # ~62% right, 4 labels
+    assert chance_p_value(gold, noisy) < 0.01
+    assert chance_p_value(gold, [rng.choice("abcd") for _ in gold]) > 0.05
+    assert chance_p_value(gold, ["a"] * 200) == 1.0  # a constant labeller is chance by construction
+    # deterministic for a seed: the rule decides the same way on every rerun
+    assert chance_p_value(gold, noisy, seed=3) == chance_p_value(gold, noisy, seed=3)
+
+
+def test_worse_p_value_is_the_exact_sign_test_on_rows_where_only_one_is_right():
+    gold = ["a"] * 10
+    # a right on 1 row where b is wrong, b right on 9 where a is wrong: P(X <= 1), X ~ Bin(10, 1/2) = 11/1024
+    a = ["a"] + ["b"] * 9
+    b = ["b"] + ["a"] * 9
+    assert worse_p_value(gold, a, b) == pytest.approx(11 / 1024)
+    assert worse_p_value(gold, b, a) == pytest.approx(1 - 1 / 1024)
+    assert worse_p_value(gold, gold, gold) == 1.0  # never differing: no evidence either way
+
+
+def test_the_teacher_is_kept_unless_it_is_at_chance_or_its_labeller_loses_to_the_reference():
+    rng = random.Random(1)
+    gold = [rng.choice("ab") for _ in range(200)]
+    good = [g if rng.random() < 0.7 else rng.choice("ab") for g in gold]  # ~85% right
+    level = [g if rng.random() < 0.7 else rng.choice("ab") for g in gold]
+    noise = [rng.choice("ab") for _ in gold]
+    kept = teacher_verdict(gold, good, good, level)
+    assert kept["teacher_adds"] and kept["reason"] == ""
+    # level with the reference is not "adds nothing": the pool it labels can still teach the student more
+    assert teacher_verdict(gold, good, level, good)["teacher_adds"]
+    at_chance = teacher_verdict(gold, noise, good, good)
+    assert not at_chance["teacher_adds"] and "at chance" in at_chance["reason"]
+    worse = teacher_verdict(gold, good, noise, good)
+    assert not worse["teacher_adds"] and "worse than the fewshot labels alone" in worse["reason"]
+    assert teacher_verdict(gold, good, good, None)["labeller_worse_p"] == 1.0  # nothing to compare with
+
+
+def test_auto_falls_back_to_the_fewshot_reference_where_the_teacher_adds_nothing(
+    tmp_path, toy_task, fake_backend, tiny_student, monkeypatch
+):
+    """The teacher_check stage writes its verdict for `method: auto`; resolve reads it: a teacher at chance makes
+    auto `labelled` on fewshot.jsonl with SetFit, a good one keeps the auto rule's method; a verdict written for other
+    params, or for a method set by hand, changes nothing."""
+    from conftest import write_params
+    from distill.config import load_params
+    from distill.methods.auto import CHECK, resolve
+    from distill.stages import teacher_check
+
+    monkeypatch.chdir(tmp_path)
+    common = dict(train={"model": str(tiny_student)}, llkd={"prior_model": "student", "fewshot_prior": "none"})
+    params = load_params(write_params(tmp_path / "auto.yaml", task="toy", **common))
+    assert params.method == "auto"
+
+    teacher_check.run(params, str(toy_task), str(CHECK))  # the fake teacher reads the sentiment words: right
+    good = json.loads(CHECK.read_text())
+    assert good["checked"] and good["teacher_adds"] and good["method"] == "llkd" and good["teacher_accuracy"] == 1.0
+    assert resolve(params, toy_task).method == "llkd"
+
+    right = fake_backend.score  # now a teacher that answers at random, whatever the row says
+    rng = random.Random(0)
+    monkeypatch.setattr(fake_backend, "score", lambda requests: [rng.sample(s, len(s)) for s in right(requests)])
+    monkeypatch.setenv("DISTILL_LLM_CACHE", str(tmp_path / "other-llm.sqlite"))  # not the answers cached above
+    teacher_check.run(params, str(toy_task), str(CHECK))
+    bad = json.loads(CHECK.read_text())
+    assert bad["checked"] and not bad["teacher_adds"] and "at chance" in bad["reason"]
+    fallback = resolve(params, toy_task)
+    assert fallback.method == "labelled" and fallback.labelled.splits == ["fewshot"]
+    assert fallback.train.recipe == "setfit"  # one text per row: SetFit can train it
+
+    # the verdict belongs to its params: another seed, or a method set by hand, does not read it
+    assert resolve(params.model_copy(update={"seed": 1}), toy_task).method == "llkd"
+    assert resolve(params.model_copy(update={"method": "zerogen"}), toy_task).method == "zerogen"
+    calls = fake_backend.calls
+    teacher_check.run(params.model_copy(update={"method": "zerogen"}), str(toy_task), str(CHECK))
+    assert fake_backend.calls == calls and json.loads(CHECK.read_text())["checked"] is False  # no teacher call
