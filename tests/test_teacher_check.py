@@ -94,3 +94,18 @@ def test_auto_falls_back_to_the_fewshot_reference_where_the_teacher_adds_nothing
     calls = fake_backend.calls
     teacher_check.run(params.model_copy(update={"method": "zerogen"}), str(toy_task), str(CHECK))
     assert fake_backend.calls == calls and json.loads(CHECK.read_text())["checked"] is False  # no teacher call
+
+
+def test_the_docs_block_is_rendered_from_the_rows():
+    """Every cell of docs/benchmarks.md's `teacher_check` block comes from benchmarks/results/teacher_check.jsonl."""
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(repo / "benchmarks"))
+    import teacher_check
+
+    rows = [json.loads(line) for line in teacher_check.RESULTS.read_text().splitlines() if line.strip()]
+    text = (repo / "docs" / "benchmarks.md").read_text()
+    begin, end = "<!-- teacher_check:begin -->\n", "\n<!-- teacher_check:end -->"
+    assert teacher_check.render(rows) == text[text.index(begin) + len(begin) : text.index(end)]
