@@ -68,10 +68,20 @@ CONFIGS = {  # name -> overrides (or task -> overrides); run order: the acceptan
     "default, mpnet-base": lambda task: {"train.model": "mpnet-base"},
     "zerogen 128/label, mpnet-base (old default)": lambda task: {**OLD_DEFAULT, "train.model": "mpnet-base"},
     "SetFit: fewshot, mpnet-base": lambda task: {**SETFIT, "train.model": "mpnet-base"},
+    # where the student loses what its labeller knows (issue 41): LLKD's selection, the soft targets
+    "default, every pool row (llkd.selection: all)": lambda task: {"llkd.selection": "all"},
+    "default, hard targets": lambda task: {"train.targets": "hard"},
 }
 # Every row but these was measured with random batches, before `train.group_by_length` (on by default since commit
 # 6cf6610): pinned off, a re-run reproduces the batches they trained on (the same shuffle, the same rng calls).
-GROUPED = {"default", "default, llkd pool 1k", "default, llkd pool 5k", "default, pool 2500 rows (no character cap)"}
+GROUPED = {
+    "default",
+    "default, llkd pool 1k",
+    "default, llkd pool 5k",
+    "default, pool 2500 rows (no character cap)",
+    "default, every pool row (llkd.selection: all)",
+    "default, hard targets",
+}
 
 
 def random_batches(overrides):
