@@ -109,3 +109,19 @@ def test_the_docs_block_is_rendered_from_the_rows():
     text = (repo / "docs" / "benchmarks.md").read_text()
     begin, end = "<!-- teacher_check:begin -->\n", "\n<!-- teacher_check:end -->"
     assert teacher_check.render(rows) == text[text.index(begin) + len(begin) : text.index(end)]
+
+
+def test_summary_says_why_auto_chose_the_fewshot_reference(tmp_path):
+    from click.testing import CliRunner
+
+    from distill.cli import cli
+
+    metrics = {"student_accuracy": 0.55, "student_macro_f1": 0.5, "n_test": 40, "teacher_n_test": 40}
+    (tmp_path / "m.json").write_text(json.dumps({**metrics, "teacher_accuracy": 0.46}))
+    reason = "the teacher's labels are at chance on validation (permutation p = 0.87)"
+    (tmp_path / "check.json").write_text(json.dumps({"checked": True, "teacher_adds": False, "reason": reason}))
+    args = ["summary", "--metrics", str(tmp_path / "m.json"), "--registered", str(tmp_path / "none.json")]
+    out = CliRunner().invoke(cli, [*args, "--check", str(tmp_path / "check.json")]).output
+    assert "method: auto chose the few-shot reference" in out and reason in out
+    (tmp_path / "check.json").write_text(json.dumps({"checked": True, "teacher_adds": True, "reason": ""}))
+    assert "few-shot reference" not in CliRunner().invoke(cli, [*args, "--check", str(tmp_path / "check.json")]).output
