@@ -104,9 +104,7 @@ def teacher_check(metrics: dict) -> str:
     gain, ref = metrics["val_teacher_gain"], metrics["val_reference_accuracy"]
     said = f"; the fewshot labels alone (a linear probe) {ref:.4f}: "
     if not metrics.get("val_teacher_adds", gain > 0):
-        from distill.methods.auto import ALPHA
-
-        at_chance = metrics.get("val_teacher_chance_p", 1.0) >= ALPHA
+        at_chance = metrics.get("val_teacher_at_chance", 1)
         why = "its labels are at chance" if at_chance else "the labeller is worse than the fewshot labels alone"
         return said + (
             f"the teacher adds nothing on this task ({why}). "

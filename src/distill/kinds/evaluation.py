@@ -76,6 +76,7 @@ def classification(ev: Evaluation):
                 val_reference_macro_f1=macro_f1(val_gold, ref, labels),
                 val_teacher_gain=accuracy(val_gold, taught) - accuracy(val_gold, ref),
                 val_teacher_adds=int(verdict["teacher_adds"]),
+                val_teacher_at_chance=int(verdict["teacher_at_chance"]),
                 val_teacher_chance_p=verdict["teacher_chance_p"],
                 val_labeller_worse_p=verdict["labeller_worse_p"],
             )

@@ -99,4 +99,10 @@ def teacher_verdict(gold: list[str], teacher: list[str], taught: list[str], refe
         reason = f"the labeller is worse than the fewshot labels alone on validation (sign test p = {p_worse:.3f})"
     else:
         reason = ""
-    return {"teacher_adds": not reason, "teacher_chance_p": p_chance, "labeller_worse_p": p_worse, "reason": reason}
+    return {
+        "teacher_adds": not reason,
+        "teacher_at_chance": p_chance >= ALPHA,
+        "teacher_chance_p": p_chance,
+        "labeller_worse_p": p_worse,
+        "reason": reason,
+    }

@@ -4,6 +4,7 @@ evaluate stage does the same on test and validation rows, to score the labeller 
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 import torch
@@ -35,12 +36,28 @@ def fewshot_reference(params: Params, spec, fewshot: list[dict], rows: list[dict
     return None if probe is None else probe(rows)
 
 
+_FITTED: dict[str, object] = {}  # fit_reference's probes by what they were fitted from: one fit per process
+
+
 def fit_reference(params: Params, spec, fewshot: list[dict]):
     """The probe fitted once on the fewshot rows: rows -> its label distribution (None where some label has no
-    fewshot row). benchmarks/inference_measure.py times it per row without refitting."""
+    fewshot row). benchmarks/inference_measure.py times it per row without refitting. A process asking again with the
+    same settings and rows gets the same probe back (evaluate asks for the labeller on test and validation rows and
+    for the reference: one fit, not three; the fit is deterministic, so nothing else changes)."""
     lp, tc = params.llkd, params.train
     if set(spec.label_names) - {r["label"] for r in fewshot}:
         return None
+    # exactly what _fit reads (read here on every call, so a stage's params reads are the same cached or not)
+    settings = [lp.prior_model, lp.prior_c, tc.model, tc.pooling, tc.max_length, tc.device, params.seed]
+    key = json.dumps(settings + [spec.name, spec.label_names, spec.field_names, fewshot], sort_keys=True, default=str)
+    if key not in _FITTED:
+        _FITTED.clear()  # one task's probe at a time: it holds an encoder
+        _FITTED[key] = _fit(params, spec, fewshot)
+    return _FITTED[key]
+
+
+def _fit(params: Params, spec, fewshot: list[dict]):
+    lp, tc = params.llkd, params.train
     from distill.devices import autocast, resolve_device, resolve_dtype
     from distill.students.finetune import fit_linear
     from distill.students.model import new_student, resolve_student
