@@ -51,29 +51,20 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
     teacher = make_teacher(params.teacher)
     seen = seen_keys(spec, so_far)
     requests = REQUESTS[kind.name](params, spec, k, fewshot, contexts, feedback)
-    new_train, c_train = synthesize(
-        kind,
-        teacher,
-        spec,
-        params,
-        [r for r in requests if r["block"] == "train"],
-        fewshot,
-        "llm_gen",
-        k,
-        seen,
-        desc=f"gold {k}: train block",
-    )
-    new_val, c_val = synthesize(
-        kind,
-        teacher,
-        spec,
-        params,
-        [r for r in requests if r["block"] == "val"],
-        fewshot,
-        "llm_val",
-        k,
-        seen,
-        desc=f"gold {k}: val block",
+    (new_train, c_train), (new_val, c_val) = (
+        synthesize(
+            kind,
+            teacher,
+            spec,
+            params,
+            [r for r in requests if r["block"] == block],
+            fewshot,
+            source,
+            k,
+            seen,
+            desc=f"gold {k}: {block} block",
+        )
+        for block, source in (("train", "llm_gen"), ("val", "llm_val"))  # train first: the same calls, in order
     )
     data = so_far + new_train + new_val  # val blocks become training data too, as in the released code
 
