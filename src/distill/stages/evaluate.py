@@ -14,8 +14,6 @@ answers are cached, so re-evaluating a new student costs no LLM call.
 
 from __future__ import annotations
 
-import random
-
 from distill.config import Params
 from distill.io import write_json
 from distill.kinds import evaluation, kind_of
@@ -23,7 +21,7 @@ from distill.kinds.base import Evaluation
 from distill.methods.registry import method_of
 from distill.students.model import load_student
 from distill.students.prior import fewshot_reference
-from distill.stages import checked_task
+from distill.stages import capped, checked_task
 from distill.teachers import make_teacher
 
 
@@ -31,14 +29,6 @@ def judged_validation(params: Params, fields: list[str], validation: list[dict])
     """The validation rows a run is judged on: those its training data never depended on (the method says which:
     S3 mines a part of validation.jsonl, `labelled` may train on all of it and then gets no val_* metrics)."""
     return method_of(params).judged_validation(params, fields, validation)
-
-
-def capped(rows: list[dict], cap: int | None) -> list[dict]:
-    """At most `cap` rows, a uniform sample in file order (the same rows for every seed and method, so teacher
-    baselines compare): the first rows of a file sorted by label would measure one label."""
-    if not cap or len(rows) <= cap:
-        return rows
-    return [rows[i] for i in sorted(random.Random(0).sample(range(len(rows)), cap))]
 
 
 def run(params: Params, task_dir: str, model_dir: str, metrics_out: str, plot_out: str) -> None:

@@ -26,13 +26,20 @@ def run(params: Params, task_dir: str, out: str) -> None:
     from distill.methods.registry import method_of
     from distill.metrics import accuracy
     from distill.prompting.fewshot import top_label
+    from distill.stages import capped
     from distill.students.prior import fewshot_reference
     from distill.synthesis import classify
     from distill.tasks import load_task
     from distill.teachers import make_teacher
 
     task = load_task(task_dir, quiet=True)
-    spec, rows, fewshot = task.spec, task.load("validation"), task.load("fewshot")
+    # evaluate's sample of validation (evaluate.teacher_max_examples): each row is an LLM call, and evaluate then
+    # finds these answers in the LLM cache
+    spec, rows, fewshot = (
+        task.spec,
+        capped(task.load("validation"), params.evaluate.teacher_max_examples),
+        task.load("fewshot"),
+    )
     chosen = rule(params, task)
     labels = spec.label_names
     argmax = lambda probs: [labels[top_label(q)] for q in probs]  # noqa: E731
