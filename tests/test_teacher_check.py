@@ -54,6 +54,8 @@ def test_the_teacher_is_kept_unless_it_is_at_chance_or_its_labeller_loses_to_the
     worse = teacher_verdict(gold, good, noise, good)
     assert not worse["teacher_adds"] and "worse than the fewshot labels alone" in worse["reason"]
     assert teacher_verdict(gold, good, good, None)["labeller_worse_p"] == 1.0  # nothing to compare with
+    # too few rows to tell a teacher from chance: it is kept (a perfect one on 8 rows has p = 1/70 at best)
+    assert teacher_verdict(gold[:40], noise[:40], good[:40], good[:40])["teacher_adds"]
 
 
 def test_auto_falls_back_to_the_fewshot_reference_where_the_teacher_adds_nothing(
@@ -68,6 +70,7 @@ def test_auto_falls_back_to_the_fewshot_reference_where_the_teacher_adds_nothing
     from distill.stages import teacher_check
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("distill.methods.auto.MIN_ROWS", 10)  # the toy task has 20 validation rows
     common = dict(train={"model": str(tiny_student)}, llkd={"prior_model": "student", "fewshot_prior": "none"})
     params = load_params(write_params(tmp_path / "auto.yaml", task="toy", **common))
     assert params.method == "auto"

@@ -81,20 +81,25 @@ def read_check(check: str | Path, params) -> dict | None:
 
 
 ALPHA = 0.05  # the test level, fixed beforehand (the convention), not chosen on any task
+# Below this many validation rows a permutation test cannot tell a useful teacher from chance (8 rows: p >= 1/70 even
+# for a perfect one), so "at chance" is not concluded and the teacher is kept: absence of evidence is not evidence.
+MIN_ROWS = 50
 
 
 def teacher_verdict(gold: list[str], teacher: list[str], taught: list[str], reference: list[str] | None) -> dict:
     """Does the teacher add anything to what the fewshot labels alone give? On validation rows: `teacher` its labels,
     `taught` the labeller's (what the student learns from: the teacher alone, or LLKD's teacher x prior), `reference`
     the few-shot probe's (None: nothing to compare with). The teacher adds nothing when its labels carry no
-    information about the rows (balanced accuracy not above chance at level ALPHA: a permutation test) or when the
-    labeller is worse than the reference (a sign test at ALPHA). A labeller merely level with the reference keeps the
-    teacher: on AG News the two are level on validation while the student taught on the pool is far above both."""
+    information about the rows (balanced accuracy not above chance at level ALPHA: a permutation test, on at least
+    MIN_ROWS rows) or when the labeller is worse than the reference (a sign test at ALPHA). A labeller merely level
+    with the reference keeps the teacher: on AG News the two are level on validation while the student taught on the
+    pool is far above both."""
     from distill.metrics import chance_p_value, worse_p_value
 
     p_chance = chance_p_value(gold, teacher)
     p_worse = worse_p_value(gold, taught, reference) if reference is not None else 1.0
-    if p_chance >= ALPHA:
+    at_chance = p_chance >= ALPHA and len(gold) >= MIN_ROWS
+    if at_chance:
         reason = f"the teacher's labels are at chance on validation (permutation p = {p_chance:.2f})"
     elif p_worse < ALPHA:
         reason = f"the labeller is worse than the fewshot labels alone on validation (sign test p = {p_worse:.3f})"
@@ -102,7 +107,7 @@ def teacher_verdict(gold: list[str], teacher: list[str], taught: list[str], refe
         reason = ""
     return {
         "teacher_adds": not reason,
-        "teacher_at_chance": p_chance >= ALPHA,
+        "teacher_at_chance": at_chance,
         "teacher_chance_p": p_chance,
         "labeller_worse_p": p_worse,
         "reason": reason,
