@@ -1,12 +1,12 @@
 """Does the teacher add anything to the task's fewshot labels? The teacher check of issue 41, on validation only.
 
-For each task and seed, on validation.jsonl (what `method: auto` may decide on; test.jsonl is never read): the
-teacher's calibrated few-shot labels (evaluate's scoring), the labeller the default student learns from (LLKD: the
-teacher times the few-shot prior, methods/llkd/method.labeller), and the few-shot reference (the probe on the
-fewshot rows alone, students/prior.fewshot_reference). Beside their accuracies: the teacher's balanced accuracy and
-the permutation p-value of "its labels carry no information" (metrics.chance_p_value), and the sign-test p-value of
-"the labeller is worse than the reference" (metrics.worse_p_value); then what the pipeline's rule decides
-(methods/auto.teacher_verdict). Rows with provenance go to benchmarks/results/teacher_check.jsonl and render the
+For each task and seed, on validation.jsonl (what `method: auto` may decide on; test.jsonl is never read), through
+the teacher_check stage's own stages/teacher_check.labels_on: the teacher's calibrated few-shot labels (evaluate's
+scoring), the labeller the default student learns from (the auto rule's method's: LLKD's teacher times the few-shot
+prior), and the few-shot reference (the probe on the fewshot rows alone, students/prior.fewshot_reference). Beside
+their accuracies: the teacher's balanced accuracy and the permutation p-value of "its labels carry no information"
+(metrics.chance_p_value), and the sign-test p-value of "the labeller is worse than the reference"
+(metrics.worse_p_value); then what the pipeline's rule decides (methods/auto.teacher_verdict). Rows with provenance go to benchmarks/results/teacher_check.jsonl and render the
 `teacher_check` block of docs/benchmarks.md. The teacher's answers come from the LLM cache where a run asked them.
 
     .venv/bin/python benchmarks/teacher_check.py --tasks sst2 ag_news cr mpqa rte --seeds 0 1 2
@@ -32,30 +32,23 @@ RESULTS = REPO / "benchmarks" / "results" / "teacher_check.jsonl"
 
 
 def measure(task_name: str, seed: int) -> dict:
+    """The pipeline's own check (stages/teacher_check.labels_on, methods/auto.teacher_verdict) on every validation
+    row, with the figures beside it that the table shows."""
     from distill.config import load_params
     from distill.methods.auto import teacher_verdict
-    from distill.methods.llkd.method import labeller
     from distill.metrics import accuracy, balanced_accuracy, macro_f1
-    from distill.prompting.fewshot import top_label
-    from distill.students.prior import fewshot_reference
-    from distill.synthesis import classify
+    from distill.stages.teacher_check import labels_on
     from distill.tasks import load_task
-    from distill.teachers import make_teacher
 
     params = load_params(REPO / "params.yaml").model_copy(update={"task": task_name, "seed": seed})
     task = load_task(REPO / "data" / "tasks" / task_name, quiet=True)
-    spec, rows, fewshot = task.spec, task.load("validation"), task.load("fewshot")
-    labels = spec.label_names
-    argmax = lambda probs: [labels[top_label(q)] for q in probs]  # noqa: E731
+    labels = task.spec.label_names
     t0 = time.perf_counter()
-    probs, _ = classify(make_teacher(params.teacher), spec, rows, fewshot, params.teacher, seed, desc=task_name)
-    gold, teacher = [r["label"] for r in rows], argmax(probs)
-    taught = argmax(labeller(params, spec, fewshot, rows, probs))
-    reference = argmax(fewshot_reference(params, spec, fewshot, rows).tolist())
+    _, gold, teacher, taught, reference = labels_on(params, task, task.load("validation"), task.load("fewshot"))
     out = {
         "task": task_name,
         "seed": seed,
-        "val_n": len(rows),
+        "val_n": len(gold),
         "majority": max(gold.count(y) for y in set(gold)) / len(gold),
         "teacher_accuracy": accuracy(gold, teacher),
         "teacher_macro_f1": macro_f1(gold, teacher, labels),

@@ -128,3 +128,30 @@ def test_summary_says_why_auto_chose_the_fewshot_reference(tmp_path):
     assert "method: auto chose the few-shot reference" in out and reason in out
     (tmp_path / "check.json").write_text(json.dumps({"checked": True, "teacher_adds": True, "reason": ""}))
     assert "few-shot reference" not in CliRunner().invoke(cli, [*args, "--check", str(tmp_path / "check.json")]).output
+
+
+def test_the_verdicts_key_covers_exactly_what_dvc_reruns_the_check_on():
+    """methods/auto.CHECK_PARAMS (a verdict written for other values is not read) and the teacher_check stage's params
+    in dvc.yaml (DVC re-runs the check when one changes) are two lists of one thing: a key missing from either would
+    read a stale verdict or ignore a current one. `task` is in the key only: DVC sees it in the stage's command."""
+    from pathlib import Path
+
+    import yaml
+
+    from distill.methods.auto import CHECK_PARAMS
+
+    stage = yaml.safe_load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text())["stages"]["teacher_check"]
+    assert set(CHECK_PARAMS) == set(stage["params"]) | {"task"}
+    assert "${task}" in stage["cmd"]
+
+
+def test_the_check_says_why_it_does_not_apply(toy_task):
+    from distill.stages.teacher_check import unchecked_because
+    from distill.tasks import load_task
+
+    task = load_task(toy_task, quiet=True)
+    validation, fewshot = task.load("validation"), task.load("fewshot")
+    assert unchecked_because(task.spec, validation, fewshot) == ""
+    assert "no validation.jsonl rows" in unchecked_because(task.spec, [], fewshot)
+    only_one = [r for r in fewshot if r["label"] == "positive"]
+    assert "no row labelled 'negative'" in unchecked_because(task.spec, validation, only_one)
