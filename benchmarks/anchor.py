@@ -19,12 +19,12 @@ import time
 import torch
 
 from distill.config import load_params
-from distill.io import DistillError
+from distill.core.io import DistillError
 from distill.students import train_student
 from distill.students.model import resolve_student
 from distill.students.setfit_recipe import train_setfit
 from distill.synthesis import classify
-from distill.tasks import load_task
+from distill.core.tasks import load_task
 from distill.teachers import make_teacher
 
 

@@ -83,7 +83,7 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def gold(row: dict) -> str | None:  # distill.tasks.label_name: a string as it is, an integer id as its digits
+def gold(row: dict) -> str | None:  # distill.core.tasks.label_name: a string as it is, an integer id as its digits
     label = row.get("label")
     return (
         str(label)

@@ -37,7 +37,7 @@ def measure(task_name: str, seed: int) -> dict[str, float]:
     from distill.methods.llkd.algorithm import with_prior
     from distill.students.prior import fewshot_probe
     from distill.synthesis import classify
-    from distill.tasks import load_task
+    from distill.core.tasks import load_task
     from distill.teachers import make_teacher
 
     params = load_params(REPO / "params.yaml").model_copy(update={"task": task_name, "seed": seed})

@@ -112,7 +112,7 @@ def prepare(key: str, task: str, folders: dict, work: Path, args, base: dict) ->
         import torch
         from distill.config import load_params
         from distill.kinds import kind_of
-        from distill.tasks import load_task
+        from distill.core.tasks import load_task
 
         torch.set_num_threads(args.threads)
         cfg = load_params(REPO / "params.yaml").train

@@ -52,7 +52,7 @@ def llm_model(key: str, params, spec, fewshot: list[dict], work: Path) -> tuple:
     import torch
     from distill.synthesis import classify
     from distill.teachers import LLMCache, make_teacher
-    from distill.weights import dequantised, model_identity, resolve_model
+    from distill.core.weights import dequantised, model_identity, resolve_model
 
     tp = params.teacher
     teacher = make_teacher(tp, cache=work / "warmup.sqlite", progress=False)
@@ -126,7 +126,7 @@ def student_model(key: str, path: Path, threads: int) -> tuple:
 def measure(key: str, task: str, path: Path | None, args) -> dict:
     """One model's row (without provenance), in this process."""
     import numpy as np
-    from distill.tasks import load_task
+    from distill.core.tasks import load_task
 
     load = os.getloadavg()[0]
     t = load_task(REPO / "data" / "tasks" / task, quiet=True)

@@ -150,7 +150,7 @@ def bench(task: str) -> dict:
 
 def cpu_name() -> str:
     """The CPU model, and whether it computes bfloat16 natively: the teacher's precision, hence its speed, follows it."""
-    from distill.devices import cpu_bf16_native
+    from distill.core.devices import cpu_bf16_native
 
     info = Path("/proc/cpuinfo")
     lines = info.read_text().splitlines() if info.exists() else []

@@ -38,7 +38,7 @@ FIELDS = (
     "python",
     "torch",
 )
-# What decides the teacher's precision and speed on a CPU (distill.devices.cpu_bf16_native, the AVX2 fallback).
+# What decides the teacher's precision and speed on a CPU (distill.core.devices.cpu_bf16_native, the AVX2 fallback).
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 # Paths a benchmark writes itself (its rows, the rendered docs): a change there cannot change what it measures, so
 # it does not make the checkout dirty.

@@ -29,7 +29,7 @@ from teacher_speed import DECODING, generation_prompts, machine, ours  # noqa: E
 
 from distill.config import TeacherParams  # noqa: E402
 from distill.prompting.fewshot import pick_demos, score_requests, scoring_prefix  # noqa: E402
-from distill.tasks import load_task  # noqa: E402
+from distill.core.tasks import load_task  # noqa: E402
 from distill.teachers.base import Teacher  # noqa: E402
 from distill.teachers.cache import LLMCache  # noqa: E402
 from distill.teachers.local import LocalBackend  # noqa: E402

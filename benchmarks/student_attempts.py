@@ -39,7 +39,7 @@ from distill.stages.assemble import with_fewshot
 from distill.kinds import kind_of
 from distill.students import train_student
 from distill.synthesis import classify
-from distill.tasks import load_task
+from distill.core.tasks import load_task
 from distill.teachers import make_teacher
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

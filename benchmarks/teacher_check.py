@@ -36,9 +36,9 @@ def measure(task_name: str, seed: int) -> dict:
     row, with the figures beside it that the table shows."""
     from distill.config import load_params
     from distill.methods.auto import teacher_verdict
-    from distill.metrics import accuracy, balanced_accuracy, macro_f1
+    from distill.core.metrics import accuracy, balanced_accuracy, macro_f1
     from distill.stages.teacher_check import labels_on
-    from distill.tasks import load_task
+    from distill.core.tasks import load_task
 
     params = load_params(REPO / "params.yaml").model_copy(update={"task": task_name, "seed": seed})
     task = load_task(REPO / "data" / "tasks" / task_name, quiet=True)

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import torch
 
-from distill.devices import cpu_bf16_native  # before teacher_speed: it imports the tests' conftest, which pins float32
+from distill.core.devices import (
+    cpu_bf16_native,
+)  # before teacher_speed: it imports the tests' conftest, which pins float32
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import REPO, replace_block  # noqa: E402
@@ -27,7 +29,7 @@ from teacher_speed import generation_prompts, machine, ours  # noqa: E402
 
 from distill.config import load_params  # noqa: E402
 from distill.synthesis import classify  # noqa: E402
-from distill.tasks import load_task  # noqa: E402
+from distill.core.tasks import load_task  # noqa: E402
 from distill.teachers import make_teacher  # noqa: E402
 from distill.teachers.local import LocalBackend  # noqa: E402
 

@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "tests"))  # the naive scoring path is the tests' 
 
 from distill.prompting.fewshot import pick_demos, score_requests, scoring_prefix  # noqa: E402
 from distill.prompting.generation import build_requests  # noqa: E402
-from distill.tasks import load_task  # noqa: E402
+from distill.core.tasks import load_task  # noqa: E402
 from distill.teachers.base import Decoding, GenRequest, Teacher  # noqa: E402
 from distill.teachers.cache import LLMCache  # noqa: E402
 from distill.teachers.local import LocalBackend  # noqa: E402

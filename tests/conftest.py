@@ -32,7 +32,7 @@ if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
 
 REPO = Path(__file__).resolve().parents[1]
 
-from distill import devices  # noqa: E402
+from distill.core import devices  # noqa: E402
 from distill.teachers.base import Decoding, GenRequest, GenResult  # noqa: E402
 
 # In-process tests compare the teacher's fast paths with reference ones to float32 rounding: `dtype: auto` stays
@@ -197,7 +197,7 @@ def _tiny_llama(tmp_path_factory, name: str, head_scale: float = 1.0) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from distill.weights import hf_folder
+    from distill.core.weights import hf_folder
 
     # the real tokenizer + chat template, from the teacher's dequantised folder (built once, shared with the e2e
     # tests' teacher): 0.5 s, where parsing the GGUF file took 7 s per fixture per worker

@@ -22,7 +22,7 @@ def test_an_upward_import_is_reported(monkeypatch):
     monkeypatch.setattr(
         architecture, "imports", lambda p: real(p) | ({"stages/train.py"} if p.name == "energy.py" else set())
     )
-    assert architecture.upward() == ["energy.py -> stages/train.py (core imports stages)"]
+    assert architecture.upward() == ["core/energy.py -> stages/train.py (core imports stages)"]
     assert architecture.part_of("methods/gold/stages.py") == "method stages"
     assert (
         architecture.part_of("methods/gold/cli.py") == "cli"

@@ -120,7 +120,7 @@ def test_parse_generated_sample():
 def test_numbers_too_large_for_a_float_are_not_numbers():
     """`1e309` and a 400-digit integer once reached format_number as inf (OverflowError: a stage's traceback)."""
     from distill.prompting.seq2seq import answer_of
-    from distill.tasks import load_task
+    from distill.core.tasks import load_task
 
     for text in ("1e309", "9" * 190 + " * 1e200", "1e308 * 10", "-1e309"):
         with pytest.raises(ArithError, match="not_finite"):

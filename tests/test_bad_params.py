@@ -12,9 +12,9 @@ import yaml
 
 from conftest import write_params
 from distill.config import load_params
-from distill.io import DistillError
-from distill.secrets import scrub
-from distill.tasks import add_task, load_task
+from distill.core.io import DistillError
+from distill.core.secrets import scrub
+from distill.core.tasks import add_task, load_task
 from test_e2e import project, sh  # noqa: F401 - `project` is a fixture
 
 # Made at run time: the copied repository holds this file, and a literal key in it would be found by the greps.

@@ -11,7 +11,7 @@ from conftest import REPO
 from distill import compare as cmp
 from distill import compare_queue
 from distill import report
-from distill.io import DistillError
+from distill.core.io import DistillError
 
 
 def test_names_seeds_and_overrides():

@@ -9,7 +9,7 @@ import pytest
 
 from distill import compare as cmp
 from distill import compare_queue
-from distill.io import DistillError
+from distill.core.io import DistillError
 
 
 def queue_status(state: str, alive: int) -> str:

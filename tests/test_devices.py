@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from distill.config import Params, TrainParams
-from distill.devices import resolve_device, resolve_dtype
-from distill.io import DistillError
+from distill.core.devices import resolve_device, resolve_dtype
+from distill.core.io import DistillError
 
 
 def test_device_choice():

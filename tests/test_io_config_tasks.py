@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from distill.config import load_params
-from distill.io import DistillError, atomic_path, read_jsonl, write_jsonl
-from distill.tasks import load_task
+from distill.core.io import DistillError, atomic_path, read_jsonl, write_jsonl
+from distill.core.tasks import load_task
 
 
 def test_malformed_jsonl_line_is_named(tmp_path):
@@ -64,7 +64,7 @@ def test_outputs_get_the_usual_file_mode(tmp_path):
     """Atomic writes go through mkstemp/mkdtemp (owner-only); the results must be as readable as open() makes them."""
     import os
 
-    from distill.io import atomic_dir
+    from distill.core.io import atomic_dir
 
     mask = os.umask(0o022)
     try:
@@ -81,7 +81,7 @@ def test_repo_params_are_valid_and_documented():
     from conftest import REPO
 
     from distill.config import Params
-    from distill.sections import Section
+    from distill.core.sections import Section
 
     assert load_params(REPO / "params.yaml").task == "sst2"
     # every section, each method's too, is written out: a stage declaring a key params.yaml lacks fails under DVC
@@ -185,7 +185,7 @@ def test_task_without_task_yaml_is_inferred(toy_task, tmp_path, capsys):
 
 
 def test_add_task_copies_checked_rows_and_writes_an_editable_task_yaml(toy_task, tmp_path):
-    from distill.tasks import add_task
+    from distill.core.tasks import add_task
 
     (toy_task / "task.yaml").unlink()
     with (toy_task / "unlabeled.jsonl").open("a") as f:
@@ -213,7 +213,7 @@ def test_inferred_question_task_asks_for_questions_with_real_examples(tmp_path, 
     """A 6-class question folder brought in with add-task: the prompts say 'a question', show real examples of the
     label, and the written task.yaml is read without the inferred-spec notice."""
     from distill.prompting.generation import build_requests
-    from distill.tasks import add_task
+    from distill.core.tasks import add_task
 
     src = tmp_path / "questions"
     src.mkdir()
@@ -246,7 +246,7 @@ def test_inferred_question_task_asks_for_questions_with_real_examples(tmp_path, 
 
 
 def test_describe_examples():
-    from distill.tasks import describe_examples
+    from distill.core.tasks import describe_examples
 
     assert describe_examples(["Who is he?", "Where is it?", "What now?"])[2] == "question"
     assert describe_examples(["a fine film .", "dull and long ."])[0] == "a single sentence"
@@ -255,7 +255,7 @@ def test_describe_examples():
 
 
 def test_non_utf8_bytes_are_one_line_errors(tmp_path, toy_task):
-    from distill.tasks import add_task
+    from distill.core.tasks import add_task
 
     bad = tmp_path / "x.jsonl"
     bad.write_bytes(b'{"text": "fine", "label": "positive"}\n{"text": "caf\xe9", "label": "positive"}\n')
@@ -287,7 +287,7 @@ def test_task_check_finds_bad_splits_before_any_llm_call(toy_task):
 def _build(dest: str, log: str, me: int) -> None:
     import time
 
-    from distill.io import build_once
+    from distill.core.io import build_once
 
     Path(f"{log}.arrived{me}").touch()
     with build_once(dest) as tmp:
@@ -318,7 +318,7 @@ def test_build_once_builds_one_folder_for_concurrent_processes(tmp_path):
 
 def test_an_over_long_line_is_refused_with_file_and_line(tmp_path):
     """A 5 MB single line (a corpus pasted on one line) is refused by its size, read no further than the limit."""
-    from distill.io import MAX_LINE_BYTES
+    from distill.core.io import MAX_LINE_BYTES
 
     p = tmp_path / "x.jsonl"
     p.write_text('{"text": "ok"}\n{"text": "' + "a" * 5_000_000 + '"}\n{"text": "never read"}\n')
@@ -333,7 +333,7 @@ def test_an_over_long_line_is_refused_with_file_and_line(tmp_path):
 def test_shipped_data_is_well_under_the_line_limit():
     from conftest import REPO
 
-    from distill.io import MAX_LINE_BYTES
+    from distill.core.io import MAX_LINE_BYTES
 
     files = sorted(REPO.glob("data/tasks/*/*.jsonl")) + sorted((REPO.parent / "shared" / "data").glob("*/*.jsonl"))
     assert files

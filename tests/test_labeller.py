@@ -8,7 +8,7 @@ import torch
 
 from conftest import write_params
 from distill.config import load_params
-from distill.metrics import accuracy
+from distill.core.metrics import accuracy
 
 
 def evaluated(tmp_path, toy_task, name: str, **sections) -> dict:
@@ -25,7 +25,7 @@ def test_labeller_is_scored_on_the_teachers_rows(tmp_path, toy_task, fake_backen
     from distill.stages import evaluate
     from distill.students.model import new_student
     from distill.students.prior import fewshot_probe
-    from distill.tasks import load_task
+    from distill.core.tasks import load_task
 
     monkeypatch.chdir(tmp_path)
     task = load_task(toy_task, quiet=True)
@@ -85,7 +85,7 @@ def test_the_run_says_whether_the_teacher_adds_anything_to_the_fewshot_labels(
     from distill.cli import cli
     from distill.students.model import new_student
     from distill.students.prior import fewshot_reference
-    from distill.tasks import load_task
+    from distill.core.tasks import load_task
 
     monkeypatch.chdir(tmp_path)
     task = load_task(toy_task, quiet=True)

@@ -7,9 +7,9 @@ import json
 
 from conftest import write_jsonl, write_params
 from distill.config import Params, load_params
-from distill.io import read_jsonl
-from distill.leakage import drop_test_rows, duplicate_ids, overlap_counts, split_report, text_key, warnings
-from distill.tasks import load_task
+from distill.core.io import read_jsonl
+from distill.core.leakage import drop_test_rows, duplicate_ids, overlap_counts, split_report, text_key, warnings
+from distill.core.tasks import load_task
 
 
 def test_text_key_ignores_case_width_and_all_whitespace():

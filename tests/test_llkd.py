@@ -127,12 +127,12 @@ def test_fewshot_probe_embeds_in_the_native_precision_and_fits_in_float32(
     """The prior's embeddings run under the device's inference precision (bfloat16 on a CPU with bf16 instructions,
     forced here: conftest turns it off for exact comparisons): its label distribution must match a float32 probe's."""
     from conftest import write_params
-    from distill import devices
+    from distill.core import devices
     from distill.config import load_params
     from distill.students.prior import fewshot_probe
     from distill.students.finetune import fit_linear
     from distill.students.model import new_student
-    from distill.tasks import load_task
+    from distill.core.tasks import load_task
 
     task = load_task(toy_task, quiet=True)
     params = load_params(

@@ -19,7 +19,7 @@ def real_teacher():
 
 def test_real_teacher_fast_scoring_matches_naive(real_teacher):
     from distill.prompting.fewshot import pick_demos, score_requests, scoring_prefix
-    from distill.tasks import load_task
+    from distill.core.tasks import load_task
 
     reqs = []
     # Short prompts keep the naive reference (a full pass per option) to ~20 s: 2 demonstrations per SST-2 label,

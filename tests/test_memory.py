@@ -6,13 +6,13 @@ import sys
 
 import pytest
 
-from distill.memory import keep_freed_memory
+from distill.core.memory import keep_freed_memory
 
 # Blocks of 20-22 MB, each a little larger than the last: glibc's own (dynamic) threshold rule maps every one of
 # them afresh and the OS zero-fills its pages; with keep_freed_memory the heap keeps and reuses them.
 SCRIPT = """
 import resource, sys
-from distill.memory import keep_freed_memory
+from distill.core.memory import keep_freed_memory
 if sys.argv[1] == "on":
     assert keep_freed_memory({})
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

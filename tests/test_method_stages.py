@@ -8,7 +8,7 @@ import torch
 
 from conftest import write_jsonl, write_params
 from distill.config import load_params
-from distill.io import DistillError, read_jsonl
+from distill.core.io import DistillError, read_jsonl
 from distill.stages import train
 
 
@@ -113,7 +113,7 @@ def test_gold_two_iterations_on_fake_llm(tmp_path, toy_task, fake_backend, tiny_
 
 def test_gold_prompts_show_feedback_as_numbered_demos(toy_task):
     from distill.methods.gold.algorithm import VAL_INSTRUCTION, iteration_requests
-    from distill.tasks import load_task
+    from distill.core.tasks import load_task
 
     spec = load_task(toy_task).spec
     real = {"negative": ["a dull film"], "positive": ["a great film"]}
@@ -193,7 +193,7 @@ def test_llkd_fewshot_prior_multiplies_the_teachers_labels_by_a_probe(
     from distill.methods.llkd.algorithm import with_prior
     from distill.methods.llkd import stages as llkd
     from distill.students.model import new_student
-    from distill.tasks import load_task
+    from distill.core.tasks import load_task
 
     monkeypatch.chdir(tmp_path)
     sure = fake_backend.score  # the fake teacher is all but certain: soften it, so that a product can move it
@@ -279,7 +279,7 @@ def test_methods_do_not_touch_each_others_stages(tmp_path, toy_task, fake_backen
 
 def test_s3_seed_and_round_never_touch_test_or_copy_gold(tmp_path, toy_task, fake_backend, tiny_student, monkeypatch):
     from distill.methods.s3 import stages as s3
-    from distill.tasks import Task
+    from distill.core.tasks import Task
 
     monkeypatch.chdir(tmp_path)
     loaded, checking = [], []
@@ -349,7 +349,7 @@ def test_s3_seed_and_round_never_touch_test_or_copy_gold(tmp_path, toy_task, fak
 
 def test_s3_prompt_builders(toy_task):
     from distill.methods.s3.algorithm import extrapolation_requests, parse_rationales
-    from distill.tasks import load_task
+    from distill.core.tasks import load_task
 
     assert parse_rationales("1. great acting\n2) a dull plot twist\n- x\n* great acting\n3. strong score", 5) == [
         "great acting",

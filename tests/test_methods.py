@@ -6,8 +6,8 @@ import pytest
 
 from distill.prompting.fewshot import format_example, label_probs, pick_demos, score_requests, scoring_prefix
 from distill.prompting.generation import build_requests, cut, filter_samples
-from distill.metrics import accuracy, macro_f1
-from distill.tasks import load_task
+from distill.core.metrics import accuracy, macro_f1
+from distill.core.tasks import load_task
 
 
 @pytest.mark.parametrize(

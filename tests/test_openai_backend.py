@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from conftest import FakeBackend, serve_in_thread, write_params
 from distill.config import TeacherParams, load_params
-from distill.io import DistillError
+from distill.core.io import DistillError
 from distill.teachers import api_format as fmt
 from distill.teachers.base import Decoding, GenRequest, ScoreRequest, Teacher
 from distill.teachers.cache import LLMCache

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import write_params
 from distill.config import load_params
-from distill.io import DistillError, read_jsonl
+from distill.core.io import DistillError, read_jsonl
 
 
 def test_the_teacher_labels_a_random_subset_and_the_shared_stages_train_on_it(

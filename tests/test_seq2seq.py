@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from conftest import REPO, make_toy_seq2seq, write_params
-from distill.io import DistillError
+from distill.core.io import DistillError
 from distill.prompting import seq2seq
-from distill.tasks import TaskSpec, load_task
+from distill.core.tasks import TaskSpec, load_task
 
 SVAMP = load_task(REPO / "data/tasks/svamp").spec
 ROW = {"input": "Ann has 3 pens and buys 4 more . How many pens ?", "target": "7", "equation": "( 3 + 4 )"}

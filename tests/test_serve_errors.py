@@ -21,7 +21,7 @@ HUGE = "word " * 200_000  # 1 MB, 200001 tokens
 
 
 def test_served_errors_are_openai_shaped(served):
-    from distill.io import DistillError
+    from distill.core.io import DistillError
 
     url, _, _ = served
     with pytest.raises(DistillError, match=r"teacher.model: 'other' not found .*HTTP 404"):

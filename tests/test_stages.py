@@ -9,7 +9,7 @@ import pytest
 
 from conftest import write_params
 from distill.config import load_params
-from distill.io import read_jsonl
+from distill.core.io import read_jsonl
 from distill.stages import evaluate, register, train
 from distill.methods.zerogen import generate
 from distill.methods.zerogen import prompts
@@ -154,7 +154,7 @@ def test_labelled_reference_uses_real_labels_only(tmp_path, toy_task, fake_backe
 
 def test_fewshot_rows_join_with_their_weight_or_not_at_all(tmp_path, toy_task):
     from distill.stages.assemble import with_fewshot
-    from distill.tasks import load_task
+    from distill.core.tasks import load_task
 
     task = load_task(toy_task)
     synthetic = [{"text": "a made-up review", "label": "positive"}]

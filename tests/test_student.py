@@ -234,7 +234,7 @@ def test_setfit_recipe_converts_exactly(tiny_student, labels):
 
 
 def test_setfit_refuses_pairs_and_online_selection(tiny_student):
-    from distill.io import DistillError
+    from distill.core.io import DistillError
 
     cfg = TrainParams(model=str(tiny_student), recipe="setfit")
     pair = [{"text_a": "a", "text_b": "b", "label": "negative"}, {"text_a": "c", "text_b": "d", "label": "positive"}]
@@ -276,7 +276,7 @@ def test_split_zip_student_is_joined_and_unpacked_once(tmp_path, monkeypatch):
 
 
 def test_missing_student_package_is_one_clear_line(monkeypatch, tmp_path):
-    from distill.io import DistillError
+    from distill.core.io import DistillError
     from distill.students import embedded
 
     with pytest.raises(

@@ -125,7 +125,7 @@ def test_sampling_filters():
 
 
 def test_unknown_teacher_model_is_one_line():
-    from distill.io import DistillError
+    from distill.core.io import DistillError
     from distill.teachers.local import LocalBackend
 
     with pytest.raises(DistillError, match="teacher.model: 'nope' is neither"):
@@ -136,7 +136,7 @@ def test_unknown_teacher_model_is_one_line():
 
 
 def test_max_calls_stops_cleanly_and_keeps_answers(tmp_path):
-    from distill.io import DistillError
+    from distill.core.io import DistillError
     from distill.teachers.base import Budget
 
     backend = FakeBackend()
@@ -156,7 +156,7 @@ def test_max_calls_stops_cleanly_and_keeps_answers(tmp_path):
 
 
 def test_cost_is_reported_and_max_cost_stops(tmp_path):
-    from distill.io import DistillError
+    from distill.core.io import DistillError
     from distill.teachers.base import Budget
 
     priced = Budget(price_per_1k_prompt=1.0, price_per_1k_completion=2.0)

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from distill.methods.auto import teacher_verdict
-from distill.metrics import balanced_accuracy, chance_p_value, worse_p_value
+from distill.core.metrics import balanced_accuracy, chance_p_value, worse_p_value
 
 
 def test_balanced_accuracy_gives_a_constant_guess_one_over_k_whatever_the_label_mix():
@@ -147,7 +147,7 @@ def test_the_verdicts_key_covers_exactly_what_dvc_reruns_the_check_on():
 
 def test_the_check_says_why_it_does_not_apply(toy_task):
     from distill.stages.teacher_check import unchecked_because
-    from distill.tasks import load_task
+    from distill.core.tasks import load_task
 
     task = load_task(toy_task, quiet=True)
     validation, fewshot = task.load("validation"), task.load("fewshot")

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from distill.io import project_root
+from distill.core.io import project_root
 
 WRITER = """
 import sys

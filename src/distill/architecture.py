@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parent  # src/distill
 
 # lowest first; a part's modules import parts of its own layer or of lower ones only
 LAYERS: list[list[str]] = [
-    ["core"],  # io, params base, tasks, secrets, and the small pure helpers every layer uses
+    ["core"],  # core/: io, params base, tasks, secrets, and the small pure helpers every layer uses
     ["prompting", "teachers"],  # prompts; the LLM backends
     ["students", "synthesis"],  # the student models and training; sampling and scoring with a teacher
     ["methods", "kinds"],  # each method's algorithm, params model and hooks (method.py), the registry; task kinds
@@ -24,7 +24,6 @@ LAYERS: list[list[str]] = [
     ["stages", "method stages", "deploy"],  # the DVC stages (shared and each method's); predict, export, model card
     ["cli", "compare"],  # the command line; `distill compare`
 ]
-CORE = {"io", "sections", "secrets", "tasks", "energy", "metrics", "memory", "devices", "weights", "leakage"}
 STAGE_FILES = re.compile(r"methods/\w+/(stages|stage|start|prompts|generate)\.py")
 
 
@@ -33,7 +32,7 @@ def part_of(rel: str) -> str:
     top = rel.split("/")[0].removesuffix(".py")
     if STAGE_FILES.fullmatch(rel):
         return "method stages"
-    if top in CORE or rel == "__init__.py":
+    if top == "core" or rel == "__init__.py":
         return "core"
     if top in ("cli", "cli_common", "__main__") or re.fullmatch(r"methods/\w+/cli\.py", rel):  # commands
         return "cli"

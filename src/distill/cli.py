@@ -25,7 +25,7 @@ from distill.cli_common import stage_params as _params  # noqa: E402
 
 @click.group(help="distill: LLM -> small task model, as DVC stages. See README.md and `dvc dag`.")
 def cli() -> None:
-    from distill.memory import keep_freed_memory
+    from distill.core.memory import keep_freed_memory
 
     keep_freed_memory()  # every stage: large tensors' pages are reused instead of faulted in again (memory.py)
 
@@ -57,6 +57,21 @@ def teacher_check(params_path, task_dir, out):
     from distill.stages import teacher_check as stage
 
     stage.run(load_params(params_path), task_dir, out)  # as written: `method: auto` is what it decides
+
+
+@cli.command(
+    "resolve-method",
+    help="Which method runs (`method: auto` resolved after the teacher check) and a hash of its code: the shared "
+    "stages depend on that file, not on every method's folder.",
+)
+@PARAMS
+@TASK
+@click.option("--out", required=True, help="the resolved method and its code hash (JSON) to write")
+def resolve_method(params_path, task_dir, out):
+    from distill.config import load_params
+    from distill.stages import resolve_method as stage
+
+    stage.run(load_params(params_path), task_dir, out)  # as written: resolving `auto` is what it does
 
 
 @cli.command(help="Assemble the selected method's final training set and its per-iteration curve.")
@@ -136,7 +151,7 @@ def register(params_path, data_path, model_dir, metrics_paths, out, curve, histo
 @click.option("--registered", default="data/work/registered.json", show_default=True)
 @click.option("--check", "check_path", default="data/work/teacher_check.json", show_default=True)
 def summary(metrics_path, registered, check_path):
-    from distill.io import read_json
+    from distill.core.io import read_json
 
     m = read_json(metrics_path)
     try:
@@ -248,7 +263,7 @@ def compare(params_path, tasks, methods, seeds, jobs, overrides, name, out, poll
 )
 @click.option("--force", is_flag=True, help="replace an existing task folder of that name")
 def add_task(src, name, dest, force):
-    from distill.tasks import add_task as run
+    from distill.core.tasks import add_task as run
 
     out = run(src, dest, name, force)
     click.echo(f"added {out} ({out / 'task.yaml'}); run it with: dvc exp run -S task={out.name}")
@@ -307,7 +322,7 @@ def config(params_path, task_dir, resolved):
 
     from distill.config import load_params
     from distill.resolved import changed, resolved_params
-    from distill.tasks import load_task
+    from distill.core.tasks import load_task
 
     written = load_params(params_path)
     params, notes = written, {}
@@ -359,7 +374,7 @@ _add_product_commands()
 
 
 def main() -> None:
-    from distill.io import DistillError
+    from distill.core.io import DistillError
 
     try:
         cli.main(standalone_mode=False)

@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 from distill import compare_queue, report
 from distill.compare_plan import Combo, check_params, setfit_unfit
 from distill.compare_plan import parse_list, parse_overrides, parse_seeds, plan  # noqa: F401 - re-exported
-from distill.io import DistillError, atomic_path
+from distill.core.io import DistillError, atomic_path
 from distill.report import experiments, failure_reason, run_row  # noqa: F401
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")

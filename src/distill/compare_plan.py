@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from distill.io import DistillError
+from distill.core.io import DistillError
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def plan(
 
 def setfit_unfit(root: Path, tasks: Sequence[str]) -> list[str]:
     """The tasks the SetFit reference cannot train: text pairs and seq2seq (its recipe embeds one text)."""
-    from distill.tasks import load_task
+    from distill.core.tasks import load_task
 
     out = []
     for task in tasks:
@@ -108,7 +108,7 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 def check_params(params_path: Path, overrides: dict[str, Any], combos: Sequence[Combo]) -> None:
     """Every combination's params.yaml (with -S applied) validates, before anything is queued."""
     from distill.config import Params
-    from distill.io import first_error, read_text
+    from distill.core.io import first_error, read_text
     from pydantic import ValidationError
 
     base = yaml.safe_load(read_text(params_path)) or {}

@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from distill.io import DistillError
+from distill.core.io import DistillError
 
 
 def orphan_seconds(raw: str) -> float:

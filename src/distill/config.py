@@ -15,9 +15,9 @@ import warnings
 from pydantic import BaseModel, Field, create_model, field_validator
 from pydantic_core import PydanticCustomError
 
-from distill.io import DistillError, load_yaml_model
-from distill.secrets import looks_like_key
-from distill.sections import RUNTIME, TASK_NAME, Section, Step, check_chain  # noqa: F401 - re-exported
+from distill.core.io import DistillError, load_yaml_model
+from distill.core.secrets import looks_like_key
+from distill.core.sections import RUNTIME, TASK_NAME, Section, Step, check_chain  # noqa: F401 - re-exported
 
 
 # `register` is a params section; pydantic warns that it shadows ABCMeta.register, which we never use.
@@ -370,7 +370,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         return load_yaml_model(path, Params)
     except DistillError as e:
         if getattr(e, "secret", None):  # a pasted key: out of params.yaml and git before DVC can keep it
-            from distill.secrets import scrub
+            from distill.core.secrets import scrub
 
             raise DistillError(f"{e} (the value: {scrub(path, e.secret)})") from None
         raise

@@ -15,7 +15,7 @@ from distill.prompting.fewshot import (
     teacher_probs,
 )
 from distill.prompting.generation import dedup_key
-from distill.tasks import TaskSpec
+from distill.core.tasks import TaskSpec
 from distill.teachers import Decoding, GenRequest, Teacher
 
 

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from distill.io import file_lock, project_root
+from distill.core.io import file_lock, project_root
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 

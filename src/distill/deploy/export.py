@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 import click
 
 from distill.deploy.models import MODEL_FORMS, fetch_student, load_classifier, run_id_of, store_of
-from distill.io import DistillError, atomic_dir, read_jsonl, sha256_file, write_json
+from distill.core.io import DistillError, atomic_dir, read_jsonl, sha256_file, write_json
 
 FORMATS = ("onnx",)
 DEFAULT_OPSET = 17  # LayerNormalization is one op from 17; the TorchScript exporter goes up to 20
@@ -38,7 +38,7 @@ INT8_OPS = ("MatMul", "Gather")
 # -- the source student -----------------------------------------------------------------------------
 def folder_sha256(folder: Path) -> str:
     """One hash of a folder's files (relative paths and contents): which student an export came from."""
-    from distill.io import sha256_text
+    from distill.core.io import sha256_text
 
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     return sha256_text(*(f"{p.relative_to(folder).as_posix()}:{sha256_file(p)}" for p in files))
@@ -264,7 +264,7 @@ def table(report: Mapping[str, Any]) -> str:
 def run_check(
     student, folder: Path, rows: list[dict[str, Any]], int8: bool, threads: int, source: str
 ) -> dict[str, Any]:
-    from distill.tasks import label_name
+    from distill.core.tasks import label_name
 
     gold = [label_name(r["label"]) if "label" in r else None for r in rows]
     for r, g in zip(rows, gold):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from distill.io import DistillError
+from distill.core.io import DistillError
 
 MODEL_FORMS = "a student folder, models:/<name>@<alias>, models:/<name>/<version> or runs:/<run_id>/student"
 

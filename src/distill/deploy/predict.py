@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, TextIO
 import click
 
 from distill.deploy.models import fetch_student, load_classifier
-from distill.io import JSON_TYPES, MAX_LINE_BYTES, DistillError, atomic_path, iter_jsonl, iter_lines
-from distill.tasks import label_name
+from distill.core.io import JSON_TYPES, MAX_LINE_BYTES, DistillError, atomic_path, iter_jsonl, iter_lines
+from distill.core.tasks import label_name
 
 if TYPE_CHECKING:
     from distill.students.model import Student
@@ -204,7 +204,7 @@ def command(model, input_path, out, out_fmt, in_fmt, batch_size, device, quiet):
         raise DistillError(f"{src}: file not found")
     in_fmt = input_format(src, in_fmt)
     out_fmt = out_fmt or ("csv" if out != "-" and Path(out).suffix.lower() == ".csv" else "jsonl")
-    from distill.devices import resolve_device
+    from distill.core.devices import resolve_device
 
     device = resolve_device(device, "--device")
     with tempfile.TemporaryDirectory(prefix="distill-predict-") as tmp:  # an MLflow download lives only until loaded

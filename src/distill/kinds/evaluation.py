@@ -14,7 +14,7 @@ def evaluate(kind: TaskKind, ev: Evaluation):
 def classification(ev: Evaluation):
     """The teacher as a few-shot classifier (plain prompt, label log-probs, cached); the student on all rows and
     on the teacher's; the labeller (the method's rule) on the teacher's rows."""
-    from distill.metrics import accuracy, macro_f1
+    from distill.core.metrics import accuracy, macro_f1
     from distill.prompting.fewshot import top_label
     from distill.synthesis import classify, llm_metrics
 

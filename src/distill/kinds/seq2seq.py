@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from distill.io import DistillError
+from distill.core.io import DistillError
 from distill.kinds.base import TaskKind
 
 

@@ -13,7 +13,7 @@ from distill.kinds.base import TaskKind
 from distill.prompting.fewshot import named_probs, top_label
 from distill.prompting.generation import dedup_key, filter_samples, normalise
 from distill.synthesis import classify, decoding_of, sample
-from distill.tasks import TaskSpec
+from distill.core.tasks import TaskSpec
 from distill.teachers import Teacher
 
 

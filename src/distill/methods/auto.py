@@ -20,7 +20,7 @@ def resolve(params, task_dir: str | Path, check: str | Path = CHECK):
     method come back unchanged."""
     if params.method != "auto":
         return params
-    from distill.tasks import load_task
+    from distill.core.tasks import load_task
 
     task = load_task(task_dir, quiet=True)
     verdict = read_check(check, params)
@@ -94,7 +94,7 @@ def teacher_verdict(gold: list[str], teacher: list[str], taught: list[str], refe
     MIN_ROWS rows) or when the labeller is worse than the reference (a sign test at ALPHA). A labeller merely level
     with the reference keeps the teacher: on AG News the two are level on validation while the student taught on the
     pool is far above both."""
-    from distill.metrics import chance_p_value, worse_p_value
+    from distill.core.metrics import chance_p_value, worse_p_value
 
     p_chance = chance_p_value(gold, teacher)
     p_worse = worse_p_value(gold, taught, reference) if reference is not None else 1.0

@@ -3,11 +3,12 @@ evaluation and the command line. Each method fills one `Method` in methods/<name
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from distill.io import read_json, read_jsonl
+from distill.core.io import read_json, read_jsonl
 
 
 @dataclass(frozen=True)
@@ -56,3 +57,18 @@ def iterative_set(root: Path, name: str, steps) -> tuple[Path, TrainingSet]:
     last = root / f"{name}_{steps[-1].i if steps else 0}"
     curve = [{"iteration": st.i, **read_json(root / f"{name}_{st.i}" / "metrics.json")} for st in steps]
     return last, TrainingSet(read_jsonl(last / "data.jsonl"), root, curve)
+
+
+def source_files(name: str) -> list[Path]:
+    """The code a run of method `name` executes in methods/: its own folder, and what every method shares (the
+    `Method` record, the registry, the `auto` rule). The resolve_method stage hashes these files, so the shared stages
+    (assemble, train, evaluate, register) depend on the one method that runs, not on every method's folder."""
+    here = Path(__file__).parent
+    return sorted((here / name).rglob("*.py")) + [here / "base.py", here / "registry.py", here / "auto.py"]
+
+
+def source_sha256(name: str) -> str:
+    digest = hashlib.sha256()
+    for path in source_files(name):
+        digest.update(path.relative_to(Path(__file__).parent).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()

@@ -12,7 +12,7 @@ import math
 import random
 from typing import Any
 
-from distill.tasks import TaskSpec
+from distill.core.tasks import TaskSpec
 from distill.teachers.base import ScoreRequest
 
 

@@ -11,8 +11,8 @@ import random
 import re
 from typing import Any
 
-from distill.io import sha256_text
-from distill.tasks import TaskSpec
+from distill.core.io import sha256_text
+from distill.core.tasks import TaskSpec
 
 TEMPLATE_VERSION = "zerogen-chat-v1"  # bump when the wording below changes: it is part of every prompt hash
 

@@ -28,7 +28,7 @@ from distill.prompting.arith import (
     safe_eval,
 )
 from distill.prompting.generation import make_request, normalise, template_hash
-from distill.tasks import TaskSpec
+from distill.core.tasks import TaskSpec
 
 VAL_INSTRUCTION = (
     "The new problem must be significantly different from the examples above: a new situation, new numbers."

@@ -15,7 +15,7 @@ def inactive(params, *methods: str) -> bool:
 
 def checked_task(task_dir: str):
     """The task with every split read and checked: LLM stages start with this, so bad input costs no LLM call."""
-    from distill.tasks import load_task
+    from distill.core.tasks import load_task
 
     task = load_task(task_dir)
     task.check()

@@ -15,11 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from distill.config import Params
-from distill.io import DistillError, atomic_path, write_json, write_jsonl
+from distill.core.io import DistillError, atomic_path, write_json, write_jsonl
 from distill.kinds import kind_of
-from distill.leakage import drop_test_rows
+from distill.core.leakage import drop_test_rows
 from distill.methods.registry import method_of
-from distill.tasks import check_labels, label_counts, load_task
+from distill.core.tasks import check_labels, label_counts, load_task
 
 CURVE = ["iteration", "val_accuracy", "energy_mean", "energy_std", "generated", "total"]
 

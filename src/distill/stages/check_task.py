@@ -14,9 +14,9 @@ import sys
 import yaml
 
 from distill.config import Params
-from distill.io import atomic_path, write_json
-from distill.leakage import split_report, warnings
-from distill.tasks import load_task
+from distill.core.io import atomic_path, write_json
+from distill.core.leakage import split_report, warnings
+from distill.core.tasks import load_task
 
 
 def run(params: Params, task_dir: str, out: str, metrics_out: str) -> None:

@@ -15,7 +15,7 @@ answers are cached, so re-evaluating a new student costs no LLM call.
 from __future__ import annotations
 
 from distill.config import Params
-from distill.io import write_json
+from distill.core.io import write_json
 from distill.kinds import evaluation, kind_of
 from distill.kinds.base import Evaluation
 from distill.methods.registry import method_of

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from distill.config import Params
-from distill.io import atomic_path, read_json, sha256_file, sha256_text, write_json
+from distill.core.io import atomic_path, read_json, sha256_file, sha256_text, write_json
 
 
 def run(

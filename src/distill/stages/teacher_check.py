@@ -11,7 +11,7 @@ validation answers land in the LLM cache, where evaluate finds them again.
 from __future__ import annotations
 
 from distill.config import Params
-from distill.io import write_json
+from distill.core.io import write_json
 
 
 def run(params: Params, task_dir: str, out: str) -> None:
@@ -22,7 +22,7 @@ def run(params: Params, task_dir: str, out: str) -> None:
         why = f"params.yaml sets method: {params.method}"
     else:
         from distill.stages import capped
-        from distill.tasks import load_task
+        from distill.core.tasks import load_task
 
         task = load_task(task_dir, quiet=True)
         # evaluate's sample of validation (evaluate.teacher_max_examples): each row is an LLM call, and evaluate then
@@ -36,7 +36,7 @@ def run(params: Params, task_dir: str, out: str) -> None:
         print(f"teacher_check: not run: {why}")
         return
     from distill.methods.auto import teacher_verdict
-    from distill.metrics import accuracy
+    from distill.core.metrics import accuracy
 
     method, gold, teacher, labelled, reference = labels_on(params, task, validation, fewshot)
     verdict = teacher_verdict(gold, teacher, labelled, reference)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import time
 
 from distill.config import Params
-from distill.io import atomic_dir, read_jsonl, write_json
+from distill.core.io import atomic_dir, read_jsonl, write_json
 from distill.methods.registry import method_of
 from distill.kinds import kind_of
 from distill.resolved import train_config
 from distill.students import distributed
-from distill.tasks import check_labels, load_task
+from distill.core.tasks import check_labels, load_task
 
 
 def run(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from distill.io import DistillError
+from distill.core.io import DistillError
 
 
 def train_student(

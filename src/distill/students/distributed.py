@@ -37,7 +37,7 @@ def launcher_device(device: str) -> str:
 
 def train_device(choice: str) -> str:
     """Where the student trains and predicts: train.device resolved, then the launcher's choice applied."""
-    from distill.devices import resolve_device
+    from distill.core.devices import resolve_device
 
     return launcher_device(resolve_device(choice, "train.device"))
 

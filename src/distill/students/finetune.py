@@ -20,8 +20,8 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from distill.devices import autocast, resolve_dtype
-from distill.io import DistillError
+from distill.core.devices import autocast, resolve_dtype
+from distill.core.io import DistillError
 from distill.students import distributed
 
 Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]

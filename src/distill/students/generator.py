@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distill.io import DistillError
+from distill.core.io import DistillError
 from distill.prompting import seq2seq
-from distill.tasks import TaskSpec
+from distill.core.tasks import TaskSpec
 
 META = "distill.json"
 EMBEDDED_LMS = {
@@ -30,7 +30,7 @@ EMBEDDED_LMS = {
 def resolve_lm(name: str) -> Path:
     """An embedded LM's name or a local causal-LM folder -> the folder (the GGUF teacher is dequantised once)."""
     if name in EMBEDDED_LMS:
-        from distill.weights import hf_folder
+        from distill.core.weights import hf_folder
 
         return hf_folder(EMBEDDED_LMS[name])
     path = Path(name)
@@ -97,9 +97,9 @@ class Generator(nn.Module):
     def energies(
         self, rows: Sequence[dict[str, Any]], T: float = 1.0, include_pad: bool = True, batch_size: int = 16
     ) -> list[float]:
-        """GOLD's token-level energy of each row's written part under teacher forcing (distill/energy.py):
+        """GOLD's token-level energy of each row's written part under teacher forcing (distill/core/energy.py):
         positions after the row's end (the batch's padding) count when include_pad, as in the released code."""
-        from distill.energy import sequence_energy
+        from distill.core.energy import sequence_energy
 
         was = self.training
         self.eval()

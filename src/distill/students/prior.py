@@ -58,7 +58,7 @@ def fit_reference(params: Params, spec, fewshot: list[dict]):
 
 def _fit(params: Params, spec, fewshot: list[dict]):
     lp, tc = params.llkd, params.train
-    from distill.devices import autocast, resolve_device, resolve_dtype
+    from distill.core.devices import autocast, resolve_device, resolve_dtype
     from distill.students.finetune import fit_linear
     from distill.students.model import new_student, resolve_student
 

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
-from distill.io import DistillError
+from distill.core.io import DistillError
 
 
 def train_setfit(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from distill.io import project_root
+from distill.core.io import project_root
 from distill.teachers.base import Budget, Decoding, GenRequest, GenResult, ScoreRequest, Teacher
 from distill.teachers.cache import LLMCache
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 from tqdm.auto import tqdm
 
-from distill.io import DistillError
+from distill.core.io import DistillError
 from distill.teachers.cache import LLMCache, cache_key
 
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from distill.io import sha256_text
+from distill.core.io import sha256_text
 
 
 def cache_key(**parts: Any) -> str:

@@ -22,8 +22,8 @@ from typing import Sequence
 import torch
 from transformers.cache_utils import Cache
 
-from distill.devices import resolve_device, resolve_dtype
-from distill.weights import EMBEDDED, dequantised, model_identity, resolve_model  # noqa: F401 (re-exported)
+from distill.core.devices import resolve_device, resolve_dtype
+from distill.core.weights import EMBEDDED, dequantised, model_identity, resolve_model  # noqa: F401 (re-exported)
 from distill.teachers.base import Decoding, GenRequest, GenResult, ScoreRequest
 from distill.teachers.fast import GrowingLayer, SharedPrefixLayer, sample_next, shared_prefix_len
 

@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import openai
 
-from distill.io import DistillError
+from distill.core.io import DistillError
 from distill.teachers import api_format as fmt
 from distill.teachers.base import Decoding, GenRequest, GenResult, ScoreRequest
 
@@ -45,7 +45,7 @@ def read_key(env_name: str | None) -> str:
         return "none"  # local servers need no key; the client insists on a string
     key = os.environ.get(env_name, "")
     if not key.strip():  # the name is shown only when it cannot be a pasted key
-        from distill.secrets import looks_like_key
+        from distill.core.secrets import looks_like_key
 
         named = "" if looks_like_key(env_name) else f" {env_name}"
         raise DistillError(f"teacher.api_key_env: environment variable{named} is not set")

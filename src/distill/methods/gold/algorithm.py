@@ -15,9 +15,9 @@ import random
 import torch
 import torch.nn.functional as F
 
-from distill.energy import energy, sequence_energy  # noqa: F401 - GOLD's score, kept below methods/ and students/
+from distill.core.energy import energy, sequence_energy  # noqa: F401 - GOLD's score, kept below methods/ and students/
 from distill.prompting.generation import generation_messages, make_request
-from distill.tasks import TaskSpec
+from distill.core.tasks import TaskSpec
 
 VAL_INSTRUCTION = "The new text must be significantly different from the examples above: a new topic, a new domain."
 

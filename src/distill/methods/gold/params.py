@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from distill.sections import Section, Step, check_chain
+from distill.core.sections import Section, Step, check_chain
 
 
 class GoldParams(Section):

@@ -13,13 +13,13 @@ import json
 from pathlib import Path
 
 from distill.config import Params
-from distill.io import atomic_dir, read_json, read_jsonl, write_json, write_jsonl
+from distill.core.io import atomic_dir, read_json, read_jsonl, write_json, write_jsonl
 from distill.kinds import kind_of
 from distill.prompting.generation import template_hash
 from distill.stages import checked_task, inactive
 from distill.kinds.synthesis import synthesize
 from distill.synthesis import llm_metrics, seen_keys
-from distill.tasks import label_counts
+from distill.core.tasks import label_counts
 from distill.teachers import make_teacher
 
 

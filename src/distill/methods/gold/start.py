@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from distill.io import atomic_dir, write_json, write_jsonl
+from distill.core.io import atomic_dir, write_json, write_jsonl
 
 
 def run(out_dir: str) -> None:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from distill.sections import Section
+from distill.core.sections import Section
 
 
 class LLKDParams(Section):

@@ -22,14 +22,14 @@ import random
 import torch
 
 from distill.config import Params
-from distill.io import write_json, write_jsonl
+from distill.core.io import write_json, write_jsonl
 from distill.kinds import kind_of
 from distill.prompting.fewshot import named_probs, top_label
 from distill.methods.llkd.algorithm import pool_cut
 from distill.stages import checked_task, inactive
 from distill.students.prior import fewshot_probe
 from distill.synthesis import classify, llm_metrics, solutions
-from distill.tasks import label_counts
+from distill.core.tasks import label_counts
 from distill.teachers import make_teacher
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from distill.io import read_jsonl
+from distill.core.io import read_jsonl
 from distill.methods.base import Method, TrainingSet
 from distill.methods.pool_random.params import PoolRandomParams
 

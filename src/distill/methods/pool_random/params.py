@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from distill.sections import Section
+from distill.core.sections import Section
 
 
 class PoolRandomParams(Section):

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import random
 
-from distill.io import DistillError, write_json, write_jsonl
+from distill.core.io import DistillError, write_json, write_jsonl
 from distill.kinds import kind_of
 from distill.methods.pool_random.method import METHOD
 from distill.prompting.fewshot import named_probs, top_label
 from distill.stages import checked_task, inactive
 from distill.synthesis import classify, llm_metrics
-from distill.tasks import label_counts
+from distill.core.tasks import label_counts
 from distill.teachers import make_teacher
 
 

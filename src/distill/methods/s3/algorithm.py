@@ -16,7 +16,7 @@ import random
 import re
 
 from distill.prompting.generation import generation_messages, make_request
-from distill.tasks import TaskSpec
+from distill.core.tasks import TaskSpec
 
 _NUMBERING = re.compile(r"^\s*(?:[-*•]|\d+[.)]|\(\d+\))\s*")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from distill.sections import Section, Step, check_chain
+from distill.core.sections import Section, Step, check_chain
 
 
 class S3Params(Section):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from distill.config import Params
-from distill.io import atomic_dir, read_jsonl, write_json, write_jsonl
+from distill.core.io import atomic_dir, read_jsonl, write_json, write_jsonl
 from distill.methods.s3.algorithm import (
     error_split,
     extrapolation_requests,
@@ -25,7 +25,7 @@ from distill.kinds import CLASSIFICATION, SEQ2SEQ, kind_of
 from distill.kinds.synthesis import synthesize
 from distill.stages import checked_task, demos_per_prompt, inactive
 from distill.synthesis import llm_metrics, seen_keys
-from distill.tasks import label_counts
+from distill.core.tasks import label_counts
 from distill.teachers import Decoding, GenRequest, make_teacher
 
 

@@ -8,12 +8,12 @@ resumes from its last finished batch.
 from __future__ import annotations
 
 from distill.config import Params
-from distill.io import read_jsonl, write_json, write_jsonl
+from distill.core.io import read_jsonl, write_json, write_jsonl
 from distill.kinds import kind_of
 from distill.kinds.synthesis import synthesize
 from distill.stages import checked_task, inactive
 from distill.synthesis import llm_metrics
-from distill.tasks import label_counts
+from distill.core.tasks import label_counts
 from distill.teachers import make_teacher
 
 

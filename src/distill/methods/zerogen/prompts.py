@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from distill.config import Params
-from distill.io import write_jsonl
+from distill.core.io import write_jsonl
 from distill.kinds import kind_of
 from distill.stages import checked_task, demos_per_prompt, inactive
 

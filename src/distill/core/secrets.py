@@ -14,7 +14,7 @@ import subprocess
 import zlib
 from pathlib import Path
 
-from distill.io import atomic_path
+from distill.core.io import atomic_path
 
 # Tokens that are also valid variable names (hf_..., ghp_..., gsk_...): refused as api_key_env, never echoed.
 KEY_PREFIXES = (

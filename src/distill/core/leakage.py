@@ -12,7 +12,7 @@ import json
 import unicodedata
 from typing import Any, Iterable
 
-from distill.tasks import SPLITS, TaskSpec
+from distill.core.tasks import SPLITS, TaskSpec
 
 
 def text_key(fields: Iterable[str], row: dict[str, Any]) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from distill.io import DistillError, atomic_dir, load_yaml_model, read_jsonl
+from distill.core.io import DistillError, atomic_dir, load_yaml_model, read_jsonl
 
 SPLITS = ("test", "validation", "fewshot", "unlabeled")
 
@@ -359,7 +359,7 @@ def add_task(
 
     import yaml
 
-    from distill.sections import TASK_NAME
+    from distill.core.sections import TASK_NAME
 
     src = Path(src)
     name = name or src.resolve().name

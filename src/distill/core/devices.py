@@ -17,7 +17,7 @@ from typing import Iterator
 
 import torch
 
-from distill.io import DistillError
+from distill.core.io import DistillError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
