@@ -8,6 +8,9 @@ metrics (labeller_*, *_teacher_rows) and provenance:
     .venv/bin/python benchmarks/student.py --tasks sst2 cr mpqa ag_news --seeds 0 1 2 --configs default --workers 2 \
         --results benchmarks/results/labeller.jsonl --out /tmp/unused.md
     .venv/bin/python benchmarks/labeller.py          # rewrites the `labeller` block of docs/benchmarks.md
+
+The candidate recipe of issue 41, the same default with the bigger student (`train.model: mpnet-base`), is rendered
+beside it from the runs of that configuration in labeller.jsonl and recipe.jsonl (`default, mpnet student`).
 """
 
 from __future__ import annotations
@@ -20,9 +23,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import REPO, replace_block  # noqa: E402
 from provenance import checked  # noqa: E402
-from runner import by_task_config, load_results  # noqa: E402
+from runner import load_results  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "labeller.jsonl"
+RECIPE = REPO / "benchmarks" / "results" / "recipe.jsonl"  # the student-recipe measurements (issue 41)
+# the table's rows: a name -> its overrides beyond task and seed (a run's config is read from its overrides, so the
+# same configuration measured by another script, under another name, is the same row)
+CANDIDATES = {"default": {}, "default, mpnet student": {"train.model": "mpnet-base"}}
 COLUMNS = [  # (header, metric): validation first, where choices are made
     ("student val", "val_student_accuracy"),
     ("labeller val", "val_labeller_accuracy"),
@@ -47,31 +54,46 @@ def gap(runs: list[dict], student: str, labeller: str) -> str:
     return f"{100 * statistics.mean(lab - s for s, lab in pairs):+.1f}" if pairs else "–"
 
 
+def candidate(row: dict) -> str | None:
+    extra = {k: v for k, v in row.get("overrides", {}).items() if k not in ("task", "seed")}
+    return next((name for name, overrides in CANDIDATES.items() if overrides == extra), None)
+
+
+def rows(paths=(RESULTS, RECIPE)) -> list[dict]:
+    """Every row of the files, provenance checked."""
+    return [row for path in paths for row in checked(load_results(path), path)]
+
+
 def render(rows: list[dict]) -> str:
-    by, tasks = by_task_config(checked(rows, RESULTS))
-    head = ["task", "seeds", *[h for h, _ in COLUMNS], "labeller − student, val / test (points)", "commit"]
+    checked(rows)
+    by = {}
+    for r in rows:
+        if candidate(r):
+            by.setdefault((r["task"], candidate(r)), []).append(r)
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    head = ["task", "recipe", "seeds", *[h for h, _ in COLUMNS], "labeller − student, val / test (points)", "commit"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for task in tasks:
-        runs = by.get((task, "default"), [])
-        if not runs:
-            continue
-        gaps = (
-            f"{gap(runs, 'val_student_accuracy', 'val_labeller_accuracy')} / "
-            f"{gap(runs, 'student_accuracy_teacher_rows', 'labeller_accuracy')}"
-        )
-        commits = ", ".join(sorted({r["commit"][:7] for r in runs}))
-        lines.append(
-            "| " + " | ".join([task, str(len(runs)), *[cell(runs, k) for _, k in COLUMNS], gaps, commits]) + " |"
-        )
+        for name in CANDIDATES:
+            runs = by.get((task, name), [])
+            if not runs:
+                continue
+            gaps = (
+                f"{gap(runs, 'val_student_accuracy', 'val_labeller_accuracy')} / "
+                f"{gap(runs, 'student_accuracy_teacher_rows', 'labeller_accuracy')}"
+            )
+            commits = ", ".join(sorted({r["commit"][:7] for r in runs}))
+            cells = [task, name, str(len(runs)), *[cell(runs, k) for _, k in COLUMNS], gaps, commits]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results", default=str(RESULTS))
+    ap.add_argument("--results", nargs="+", default=[str(RESULTS), str(RECIPE)])
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
     args = ap.parse_args()
-    replace_block(Path(args.out), "labeller", render(load_results(Path(args.results))))
+    replace_block(Path(args.out), "labeller", render(rows([Path(p) for p in args.results])))
 
 
 if __name__ == "__main__":

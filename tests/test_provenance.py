@@ -258,7 +258,7 @@ def doc_block(name: str) -> str:
         ("methods", methods.render, "methods.jsonl"),
         ("methods-v1", methods.render_recipe_v1, "methods_recipe_v1.jsonl"),
         ("student", lambda rows, path: student.render(rows), "student.jsonl"),
-        ("labeller", lambda rows, path: labeller.render(rows), "labeller.jsonl"),
+        ("labeller", lambda rows, path: labeller.render(labeller.rows()), "labeller.jsonl"),
     ],
 )
 def test_docs_tables_are_rendered_from_the_rows(block, render, results):
