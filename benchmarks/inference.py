@@ -70,7 +70,12 @@ def train_students(tasks: list[str], kinds: list[str], seed: int, keep: Path, ex
             out[(task, "student" if kind == "minilm" else "mpnet")] = dst / "models" / "student"
             if (dst / "trained.json").is_file():
                 continue
-            over = {"task": task, "seed": seed, **({"train.model": "mpnet-base"} if kind == "mpnet" else {}), **extra}
+            over = {
+                "task": task,
+                "seed": seed,
+                "train.model": "mpnet-base" if kind == "mpnet" else "minilm-l6",
+                **extra,
+            }
             print(f"[{time.strftime('%H:%M:%S')}] training {task} {kind}: dvc exp run {over}", flush=True)
             with tempfile.TemporaryDirectory() as d:
                 repo, state = Path(d) / "repo", git_state(REPO)

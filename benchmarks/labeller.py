@@ -9,8 +9,8 @@ metrics (labeller_*, *_teacher_rows) and provenance:
         --results benchmarks/results/labeller.jsonl --out /tmp/unused.md
     .venv/bin/python benchmarks/labeller.py          # rewrites the `labeller` block of docs/benchmarks.md
 
-The candidate recipe of issue 41, the same default with the bigger student (`train.model: mpnet-base`), is rendered
-beside it from the runs of that configuration in labeller.jsonl and recipe.jsonl (`default, mpnet student`).
+Each task has a row per student encoder: `default, mpnet-base` (the default since issue 41) and `default, minilm-l6`
+(the default before), from every run of the default recipe in labeller.jsonl and recipe.jsonl, by its overrides.
 """
 
 from __future__ import annotations
@@ -27,9 +27,6 @@ from runner import load_results  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "labeller.jsonl"
 RECIPE = REPO / "benchmarks" / "results" / "recipe.jsonl"  # the student-recipe measurements (issue 41)
-# the table's rows: a name -> its overrides beyond task and seed (a run's config is read from its overrides, so the
-# same configuration measured by another script, under another name, is the same row)
-CANDIDATES = {"default": {}, "default, mpnet student": {"train.model": "mpnet-base"}}
 COLUMNS = [  # (header, metric): validation first, where choices are made
     ("student val", "val_student_accuracy"),
     ("labeller val", "val_labeller_accuracy"),
@@ -39,6 +36,18 @@ COLUMNS = [  # (header, metric): validation first, where choices are made
     ("teacher test", "teacher_accuracy"),
     ("student test macro-F1", "student_macro_f1"),
 ]
+
+
+def student_model(row: dict) -> str:
+    """The encoder a run's student used: recorded since the default became mpnet-base (runner.exp_run), else its
+    override; rows with neither ran before, when the default was minilm-l6."""
+    return row.get("train.model") or row.get("overrides", {}).get("train.model") or "minilm-l6"
+
+
+def recipe(row: dict) -> str | None:
+    """The table's row a run belongs to: the default recipe with its student's encoder; None for other settings."""
+    extra = {k: v for k, v in row.get("overrides", {}).items() if k not in ("task", "seed", "train.model")}
+    return None if extra else f"default, {student_model(row)}"
 
 
 def cell(runs: list[dict], key: str) -> str:
@@ -54,11 +63,6 @@ def gap(runs: list[dict], student: str, labeller: str) -> str:
     return f"{100 * statistics.mean(lab - s for s, lab in pairs):+.1f}" if pairs else "–"
 
 
-def candidate(row: dict) -> str | None:
-    extra = {k: v for k, v in row.get("overrides", {}).items() if k not in ("task", "seed")}
-    return next((name for name, overrides in CANDIDATES.items() if overrides == extra), None)
-
-
 def rows(paths=(RESULTS, RECIPE)) -> list[dict]:
     """Every row of the files, provenance checked."""
     return [row for path in paths for row in checked(load_results(path), path)]
@@ -68,13 +72,14 @@ def render(rows: list[dict]) -> str:
     checked(rows)
     by = {}
     for r in rows:
-        if candidate(r):
-            by.setdefault((r["task"], candidate(r)), []).append(r)
+        if recipe(r):
+            by.setdefault((r["task"], recipe(r)), []).append(r)
     tasks = list(dict.fromkeys(r["task"] for r in rows))
+    names = sorted({name for _, name in by}, key=lambda n: n != "default, mpnet-base")  # the shipped default first
     head = ["task", "recipe", "seeds", *[h for h, _ in COLUMNS], "labeller − student, val / test (points)", "commit"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for task in tasks:
-        for name in CANDIDATES:
+        for name in names:
             runs = by.get((task, name), [])
             if not runs:
                 continue

@@ -85,6 +85,7 @@ def main() -> None:
             over = {
                 "task": task,
                 "seed": seed,
+                "train.model": "minilm-l6",  # every row's student (the default until issue 41's mpnet): re-runs compare
                 **budget_overrides(task, args.budget, args.iterations),
                 **dict(s.split("=", 1) for s in args.set),
                 **CONFIGS[name],

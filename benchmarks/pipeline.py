@@ -30,7 +30,18 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "pipeline.jsonl"
 # The stages of the default method (`method: auto`: ZeroGen's prompts + generate, or LLKD's llkd_label; the other
 # method's stages run as no-ops in a second) and the shared ones. GOLD's and S3's stages are no-ops here, untimed.
-STAGES = ["check_task", "prompts", "generate", "llkd_label", "assemble", "train", "evaluate", "register"]
+STAGES = [
+    "check_task",
+    "teacher_check",  # method: auto's teacher check (since issue 41; rows before it time it with the next stage)
+    "resolve_method",  # the running method and its code hash (since issue 42)
+    "prompts",
+    "generate",
+    "llkd_label",
+    "assemble",
+    "train",
+    "evaluate",
+    "register",
+]
 
 
 def copy_repo(dst: Path) -> None:
@@ -175,7 +186,7 @@ def render(results: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        wall = sum(w for w, _ in r["stages"].values())
+        wall = sum(w for w, _ in r["stages"].values())  # a stage a row did not time ran inside the next one
         rss = max(m for _, m in r["stages"].values())
         tps = f"{r['gen_tps']:.1f} / {r['raw_tps']:.1f}" if "gen_tps" in r else "–"
         lines.append(
@@ -193,7 +204,9 @@ def render(results: list[dict]) -> str:
     for r in results:
         lines.append(
             f"| {r['task']} | "
-            + " | ".join(f"{r['stages'][s][0]:.0f} s, {r['stages'][s][1]:.0f} MB" for s in STAGES)
+            + " | ".join(
+                f"{r['stages'][s][0]:.0f} s, {r['stages'][s][1]:.0f} MB" if s in r["stages"] else "–" for s in STAGES
+            )
             + " |"
         )
     return "\n".join(lines)

@@ -54,6 +54,8 @@ def exp_run(repo: Path, env: dict, overrides: dict) -> dict:
         raise RuntimeError(f"{' '.join(args)} failed:\n{r.stderr[-2000:]}")
     read = lambda p: json.loads((repo / p).read_text()) if (repo / p).exists() else {}  # noqa: E731
     out = {**read("metrics/metrics.json"), "wall_s": round(time.time() - t0)}
+    # the student the run trained (the default changed from minilm-l6 to mpnet-base, issue 41): rows say which
+    out["train.model"] = yaml.safe_load((repo / "params.yaml").read_text())["train"]["model"]
     out["n_samples"] = read("metrics/data.json").get("n_samples")
     train = read("metrics/train.json")
     out.update(

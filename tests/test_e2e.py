@@ -19,7 +19,8 @@ pytestmark = pytest.mark.e2e
 TINY = {
     "teacher": {"batch_size": 8, "shots_per_label": 1},
     "generate": {"n_per_label": 4, "max_new_tokens": 32, "label_filter": "relabel"},
-    "train": {"epochs": 1, "batch_size": 8, "min_steps": 0},
+    # the small student: the default's mpnet-base (110 M) trains the same code ~5x slower, and the benchmarks run it
+    "train": {"model": "minilm-l6", "epochs": 1, "batch_size": 8, "min_steps": 0},
     "evaluate": {"teacher_max_examples": 8},
     "gold": {
         "iterations": [{"i": 1, "prev": 0}, {"i": 2, "prev": 1}],

@@ -198,9 +198,10 @@ class TrainParams(Section):
         "logistic-regression head; hard labels, single-text tasks)",
     )
     model: str = Field(
-        "minilm-l6",
-        description="student encoder: minilm-l6 (all-MiniLM-L6-v2, 22.7 M parameters, the fast "
-        "default), mpnet-base (all-mpnet-base-v2, 110 M) or a local model folder",
+        "mpnet-base",
+        description="student encoder: mpnet-base (all-mpnet-base-v2, 110 M parameters: the default, above its "
+        "labeller on SST-2, AG News, CR and MPQA), minilm-l6 (all-MiniLM-L6-v2, 22.7 M: ~5x faster to train and "
+        "to run, 1-5 points lower) or a local model folder",
     )
     pooling: Literal["mean", "cls"] = Field(
         "mean",
