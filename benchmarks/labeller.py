@@ -72,8 +72,8 @@ def render(rows: list[dict]) -> str:
     checked(rows)
     by = {}
     for r in rows:
-        if recipe(r):
-            by.setdefault((r["task"], recipe(r)), []).append(r)
+        if name := recipe(r):
+            by.setdefault((r["task"], name), []).append(r)
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     names = sorted({name for _, name in by}, key=lambda n: n != "default, mpnet-base")  # the shipped default first
     head = ["task", "recipe", "seeds", *[h for h, _ in COLUMNS], "labeller − student, val / test (points)", "commit"]
