@@ -110,3 +110,52 @@ def test_the_run_says_whether_the_teacher_adds_anything_to_the_fewshot_labels(
     assert bad["val_teacher_accuracy"] == 0 and bad["val_teacher_gain"] < 0
     out = CliRunner().invoke(cli, ["summary", "--metrics", "m/bad.json", "--registered", "none.json"]).output
     assert "the teacher adds nothing on this task" in out and "method=labelled" in out
+
+
+def test_a_setfit_prior_is_setfit_on_the_fewshot_rows_in_llkd_label_and_evaluate(
+    tmp_path, toy_task, fake_backend, tiny_student, monkeypatch
+):
+    """llkd.fewshot_prior: setfit: the pool's label distribution is the teacher's times SetFit's (trained on
+    fewshot.jsonl with train.setfit_*), not the probe's; evaluate fits it again (deterministic for a seed) for the
+    labeller and the few-shot reference."""
+    from distill.core.io import read_jsonl
+    from distill.core.tasks import load_task
+    from distill.methods.llkd import stages as llkd
+    from distill.methods.llkd.algorithm import with_prior
+    from distill.stages import evaluate
+    from distill.students import prior as fewshot_prior
+    from distill.students.model import new_student
+    from distill.students.setfit_recipe import train_setfit
+
+    monkeypatch.chdir(tmp_path)
+    task = load_task(toy_task, quiet=True)
+    labels, fewshot = task.spec.label_names, task.load("fewshot")
+    sure = fake_backend.score  # the fake teacher is all but certain: soften it, so that the prior can move it
+    monkeypatch.setattr(fake_backend, "score", lambda requests: [[0.05 * x for x in s] for s in sure(requests)])
+    sections = dict(
+        method="llkd",
+        train={"model": str(tiny_student), "setfit_iterations": 2},
+        llkd={"pool_size": 12, "prior_weight": 10.0, "prior_model": "student", "fewshot_prior": "setfit"},
+        evaluate={"teacher_max_examples": 10},
+    )
+    params = load_params(write_params(tmp_path / "params.yaml", task="toy", **sections))
+    llkd.run(params, str(toy_task), "w/pseudo.jsonl", "m/llkd_label.json")
+    rows = read_jsonl("w/pseudo.jsonl")
+    setfit = train_setfit(fewshot, labels, ["text"], tiny_student, params.train, params.seed, "toy", log=lambda _: None)
+    llm = torch.tensor([[r["meta"]["llm_probs"][k] for k in labels] for r in rows])
+    got = torch.tensor([[r["meta"]["teacher_probs"][k] for k in labels] for r in rows])
+    assert torch.allclose(got, with_prior(llm, setfit.proba(rows), 10.0), atol=2e-3)
+    probe = fewshot_prior.fewshot_probe(
+        params.model_copy(update={"llkd": params.llkd.model_copy(update={"fewshot_prior": "probe"})}),
+        task.spec,
+        fewshot,
+        rows,
+    )
+    assert not torch.allclose(got, with_prior(llm, probe, 10.0), atol=2e-3)  # SetFit, not the probe
+
+    fewshot_prior._FITTED.clear()  # as in evaluate's own process: fitted again
+    new_student(tiny_student, labels, ["text"], 0).save_pretrained("models/student")
+    m = evaluated(tmp_path, toy_task, "setfit", **sections)
+    val = evaluate.capped(task.load("validation"), 10)
+    expected = accuracy([r["label"] for r in val], [labels[int(p.argmax())] for p in setfit.proba(val)])
+    assert m["val_reference_accuracy"] == expected

@@ -55,6 +55,7 @@ CHECK_PARAMS = (
     *(f"teacher.{k}" for k in ("shots_per_label", "calibration", "max_text_chars")),
     *(f"llkd.{k}" for k in ("fewshot_prior", "prior_weight", "prior_c", "prior_model")),
     *(f"train.{k}" for k in ("model", "pooling", "max_length")),
+    *(f"train.setfit_{k}" for k in ("iterations", "batch_size", "lr", "max_steps")),  # llkd.fewshot_prior: setfit
     "evaluate.teacher_max_examples",
 )
 

@@ -45,11 +45,12 @@ class LLKDParams(Section):
     temperature: float = Field(
         0.7, gt=0, description="seq2seq tasks: sampling temperature of those solutions (votes > 1)"
     )
-    fewshot_prior: Literal["probe", "none"] = Field(
+    fewshot_prior: Literal["probe", "setfit", "none"] = Field(
         "probe",
-        description="classification: multiply the teacher's label distribution on each pool row by a linear probe's, "
-        "fitted on frozen embeddings (llkd.prior_model) of the task's labelled fewshot.jsonl (a product of experts; "
-        "none = the teacher's alone, as in the paper)",
+        description="classification: multiply the teacher's label distribution on each pool row by what the task's "
+        "labelled fewshot.jsonl alone gives (a product of experts): probe = a linear probe on frozen embeddings "
+        "(llkd.prior_model, seconds); setfit = SetFit on llkd.prior_model (contrastive pairs, then a "
+        "logistic-regression head; train.setfit_* settings; minutes); none = the teacher's alone, as in the paper",
     )
     prior_weight: float = Field(1.5, ge=0, description="exponent of the probe's distribution in that product (0 = off)")
     prior_c: float = Field(
