@@ -116,8 +116,9 @@ def test_a_setfit_prior_is_setfit_on_the_fewshot_rows_in_llkd_label_and_evaluate
     tmp_path, toy_task, fake_backend, tiny_student, monkeypatch
 ):
     """llkd.fewshot_prior: setfit: the pool's label distribution is the teacher's times SetFit's (trained on
-    fewshot.jsonl with train.setfit_*), not the probe's; evaluate fits it again (deterministic for a seed) for the
-    labeller and the few-shot reference."""
+    fewshot.jsonl with train.setfit_*; a fresh fit here gives the same: deterministic for a seed), not the probe's.
+    It is fitted once and kept in the prior cache, where evaluate loads it for the labeller and the few-shot
+    reference."""
     from distill.core.io import read_jsonl
     from distill.core.tasks import load_task
     from distill.methods.llkd import stages as llkd
@@ -153,7 +154,8 @@ def test_a_setfit_prior_is_setfit_on_the_fewshot_rows_in_llkd_label_and_evaluate
     )
     assert not torch.allclose(got, with_prior(llm, probe, 10.0), atol=2e-3)  # SetFit, not the probe
 
-    fewshot_prior._FITTED.clear()  # as in evaluate's own process: fitted again
+    assert len(list(fewshot_prior.prior_cache().iterdir())) == 2  # one fit (and its lock file) for both stages
+    fewshot_prior._FITTED.clear()  # as in evaluate's own process: loaded from the prior cache
     new_student(tiny_student, labels, ["text"], 0).save_pretrained("models/student")
     m = evaluated(tmp_path, toy_task, "setfit", **sections)
     val = evaluate.capped(task.load("validation"), 10)

@@ -6,7 +6,10 @@ validation rows, to score the labeller the student was trained to imitate."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -56,11 +59,11 @@ def fit_reference(params: Params, spec, fewshot: list[dict]):
     key = json.dumps(settings + [spec.name, spec.label_names, spec.field_names, fewshot], sort_keys=True, default=str)
     if key not in _FITTED:
         _FITTED.clear()  # one task's probe at a time: it holds an encoder
-        _FITTED[key] = _fit(params, spec, fewshot)
+        _FITTED[key] = _fit(params, spec, fewshot, key)
     return _FITTED[key]
 
 
-def _fit(params: Params, spec, fewshot: list[dict]):
+def _fit(params: Params, spec, fewshot: list[dict], key: str):
     lp, tc = params.llkd, params.train
     from distill.core.devices import autocast, resolve_device, resolve_dtype
     from distill.students.finetune import fit_linear
@@ -72,7 +75,7 @@ def _fit(params: Params, spec, fewshot: list[dict]):
         else resolve_student(lp.prior_model, "llkd.prior_model")
     )
     if lp.fewshot_prior == "setfit":
-        return _fit_setfit(params, spec, fewshot, encoder)
+        return _fit_setfit(params, spec, fewshot, encoder, key)
     probe = new_student(
         encoder,
         spec.label_names,
@@ -104,21 +107,47 @@ def _fit(params: Params, spec, fewshot: list[dict]):
     return distribution
 
 
-def _fit_setfit(params: Params, spec, fewshot: list[dict], encoder):
+def _fit_setfit(params: Params, spec, fewshot: list[dict], encoder, key: str):
     """SetFit on the fewshot rows (train.setfit_* settings, the seed), converted to a Student: its probabilities.
-    Deterministic for a seed on one machine, so llkd_label and evaluate fit the same prior. Predictions in float32:
-    the contrastively tuned encoder was not checked under bfloat16."""
+    Fitted once per settings and rows (minutes on a CPU) and kept in the prior cache, where the teacher_check,
+    llkd_label and evaluate stages, and queued experiments, load the same model. Predictions in float32: the
+    contrastively tuned encoder was not checked under bfloat16."""
+    from distill.core.devices import resolve_device
+    from distill.core.io import build_once
+    from distill.students.model import load_student
     from distill.students.setfit_recipe import train_setfit
 
-    model = train_setfit(
-        fewshot, spec.label_names, spec.field_names, encoder, params.train, params.seed, spec.name, log=_quiet
-    )
-    print(f"few-shot prior: SetFit on {len(fewshot)} fewshot rows ({params.train.setfit_iterations} pair iterations)")
+    folder = prior_cache() / hashlib.sha256((key + _identity(encoder)).encode()).hexdigest()[:20]
+    with build_once(folder) as tmp:
+        if tmp is not None:
+            tc = params.train
+            print(f"few-shot prior: SetFit on {len(fewshot)} fewshot rows ({tc.setfit_iterations} pair iterations)")
+            fitted = train_setfit(
+                fewshot, spec.label_names, spec.field_names, encoder, tc, params.seed, spec.name, _quiet
+            )
+            fitted.save_pretrained(tmp)
+    model = load_student(folder, str(resolve_device(params.train.device, "train.device")))
 
     def distribution(rows: list[dict]) -> torch.Tensor:
         return model.proba(rows)
 
     return distribution
+
+
+def prior_cache() -> Path:
+    """$DISTILL_PRIOR_CACHE, else `.cache/prior/` at the repository's real root (shared by queued experiments, like the
+    LLM cache; `make clean` empties it). A folder per fit, named by a hash of what it was fitted from: the settings,
+    the task's labels and fewshot rows, and the encoder folder's files (names, sizes, mtimes)."""
+    from distill.core.io import project_root
+
+    return Path(os.environ.get("DISTILL_PRIOR_CACHE") or project_root() / ".cache" / "prior")
+
+
+def _identity(encoder: Path) -> str:
+    files = sorted(p for p in Path(encoder).iterdir() if p.is_file())
+    return json.dumps(
+        [str(Path(encoder).resolve())] + [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    )
 
 
 def _quiet(_: str) -> None:
