@@ -161,3 +161,26 @@ def test_a_setfit_prior_is_setfit_on_the_fewshot_rows_in_llkd_label_and_evaluate
     val = evaluate.capped(task.load("validation"), 10)
     expected = accuracy([r["label"] for r in val], [labels[int(p.argmax())] for p in setfit.proba(val)])
     assert m["val_reference_accuracy"] == expected
+
+
+def test_a_setfit_prior_on_text_pairs_is_one_error_naming_the_field(tmp_path, tiny_student, monkeypatch):
+    from types import SimpleNamespace
+
+    import pytest
+
+    from distill.core.io import DistillError
+    from distill.students.prior import fewshot_reference
+
+    monkeypatch.chdir(tmp_path)
+    params = load_params(
+        write_params(
+            tmp_path / "p.yaml",
+            train={"model": str(tiny_student)},
+            llkd={"fewshot_prior": "setfit", "prior_model": "student"},
+        )
+    )
+    pair = SimpleNamespace(name="pairs", label_names=["yes", "no"], field_names=["premise", "hypothesis"])
+    rows = [{"premise": "a", "hypothesis": "b", "label": y} for y in ("yes", "no")]
+    with pytest.raises(DistillError, match=r"^llkd.fewshot_prior: setfit embeds single texts"):
+        fewshot_reference(params, pair, rows, rows)
+    assert not (tmp_path / ".cache").exists()  # nothing fitted, nothing half-written

@@ -113,10 +113,12 @@ def _fit_setfit(params: Params, spec, fewshot: list[dict], encoder, key: str):
     llkd_label and evaluate stages, and queued experiments, load the same model. Predictions in float32: the
     contrastively tuned encoder was not checked under bfloat16."""
     from distill.core.devices import resolve_device
-    from distill.core.io import build_once
+    from distill.core.io import DistillError, build_once
     from distill.students.model import load_student
     from distill.students.setfit_recipe import train_setfit
 
+    if len(spec.field_names) != 1:
+        raise DistillError("llkd.fewshot_prior: setfit embeds single texts; this task has text pairs (use probe)")
     folder = prior_cache() / hashlib.sha256((key + _identity(encoder)).encode()).hexdigest()[:20]
     with build_once(folder) as tmp:
         if tmp is not None:
