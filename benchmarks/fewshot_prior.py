@@ -84,6 +84,16 @@ def by_task_seed(rows: list[dict]) -> dict[str, dict[int, dict[str, float]]]:
     return results
 
 
+def render_rows(rows: list[dict]) -> str:
+    """The `fewshot_prior_rows` block from the results rows (a row without provenance is refused), the default's
+    labeller in bold."""
+    from distill.config import Params
+
+    p = Params()
+    model = p.train.model if p.llkd.prior_model == "student" else p.llkd.prior_model
+    return render(by_task_seed(rows), (model, p.llkd.prior_c, p.llkd.prior_weight))
+
+
 def render(results: dict[str, dict[int, dict[str, float]]], defaults: tuple[str, float, float]) -> str:
     tasks = list(results)
     keys = [k for k in dict.fromkeys(k for t in tasks for r in results[t].values() for k in r) if "seconds" not in k]
@@ -124,7 +134,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
     ap.add_argument("--render-only", action="store_true", help="re-render the block from the rows, measure nothing")
     args = ap.parse_args()
-    from distill.config import Params, load_params
+    from distill.config import load_params
 
     state = git_state(REPO)  # the code measured: taken before the first measurement
     for t in [] if args.render_only else args.tasks:
@@ -135,14 +145,7 @@ def main() -> None:
             row.update(provenance(REPO, params, {"task": t, "seed": s}, torch.get_num_threads(), None, state))
             with open(args.results, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
-    results = by_task_seed(load_results(Path(args.results)))
-    p = Params()
-    defaults = (
-        p.train.model if p.llkd.prior_model == "student" else p.llkd.prior_model,
-        p.llkd.prior_c,
-        p.llkd.prior_weight,
-    )
-    table = render(results, defaults)
+    table = render_rows(load_results(Path(args.results)))
     print(table)
     replace_block(Path(args.out), "fewshot_prior_rows", table)
 

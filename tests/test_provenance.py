@@ -14,6 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))  # the benchmark scripts import each other by bare name
 
+import fewshot_prior  # noqa: E402
 import labeller  # noqa: E402
 import methods  # noqa: E402
 import pipeline  # noqa: E402
@@ -240,7 +241,8 @@ def test_renderers_refuse_a_row_without_provenance():
         "n_samples": 1,
         "wall_s": 60,
     }
-    for render in (methods.render, methods.render_recipe_v1, student.render, labeller.render):
+    renders = (methods.render, methods.render_recipe_v1, student.render, labeller.render, fewshot_prior.render_rows)
+    for render in renders:
         with pytest.raises(ValueError, match="has no provenance"):
             render([row])
     assert "| sst2 | zerogen | 1 |" in methods.render([{**row, **full_row(config="zerogen")}])
@@ -259,6 +261,7 @@ def doc_block(name: str) -> str:
         ("methods-v1", methods.render_recipe_v1, "methods_recipe_v1.jsonl"),
         ("student", lambda rows, path: student.render(rows), "student.jsonl"),
         ("labeller", lambda rows, path: labeller.render(labeller.rows()), "labeller.jsonl"),
+        ("fewshot_prior_rows", lambda rows, path: fewshot_prior.render_rows(rows), "fewshot_prior.jsonl"),
     ],
 )
 def test_docs_tables_are_rendered_from_the_rows(block, render, results):
