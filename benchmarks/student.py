@@ -80,6 +80,13 @@ CONFIGS = {  # name -> overrides (or task -> overrides); run order: the acceptan
         "llkd.fewshot_prior": "setfit",
         "llkd.prior_weight": 3.0,
     },
+    # ... with LLKD forced where the teacher check would fall back to SetFit: does the student beat its reference?
+    "default, setfit prior, method llkd": lambda task: {
+        "method": "llkd",
+        "train.model": "mpnet-base",
+        "llkd.fewshot_prior": "setfit",
+        "llkd.prior_weight": 3.0,
+    },
 }
 # Every row but these was measured with random batches, before `train.group_by_length` (on by default since commit
 # 6cf6610): pinned off, a re-run reproduces the batches they trained on (the same shuffle, the same rng calls).
@@ -92,6 +99,7 @@ GROUPED = {
     "default, hard targets",
     "default, mpnet student",
     "default, setfit prior",
+    "default, setfit prior, method llkd",
 }
 
 
