@@ -109,10 +109,10 @@ def render(results: dict[str, dict[int, dict[str, float]]], defaults: tuple[str,
         ]
         name = f"**{k} (default)**" if k == default else k
         lines.append(f"| {name} | {' | '.join(cells)} | {statistics.mean(means):.3f} |")
-    seeds = sorted({s for t in tasks for s in results[t]})
+    seeds = "; ".join(f"{t}: {', '.join(map(str, sorted(results[t])))}" for t in tasks)
     return (
-        f"Accuracy on validation.jsonl (200 rows) of each way to label it, mean "
-        f"(seeds {', '.join(map(str, seeds))}); teacher = the embedded teacher's calibrated few-shot labels "
+        f"Accuracy on validation.jsonl (200 rows) of each way to label it: the mean over a task's seeds, then each "
+        f"seed's in parentheses (seeds {seeds}); teacher = the embedded teacher's calibrated few-shot labels "
         "(params.yaml's teacher), probe = logistic regression on frozen embeddings of fewshot.jsonl (the encoder: "
         "llkd.prior_model; C = scikit-learn's), setfit = SetFit on fewshot.jsonl (mpnet, train.setfit_* settings), "
         "product = teacher x prior^w. Raw rows, with their commit and machine: "
