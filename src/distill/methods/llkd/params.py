@@ -52,7 +52,9 @@ class LLKDParams(Section):
         "(llkd.prior_model, seconds); setfit = SetFit on llkd.prior_model (contrastive pairs, then a "
         "logistic-regression head; train.setfit_* settings; minutes); none = the teacher's alone, as in the paper",
     )
-    prior_weight: float = Field(1.5, ge=0, description="exponent of the probe's distribution in that product (0 = off)")
+    prior_weight: float = Field(
+        1.5, ge=0, description="exponent of the prior's distribution (probe or SetFit) in that product (0 = off)"
+    )
     prior_c: float = Field(
         3.0,
         gt=0,
