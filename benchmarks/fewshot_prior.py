@@ -137,10 +137,11 @@ def main() -> None:
     from distill.config import load_params
 
     state = git_state(REPO)  # the code measured: taken before the first measurement
+    shipped = load_params(REPO / "params.yaml")
     for t in [] if args.render_only else args.tasks:
         for s in args.seeds:
             accuracies = measure(t, s, args.setfit)
-            params = load_params(REPO / "params.yaml").model_copy(update={"task": t, "seed": s}).model_dump(mode="json")
+            params = shipped.model_copy(update={"task": t, "seed": s}).model_dump(mode="json")
             row = {"task": t, "seed": s, "accuracy": accuracies}
             row.update(provenance(REPO, params, {"task": t, "seed": s}, torch.get_num_threads(), None, state))
             with open(args.results, "a", encoding="utf-8") as f:

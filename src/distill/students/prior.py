@@ -113,19 +113,17 @@ def _fit_setfit(params: Params, spec, fewshot: list[dict], encoder, key: str):
     llkd_label and evaluate stages, and queued experiments, load the same model. Predictions in float32: the
     contrastively tuned encoder was not checked under bfloat16."""
     from distill.core.devices import resolve_device
-    from distill.core.io import DistillError, build_once
+    from distill.core.io import build_once
     from distill.students.model import load_student
-    from distill.students.setfit_recipe import train_setfit
+    from distill.students.setfit_recipe import require_single_text, train_setfit
 
-    if len(spec.field_names) != 1:
-        raise DistillError("llkd.fewshot_prior: setfit embeds single texts; this task has text pairs (use probe)")
+    require_single_text(spec.field_names, "llkd.fewshot_prior", "probe")  # before the cache folder is made
     folder = prior_cache() / hashlib.sha256((key + _identity(encoder)).encode()).hexdigest()[:20]
     with build_once(folder) as tmp:
         if tmp is not None:
-            tc = params.train
-            print(f"few-shot prior: SetFit on {len(fewshot)} fewshot rows ({tc.setfit_iterations} pair iterations)")
+            log = lambda line: print(f"few-shot prior: {line}")  # noqa: E731
             fitted = train_setfit(
-                fewshot, spec.label_names, spec.field_names, encoder, tc, params.seed, spec.name, _quiet
+                fewshot, spec.label_names, spec.field_names, encoder, params.train, params.seed, spec.name, log
             )
             fitted.save_pretrained(tmp)
     model = load_student(folder, str(resolve_device(params.train.device, "train.device")))
@@ -150,7 +148,3 @@ def _identity(encoder: Path) -> str:
     return json.dumps(
         [str(Path(encoder).resolve())] + [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
     )
-
-
-def _quiet(_: str) -> None:
-    pass

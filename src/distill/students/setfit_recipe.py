@@ -28,10 +28,7 @@ def train_setfit(
     log=print,
 ):
     """Train SetFit on labelled rows (hard labels; teacher probabilities are not used) -> a Student."""
-    if len(fields) != 1:
-        raise DistillError(
-            "train.recipe: setfit embeds single texts; this task has text pairs (use train.recipe: finetune)"
-        )
+    require_single_text(fields, "train.recipe", "train.recipe: finetune")
     if len({r["label"] for r in rows}) < 2:
         raise DistillError("train.recipe: setfit needs examples of at least two labels")
     os.environ.setdefault("WANDB_DISABLED", "true")
@@ -63,6 +60,12 @@ def train_setfit(
         Trainer(model=model, args=args, train_dataset=data).train()
     log(f"setfit: {len(rows)} rows, {cfg.setfit_iterations} pair iterations, body lr {cfg.setfit_lr}")
     return to_student(model, labels, fields, cfg.max_length, task)
+
+
+def require_single_text(fields: Sequence[str], field: str, instead: str) -> None:
+    """SetFit embeds one text per row: on a text-pair task, one error naming the param that asked for it."""
+    if len(fields) != 1:
+        raise DistillError(f"{field}: setfit embeds single texts; this task has text pairs (use {instead})")
 
 
 def to_student(model, labels: Sequence[str], fields: Sequence[str], max_length: int, task: str = ""):
