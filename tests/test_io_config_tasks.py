@@ -1,6 +1,7 @@
 """Bad input gets one clear line naming the file:line or params field."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -209,6 +210,20 @@ def test_add_task_copies_checked_rows_and_writes_an_editable_task_yaml(toy_task,
         add_task(toy_task, tmp_path / "tasks", "mine")
 
 
+def test_add_task_without_unlabelled_text_writes_an_empty_pool_that_auto_reads_as_none(toy_task, tmp_path):
+    """A folder with labels only (ZeroGen's case) is a task: dvc.yaml declares unlabeled.jsonl, so it gets an empty one."""
+    from distill.config import Params
+    from distill.core.tasks import add_task
+    from distill.methods.auto import rule
+
+    (toy_task / "unlabeled.jsonl").unlink()
+    out = add_task(toy_task, tmp_path / "tasks", "labels-only")
+    assert (out / "unlabeled.jsonl").read_text() == ""
+    task = load_task(out)
+    assert task.load("unlabeled") == []
+    assert rule(Params(), task).method == "zerogen"
+
+
 def test_inferred_question_task_asks_for_questions_with_real_examples(tmp_path, capsys):
     """A 6-class question folder brought in with add-task: the prompts say 'a question', show real examples of the
     label, and the written task.yaml is read without the inferred-spec notice."""
@@ -314,6 +329,37 @@ def test_build_once_builds_one_folder_for_concurrent_processes(tmp_path):
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0]
     assert (tmp_path / "log").read_text() == "built\n"
+
+
+def _build_and_die(dest: str) -> None:
+    import signal
+
+    from distill.core.io import build_once
+
+    with build_once(dest) as tmp:
+        (tmp / "half.bin").write_bytes(b"x" * 1000)
+        os.kill(os.getpid(), signal.SIGKILL)  # no finally runs: the temporary folder stays behind
+
+
+def test_a_build_killed_outright_leaves_nothing_the_next_build_keeps(tmp_path):
+    """A SetFit prior fit or a weight conversion killed with SIGKILL: the next build under the lock clears its
+    half-filled folder, and only its own (another folder's temporary one is not touched)."""
+    import multiprocessing
+
+    from distill.core.io import build_once
+
+    dest = tmp_path / "model"
+    proc = multiprocessing.get_context("spawn").Process(target=_build_and_die, args=(str(dest),))
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == -9
+    assert len(list(tmp_path.glob(".model.*.tmp"))) == 1
+    other = tmp_path / ".model.v2.abcdefgh.tmp"  # a folder named model.v2 being built
+    other.mkdir()
+    with build_once(dest) as tmp:
+        (tmp / "config.json").write_text("{}")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == [other.name]
+    assert (dest / "config.json").is_file()
 
 
 def test_an_over_long_line_is_refused_with_file_and_line(tmp_path):

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -202,6 +203,12 @@ def build_once(path: str | Path) -> Iterator[Path | None]:
         if (path / "config.json").is_file():  # built by another process while this one waited
             yield None
         else:
+            # a build killed outright (SIGKILL, a pulled plug) left its half-filled temporary folder: under the lock
+            # no other process is building this one, so it goes
+            mine = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")  # atomic_dir's mkdtemp names
+            for stale in path.parent.iterdir():
+                if mine.fullmatch(stale.name):
+                    shutil.rmtree(stale, ignore_errors=True)
             with atomic_dir(path) as tmp:
                 yield tmp
 

@@ -354,7 +354,8 @@ def add_task(
     src: str | Path, dest_root: str | Path = "data/tasks", name: str | None = None, force: bool = False
 ) -> Path:
     """Copy a task folder into `dest_root/<name>/` with a task.yaml (the folder's own, or an inferred one to edit),
-    after every split has been read and checked (file:line errors; nothing is written on any error)."""
+    after every split has been read and checked (file:line errors; nothing is written on any error). A folder
+    without unlabeled.jsonl gets an empty one."""
     import shutil
 
     import yaml
@@ -369,8 +370,12 @@ def add_task(
             f"a task is a folder directly under {dest_root}"
         )
     task = load_task(src, quiet=True)  # the spec inferred here is written out as task.yaml: no notice
+    # No unlabelled text is a task too (ZeroGen's case: labels and an LLM): it gets an empty unlabeled.jsonl, the file
+    # dvc.yaml declares, and `method: auto` reads as "no pool"
+    no_pool = not task.path("unlabeled").exists()
     for split in SPLITS:
-        task.load(split)
+        if not (split == "unlabeled" and no_pool):
+            task.load(split)
     dest = Path(dest_root) / name
     if dest.exists() and not force:
         raise DistillError(f"{dest}: already exists (pass --force to replace it)")
@@ -378,6 +383,8 @@ def add_task(
         for f in [*(f"{split}.jsonl" for split in SPLITS), "DATASET.md", "task.yaml"]:
             if (src / f).is_file():
                 shutil.copy2(src / f, tmp / f)
+        if no_pool:
+            (tmp / "unlabeled.jsonl").touch()
         if not (src / "task.yaml").is_file():
             spec = task.spec.model_dump(exclude={"name"}, exclude_none=True)
             (tmp / "task.yaml").write_text(
