@@ -155,6 +155,12 @@ def test_a_setfit_prior_is_setfit_on_the_fewshot_rows_in_llkd_label_and_evaluate
     assert not torch.allclose(got, with_prior(llm, probe, 10.0), atol=2e-3)  # SetFit, not the probe
 
     assert len(list(fewshot_prior.prior_cache().iterdir())) == 2  # one fit (and its lock file) for both stages
+    # what SetFit does not read finds the same fit: the probe's C, and the student once the prior names its encoder
+    llkd_same = params.llkd.model_copy(update={"prior_c": 0.5, "prior_model": str(tiny_student)})
+    same = params.model_copy(update={"llkd": llkd_same, "train": params.train.model_copy(update={"model": "x"})})
+    fewshot_prior._FITTED.clear()
+    assert torch.equal(fewshot_prior.fit_reference(same, task.spec, fewshot)(rows), setfit.proba(rows))
+    assert len(list(fewshot_prior.prior_cache().iterdir())) == 2
     fewshot_prior._FITTED.clear()  # as in evaluate's own process: loaded from the prior cache
     new_student(tiny_student, labels, ["text"], 0).save_pretrained("models/student")
     m = evaluated(tmp_path, toy_task, "setfit", **sections)

@@ -59,11 +59,11 @@ def fit_reference(params: Params, spec, fewshot: list[dict]):
     key = json.dumps(settings + [spec.name, spec.label_names, spec.field_names, fewshot], sort_keys=True, default=str)
     if key not in _FITTED:
         _FITTED.clear()  # one task's probe at a time: it holds an encoder
-        _FITTED[key] = _fit(params, spec, fewshot, key)
+        _FITTED[key] = _fit(params, spec, fewshot)
     return _FITTED[key]
 
 
-def _fit(params: Params, spec, fewshot: list[dict], key: str):
+def _fit(params: Params, spec, fewshot: list[dict]):
     lp, tc = params.llkd, params.train
     from distill.core.devices import autocast, resolve_device, resolve_dtype
     from distill.students.finetune import fit_linear
@@ -75,7 +75,7 @@ def _fit(params: Params, spec, fewshot: list[dict], key: str):
         else resolve_student(lp.prior_model, "llkd.prior_model")
     )
     if lp.fewshot_prior == "setfit":
-        return _fit_setfit(params, spec, fewshot, encoder, key)
+        return _fit_setfit(params, spec, fewshot, encoder)
     probe = new_student(
         encoder,
         spec.label_names,
@@ -107,7 +107,7 @@ def _fit(params: Params, spec, fewshot: list[dict], key: str):
     return distribution
 
 
-def _fit_setfit(params: Params, spec, fewshot: list[dict], encoder, key: str):
+def _fit_setfit(params: Params, spec, fewshot: list[dict], encoder):
     """SetFit on the fewshot rows (train.setfit_* settings, the seed), converted to a Student: its probabilities.
     Fitted once per settings and rows (minutes on a CPU) and kept in the prior cache, where the teacher_check,
     llkd_label and evaluate stages, and queued experiments, load the same model. Predictions in float32: the
@@ -118,7 +118,13 @@ def _fit_setfit(params: Params, spec, fewshot: list[dict], encoder, key: str):
     from distill.students.setfit_recipe import require_single_text, train_setfit
 
     require_single_text(spec.field_names, "llkd.fewshot_prior", "probe")  # before the cache folder is made
-    folder = prior_cache() / hashlib.sha256((key + _identity(encoder)).encode()).hexdigest()[:20]
+    # named by what train_setfit reads, not by fit_reference's wider key: another student (train.model) or prior_c
+    # finds the same fit (minutes to half an hour on a CPU) instead of refitting it
+    tc = params.train
+    reads = [tc.setfit_iterations, tc.setfit_batch_size, tc.setfit_lr, tc.setfit_max_steps, tc.max_length, tc.device]
+    reads += [params.seed, spec.name, spec.label_names, spec.field_names, fewshot]
+    key = json.dumps(reads, sort_keys=True, default=str) + _identity(encoder)
+    folder = prior_cache() / hashlib.sha256(key.encode()).hexdigest()[:20]
     with build_once(folder) as tmp:
         if tmp is not None:
             log = lambda line: print(f"few-shot prior: {line}")  # noqa: E731
