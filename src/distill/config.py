@@ -203,6 +203,13 @@ class TrainParams(Section):
         "labeller on SST-2, AG News, CR and MPQA), minilm-l6 (all-MiniLM-L6-v2, 22.7 M: ~5x faster to train and "
         "to run, 1-5 points lower) or a local model folder",
     )
+    init: Literal["pretrained", "setfit"] = Field(
+        "pretrained",
+        description="where the student's encoder starts: pretrained = train.model as it is; setfit = SetFit's "
+        "contrastive fine-tune of train.model on fewshot.jsonl (train.setfit_* settings; minutes on a CPU, kept in "
+        "the prior cache and shared with llkd.fewshot_prior: setfit on the same encoder); single-text "
+        "classification, recipe finetune (recipe setfit starts there anyway)",
+    )
     pooling: Literal["mean", "cls"] = Field(
         "mean",
         description="sentence embedding: mean of the token states (how the "

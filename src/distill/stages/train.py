@@ -14,6 +14,7 @@ from distill.methods.registry import method_of
 from distill.kinds import kind_of
 from distill.resolved import train_config
 from distill.students import distributed
+from distill.students.prior import start_encoder
 from distill.core.tasks import check_labels, load_task
 
 
@@ -23,6 +24,7 @@ def run(
     task = load_task(task_dir)
     spec, method = task.spec, method_of(params)
     cfg = train_config(params, spec)  # the method's and the task kind's settings (resolved.py)
+    cfg = start_encoder(cfg, params.seed, spec, task.load("fewshot"))  # train.init: setfit -> SetFit's encoder
     rows = read_jsonl(data_path, required=spec.field_names)
     check_labels(rows, spec, data_path)
     select = task.load("validation") if cfg.select_on_validation else []

@@ -113,31 +113,56 @@ def _fit_setfit(params: Params, spec, fewshot: list[dict], encoder):
     llkd_label and evaluate stages, and queued experiments, load the same model. Predictions in float32: the
     contrastively tuned encoder was not checked under bfloat16."""
     from distill.core.devices import resolve_device
-    from distill.core.io import build_once
     from distill.students.model import load_student
-    from distill.students.setfit_recipe import require_single_text, train_setfit
+    from distill.students.setfit_recipe import require_single_text
 
     require_single_text(spec.field_names, "llkd.fewshot_prior", "probe")  # before the cache folder is made
-    # named by what train_setfit reads, not by fit_reference's wider key: another student (train.model) or prior_c
-    # finds the same fit (minutes to half an hour on a CPU) instead of refitting it
-    tc = params.train
-    reads = [tc.setfit_iterations, tc.setfit_batch_size, tc.setfit_lr, tc.setfit_max_steps, tc.max_length, tc.device]
-    reads += [params.seed, spec.name, spec.label_names, spec.field_names, fewshot]
-    key = json.dumps(reads, sort_keys=True, default=str) + _identity(encoder)
-    folder = prior_cache() / hashlib.sha256(key.encode()).hexdigest()[:20]
-    with build_once(folder) as tmp:
-        if tmp is not None:
-            log = lambda line: print(f"few-shot prior: {line}")  # noqa: E731
-            fitted = train_setfit(
-                fewshot, spec.label_names, spec.field_names, encoder, params.train, params.seed, spec.name, log
-            )
-            fitted.save_pretrained(tmp)
+    folder = setfit_fit(params.train, params.seed, spec, fewshot, encoder, "few-shot prior")
     model = load_student(folder, str(resolve_device(params.train.device, "train.device")))
 
     def distribution(rows: list[dict]) -> torch.Tensor:
         return model.proba(rows)
 
     return distribution
+
+
+def setfit_fit(tc, seed: int, spec, fewshot: list[dict], encoder: Path, who: str) -> Path:
+    """SetFit on the fewshot rows from `encoder` (train.setfit_* of `tc`), saved as a student folder in the prior
+    cache, fitted once: llkd.fewshot_prior: setfit and train.init: setfit on the same encoder share one fit. The
+    folder is named by what train_setfit reads, so another student (train.model) or prior_c finds the same fit
+    (minutes to half an hour on a CPU) instead of refitting it."""
+    from distill.core.io import build_once
+    from distill.students.setfit_recipe import train_setfit
+
+    reads = [tc.setfit_iterations, tc.setfit_batch_size, tc.setfit_lr, tc.setfit_max_steps, tc.max_length, tc.device]
+    reads += [seed, spec.name, spec.label_names, spec.field_names, fewshot]
+    key = json.dumps(reads, sort_keys=True, default=str) + _identity(encoder)
+    folder = prior_cache() / hashlib.sha256(key.encode()).hexdigest()[:20]
+    with build_once(folder) as tmp:
+        if tmp is not None:
+            log = lambda line: print(f"{who}: {line}")  # noqa: E731
+            fitted = train_setfit(fewshot, spec.label_names, spec.field_names, encoder, tc, seed, spec.name, log)
+            fitted.save_pretrained(tmp)
+    return folder
+
+
+def start_encoder(tc, seed: int, spec, fewshot: list[dict]):
+    """train.init: the train settings a student starts from. setfit: train.model replaced by SetFit's fine-tune of it
+    on the fewshot rows (setfit_fit), so that the student's encoder starts where SetFit's ended (its head is the
+    recipe's: probed, or random for LLKD). recipe setfit trains SetFit itself: nothing to change."""
+    if tc.init != "setfit" or tc.recipe == "setfit":
+        return tc
+    from distill.core.io import DistillError
+    from distill.students.model import resolve_student
+    from distill.students.setfit_recipe import require_single_text
+
+    if spec.seq2seq:
+        raise DistillError(
+            "train.init: setfit starts a classifier's encoder; a seq2seq task needs train.init: pretrained"
+        )
+    require_single_text(spec.field_names, "train.init", "pretrained")
+    folder = setfit_fit(tc, seed, spec, fewshot, resolve_student(tc.model), "train.init: setfit")
+    return tc.model_copy(update={"model": str(folder)})
 
 
 def prior_cache() -> Path:

@@ -36,6 +36,7 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
     # torch + transformers load here, not at import: under another method this stage is a ~0.5 s no-op.
     from distill.methods.gold.algorithm import energy_stats, select_feedback
     from distill.students.model import load_student
+    from distill.students.prior import start_encoder
 
     gp, task = params.gold, checked_task(task_dir)
     spec = task.spec
@@ -69,7 +70,7 @@ def iterate(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, 
     data = so_far + new_train + new_val  # val blocks become training data too, as in the released code
 
     # 2. refresh the student on everything so far (cumulative: continue from the previous student)
-    tp = kind.student_config(params.train)  # the task kind's student settings
+    tp = start_encoder(kind.student_config(params.train), params.seed, spec, fewshot)  # the kind's, train.init's
     start = None
     if gp.refresh == "cumulative" and (prev / "student" / "distill.json").is_file():
         start = load_student(prev / "student")

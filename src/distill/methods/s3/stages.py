@@ -130,6 +130,7 @@ def round_(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, m
         return _write(out_dir, metrics_out, [], {"skipped": 1})
     # torch + transformers load here, not at import: under another method this stage is a ~0.5 s no-op.
     from distill.students.model import accuracy_of
+    from distill.students.prior import start_encoder
 
     task, sp = checked_task(task_dir), params.s3
     spec = task.spec
@@ -139,7 +140,8 @@ def round_(params: Params, task_dir: str, k: int, prev_dir: str, out_dir: str, m
 
     # 1. a fresh student on everything so far; 2. its errors on the small gold set
     kind = kind_of(spec)
-    model, _ = kind.train(spec, data, kind.student_config(params.train), params.seed + k)
+    tp = start_encoder(kind.student_config(params.train), params.seed, spec, fewshot)  # the kind's, train.init's
+    model, _ = kind.train(spec, data, tp, params.seed + k)
     correct = model.correct(gold)  # the gold label, or (seq2seq) the task's answer check
     errors = [g for g, c in zip(gold, correct) if not c]
     val_acc = accuracy_of(correct)
