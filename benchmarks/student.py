@@ -87,6 +87,15 @@ CONFIGS = {  # name -> overrides (or task -> overrides); run order: the acceptan
         "llkd.fewshot_prior": "setfit",
         "llkd.prior_weight": 3.0,
     },
+    # ... and the student's encoder starting from that SetFit fit (train.init: setfit): SetFit's fine-tune, then the
+    # labeller's pool distilled into it (an idea issue 41 lists); LLKD forced, to measure the student everywhere
+    "default, setfit prior and start, method llkd": lambda task: {
+        "method": "llkd",
+        "train.model": "mpnet-base",
+        "train.init": "setfit",
+        "llkd.fewshot_prior": "setfit",
+        "llkd.prior_weight": 3.0,
+    },
 }
 # Every row but these was measured with random batches, before `train.group_by_length` (on by default since commit
 # 6cf6610): pinned off, a re-run reproduces the batches they trained on (the same shuffle, the same rng calls).
@@ -100,6 +109,7 @@ GROUPED = {
     "default, mpnet student",
     "default, setfit prior",
     "default, setfit prior, method llkd",
+    "default, setfit prior and start, method llkd",
 }
 
 
