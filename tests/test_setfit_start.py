@@ -74,3 +74,42 @@ def test_a_setfit_start_needs_single_text_classification_and_is_one_error_otherw
     setfit = tc.model_copy(update={"recipe": "setfit"})
     assert start_encoder(setfit, 0, pair, rows) is setfit  # the setfit recipe is SetFit already: nothing to start
     assert not (tmp_path / ".cache").exists()  # nothing fitted, nothing half-written
+
+
+@pytest.mark.parametrize("method", ["gold", "s3"])
+def test_gold_and_s3_round_students_start_from_setfit_too(
+    method, tmp_path, toy_task, fake_backend, tiny_student, monkeypatch
+):
+    """Their round students (GOLD's refresh, S3's error-finding student) train from the same SetFit start."""
+    from distill.methods.gold import stages as gold
+    from distill.methods.gold import start as gold_start
+    from distill.methods.s3 import stages as s3
+    from distill import students
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DISTILL_PRIOR_CACHE", str(tmp_path / "prior"))
+    started_from = []
+    real = students.train_student
+    monkeypatch.setattr(
+        "distill.students.train_student",
+        lambda rows, l, f, cfg, *a, **kw: started_from.append(cfg.model) or real(rows, l, f, cfg, *a, **kw),
+    )
+    params = load_params(
+        write_params(
+            tmp_path / "params.yaml",
+            task="toy",
+            method=method,
+            generate={"min_words": 3},
+            train={"model": str(tiny_student), "init": "setfit", "setfit_iterations": 2, "epochs": 1, "min_steps": 0},
+            gold={"iterations": [{"i": 1, "prev": 0}], "train_per_iter": 4, "val_per_iter": 4, "n_feedback": 1},
+            s3={"seed_per_label": 4, "n_rationales": 2, "max_extrapolations": 2},
+        )
+    )
+    if method == "gold":
+        gold_start.run("g/iter_0")
+        gold.iterate(params, str(toy_task), 1, "g/iter_0", "g/iter_1", "m/g1.json")
+    else:
+        s3.seed(params, str(toy_task), "s/round_0", "m/s3_0.json")
+        s3.round_(params, str(toy_task), 1, "s/round_0", "s/round_1", "m/s3_1.json")
+    fits = [str(f) for f in (tmp_path / "prior").iterdir() if not f.name.startswith(".")]
+    assert len(fits) == 1 and started_from == fits  # one round student, from the one SetFit fit
