@@ -49,10 +49,10 @@ def recipe(row: dict) -> str | None:
     not the default's (`llkd.fewshot_prior: setfit`) and its start (`train.init: setfit`); None for other settings
     (the ablations of recipe.jsonl)."""
     overrides = row.get("overrides", {})
-    prior_keys = ("method", "llkd.fewshot_prior", "llkd.prior_weight", "train.init")
-    extra = {k: v for k, v in overrides.items() if k not in ("task", "seed", "train.model", *prior_keys)}
-    prior = ", ".join(f"{k.split('.')[-1]} {overrides[k]}" for k in prior_keys if k in overrides)
-    return None if extra else f"default, {student_model(row)}" + (f", {prior}" if prior else "")
+    recipe_keys = ("method", "llkd.fewshot_prior", "llkd.prior_weight", "train.init")
+    extra = {k: v for k, v in overrides.items() if k not in ("task", "seed", "train.model", *recipe_keys)}
+    named = ", ".join(f"{k.split('.')[-1]} {overrides[k]}" for k in recipe_keys if k in overrides)
+    return None if extra else f"default, {student_model(row)}" + (f", {named}" if named else "")
 
 
 def cell(runs: list[dict], key: str) -> str:

@@ -208,7 +208,7 @@ def test_add_task_copies_checked_rows_and_writes_an_editable_task_yaml(toy_task,
         add_task(toy_task, tmp_path / "tasks", "mine")
 
 
-def test_add_task_without_unlabelled_text_writes_an_empty_pool_that_auto_reads_as_none(toy_task, tmp_path):
+def test_add_task_without_unlabelled_text_writes_an_empty_pool_that_auto_reads_as_none(toy_task, tmp_path, capsys):
     """A folder with labels only (ZeroGen's case) is a task: dvc.yaml declares unlabeled.jsonl, so it gets an empty one."""
     from distill.config import Params
     from distill.core.tasks import add_task
@@ -217,6 +217,7 @@ def test_add_task_without_unlabelled_text_writes_an_empty_pool_that_auto_reads_a
     (toy_task / "unlabeled.jsonl").unlink()
     out = add_task(toy_task, tmp_path / "tasks", "labels-only")
     assert (out / "unlabeled.jsonl").read_text() == ""
+    assert f"{out / 'unlabeled.jsonl'} is empty: `method: auto` runs zerogen" in capsys.readouterr().err
     task = load_task(out)
     assert task.load("unlabeled") == []
     assert rule(Params(), task).method == "zerogen"

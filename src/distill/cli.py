@@ -267,8 +267,6 @@ def add_task(src, name, dest, force):
 
     out = run(src, dest, name, force)
     click.echo(f"added {out} ({out / 'task.yaml'}); run it with: dvc exp run -S task={out.name}")
-    if not os.path.exists(os.path.join(src, "unlabeled.jsonl")):
-        click.echo(f"{src}: no unlabeled.jsonl, so {out / 'unlabeled.jsonl'} is empty: `method: auto` runs zerogen")
 
 
 @cli.command(help="Serve a local teacher over the OpenAI API (for teacher.backend: openai). Loopback only by default.")

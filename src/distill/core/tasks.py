@@ -392,4 +392,9 @@ def add_task(
                 "# descriptions (the teacher reads them) before generating data.\n"
                 + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
             )
+    if no_pool:
+        print(
+            f"{src}: no unlabeled.jsonl, so {dest / 'unlabeled.jsonl'} is empty: `method: auto` runs zerogen",
+            file=sys.stderr,
+        )
     return dest
